@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every kafka-shock test: formatting, lints, unit tests, and the lab tests on real Apache
+# Kafka, a real kube-apiserver and real iptables. Installs and builds what it needs first
+# (idempotently, cached under $KSHOCK_CACHE), and takes the lab down at the end, pass or fail.
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")/.."
+[[ $(id -u) -eq 0 ]] || { echo "run-all: must run as root: the lab tests create network namespaces and iptables rules" >&2; exit 1; }
+
+export KSHOCK_CACHE=${KSHOCK_CACHE:-$HOME/.cache/kafka-shock}
+# The cargo target dir lives in the cache too, so a fresh clone does not rebuild every crate.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$KSHOCK_CACHE/target}
+export CARGO_TERM_COLOR=never RUST_BACKTRACE=1
+
+started=$SECONDS
+section() { printf '\n== %s (%d s)\n' "$*" $((SECONDS - started)); }
+
+section "lab build (packages, Kafka jars, kube-apiserver/etcd/kubectl, helm, Python client)"
+tests/lab/lab.sh build
+trap 'tests/lab/lab.sh down || true' EXIT
+
+section "cargo fmt --check"
+cargo fmt --all --check
+
+section "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+section "cargo build (binaries the lab tests run)"
+cargo build --workspace --bins --locked
+
+section "cargo test (unit, CRD drift and lab tests)"
+cargo test --workspace --locked --no-fail-fast
+
+section "done"

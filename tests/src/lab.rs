@@ -1,0 +1,284 @@
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::LabError;
+
+/// Where lab.sh keeps its state; the same default as the script (`KSHOCK_LAB_STATE`).
+fn state_dir() -> PathBuf {
+    std::env::var_os("KSHOCK_LAB_STATE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/kafka-shock-lab"))
+}
+
+/// The repository root, found from this crate's manifest so tests run from any directory.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+/// The lab's one entry point.
+pub fn lab_script() -> PathBuf {
+    workspace_root().join("tests/lab/lab.sh")
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Uid:"))
+                .and_then(|uids| uids.split_whitespace().nth(1).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Runs a command to completion and turns a non-zero exit into an error carrying its stderr.
+pub fn run(command: &mut Command) -> Result<Output, LabError> {
+    let described = format!("{command:?}");
+    let output = command.output().map_err(|source| LabError::Spawn {
+        command: described.clone(),
+        source,
+    })?;
+    if output.status.success() {
+        Ok(output)
+    } else {
+        Err(LabError::CommandFailed {
+            command: described,
+            status: output.status,
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
+    }
+}
+
+/// Runs a command to completion and returns its standard output.
+pub fn stdout(command: &mut Command) -> Result<String, LabError> {
+    run(command).map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Runs a command with `input` on its standard input and returns its standard output.
+pub fn stdout_with_input(command: &mut Command, input: &str) -> Result<String, LabError> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let described = format!("{command:?}");
+    let spawn_error = |source| LabError::Spawn {
+        command: described.clone(),
+        source,
+    };
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn_error)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes()).map_err(spawn_error)?;
+    }
+    let output = child.wait_with_output().map_err(spawn_error)?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(LabError::CommandFailed {
+            command: described,
+            status: output.status,
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
+    }
+}
+
+/// A running lab, as described by the environment file lab.sh writes once it is up.
+#[derive(Debug, Clone)]
+pub struct Lab {
+    env: HashMap<String, String>,
+}
+
+impl Lab {
+    /// The default lab: one broker. Reuses a running lab of that shape.
+    pub fn up() -> Result<Lab, LabError> {
+        Lab::up_with(1)
+    }
+
+    /// A lab with `brokers` brokers (1 or 3); a running lab of another shape is taken down first.
+    pub fn up_with(brokers: usize) -> Result<Lab, LabError> {
+        if !is_root() {
+            return Err(LabError::NotRoot);
+        }
+        // Tests of one binary run on parallel threads; only one of them may change the lab.
+        static LAB_CHANGE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _changing = LAB_CHANGE
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Ok(running) = Lab::read_env() {
+            if running.brokers() == brokers && Lab::script(&["status"]).is_ok() {
+                return Ok(running);
+            }
+            Lab::down()?;
+        }
+        Lab::script(&["up", "--brokers", &brokers.to_string()])?;
+        Lab::read_env()
+    }
+
+    /// Removes everything the lab made.
+    pub fn down() -> Result<(), LabError> {
+        Lab::script(&["down"]).map(drop)
+    }
+
+    fn script(args: &[&str]) -> Result<Output, LabError> {
+        run(Command::new(lab_script()).args(args))
+    }
+
+    fn read_env() -> Result<Lab, LabError> {
+        let path = state_dir().join("env");
+        let text =
+            std::fs::read_to_string(&path).map_err(|source| LabError::Env { path, source })?;
+        let env = text
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(key, value)| (key.to_owned(), value.to_owned()))
+            .collect();
+        Ok(Lab { env })
+    }
+
+    fn var(&self, key: &'static str) -> Result<&str, LabError> {
+        self.env
+            .get(key)
+            .map(String::as_str)
+            .ok_or(LabError::MissingEnv(key))
+    }
+
+    fn list(&self, key: &'static str) -> Vec<String> {
+        self.var(key)
+            .map(|value| value.split(',').map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
+    /// How many brokers this lab runs.
+    pub fn brokers(&self) -> usize {
+        self.list("KSHOCK_LAB_BROKERS")
+            .first()
+            .and_then(|count| count.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The bootstrap list, "ip:port,ip:port", as clients take it.
+    pub fn bootstrap(&self) -> &str {
+        self.var("KSHOCK_LAB_BOOTSTRAP").unwrap_or_default()
+    }
+
+    /// Each broker's "ip:port", broker 0 first.
+    pub fn broker_addrs(&self) -> Vec<String> {
+        self.list("KSHOCK_LAB_BOOTSTRAP")
+    }
+
+    /// Each broker's network namespace (its "pod"), broker 0 first.
+    pub fn broker_netns(&self) -> Vec<String> {
+        self.list("KSHOCK_LAB_BROKER_NETNS")
+    }
+
+    /// The namespace clients run in.
+    pub fn client_netns(&self) -> &str {
+        self.var("KSHOCK_LAB_CLIENT_NETNS").unwrap_or_default()
+    }
+
+    /// The client namespace's IPv4 address, as brokers see it.
+    pub fn client_ip(&self) -> &str {
+        self.var("KSHOCK_LAB_CLIENT_IP").unwrap_or_default()
+    }
+
+    /// The lab's Kubernetes node names.
+    pub fn nodes(&self) -> Vec<String> {
+        self.list("KSHOCK_LAB_NODES")
+    }
+
+    /// The Kubernetes namespace holding the broker pods.
+    pub fn pod_namespace(&self) -> &str {
+        self.var("KSHOCK_LAB_POD_NAMESPACE").unwrap_or_default()
+    }
+
+    /// The kube-apiserver URL.
+    pub fn apiserver(&self) -> &str {
+        self.var("KSHOCK_LAB_APISERVER").unwrap_or_default()
+    }
+
+    /// The admin kubeconfig.
+    pub fn kubeconfig(&self) -> PathBuf {
+        PathBuf::from(self.var("KUBECONFIG").unwrap_or_default())
+    }
+
+    /// PATH with the lab's tools first: kubectl, helm, kafka-class, the Python client's venv.
+    pub fn path(&self) -> &str {
+        self.var("PATH").unwrap_or_default()
+    }
+
+    /// A command run in the client namespace with the lab's tools on PATH, e.g.
+    /// `lab.client("kcat").args(["-b", lab.bootstrap(), "-L"])`.
+    pub fn client(&self, program: &str) -> Command {
+        self.in_netns(self.client_netns(), program)
+    }
+
+    /// A command run in network namespace `netns` with the lab's tools on PATH.
+    pub fn in_netns(&self, netns: &str, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", netns, "env"])
+            .arg(format!("PATH={}", self.path()))
+            .arg(program);
+        command
+    }
+
+    /// A host command with the lab's tools on PATH and its KUBECONFIG.
+    pub fn host(&self, program: &str) -> Command {
+        let mut command = Command::new(program);
+        command
+            .env("PATH", self.path())
+            .env("KUBECONFIG", self.kubeconfig());
+        command
+    }
+
+    /// kubectl against the lab's apiserver, as its admin.
+    pub fn kubectl(&self) -> Command {
+        self.host("kubectl")
+    }
+
+    /// Creates a topic (idempotent) with Kafka's own TopicCommand.
+    pub fn create_topic(
+        &self,
+        topic: &str,
+        partitions: u32,
+        replicas: u32,
+    ) -> Result<(), LabError> {
+        Lab::script(&[
+            "topic",
+            topic,
+            &partitions.to_string(),
+            &replicas.to_string(),
+        ])
+        .map(drop)
+    }
+
+    /// A kube client authenticated as the lab's admin.
+    pub async fn kube_client(&self) -> Result<kube::Client, LabError> {
+        let kubeconfig = kube::config::Kubeconfig::read_from(self.kubeconfig())
+            .map_err(|error| LabError::Kubeconfig(error.to_string()))?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .map_err(|error| LabError::Kubeconfig(error.to_string()))?;
+        kube::Client::try_from(config).map_err(|error| LabError::Kubeconfig(error.to_string()))
+    }
+}
+
+/// Takes the lab down when dropped, also when the test panics: for tests that change the
+/// lab's shape or check that nothing is left behind.
+#[must_use = "the lab goes down when this guard is dropped"]
+pub struct LabDownGuard;
+
+impl Drop for LabDownGuard {
+    fn drop(&mut self) {
+        if let Err(error) = Lab::down() {
+            eprintln!("lab down failed: {error}");
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The lab harness: brings up kafka-shock's local lab (real Kafka brokers in network
+//! namespaces, a real kube-apiserver, real clients) through `tests/lab/lab.sh`, and hands tests
+//! what they need: broker addresses, a kube `Client`, "run this in the client namespace",
+//! "create a topic". The shell script stays the one owner of the lab's resources, so a test
+//! that crashes leaves nothing `lab.sh down` cannot remove.
+#![forbid(unsafe_code)]
+
+mod error;
+mod lab;
+
+pub use error::LabError;
+pub use lab::{Lab, LabDownGuard, lab_script, run, stdout, stdout_with_input, workspace_root};

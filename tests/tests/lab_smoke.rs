@@ -1,0 +1,198 @@
+//! The lab smoke test: every real client round-trips through the broker from the client
+//! namespace, and the real Kubernetes API describes the lab.
+
+use std::process::Command;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use lab::{Lab, workspace_root};
+
+fn stdout_of(command: &mut Command) -> String {
+    lab::stdout(command).unwrap_or_else(|error| panic!("{error}"))
+}
+
+fn with_stdin(command: &mut Command, input: &str) -> String {
+    lab::stdout_with_input(command, input).unwrap_or_else(|error| panic!("{error}"))
+}
+
+fn messages(prefix: &str, count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+fn unique_topic(client: &str) -> String {
+    format!("smoke-{client}-{}", std::process::id())
+}
+
+#[test]
+fn kcat_produces_and_consumes() {
+    let lab = Lab::up().expect("lab up");
+    let topic = unique_topic("kcat");
+    let sent = messages("kcat", 20);
+    with_stdin(
+        lab.client("kcat")
+            .args(["-b", lab.bootstrap(), "-t", &topic, "-P", "-X", "acks=all"]),
+        &(sent.join("\n") + "\n"),
+    );
+    let received = stdout_of(lab.client("kcat").args([
+        "-b",
+        lab.bootstrap(),
+        "-t",
+        &topic,
+        "-C",
+        "-o",
+        "beginning",
+        "-c",
+        "20",
+        "-e",
+        "-q",
+    ]));
+    assert_eq!(received.lines().collect::<Vec<_>>(), sent);
+}
+
+#[test]
+fn java_console_tools_produce_and_consume() {
+    let lab = Lab::up().expect("lab up");
+    let topic = unique_topic("java");
+    let sent = messages("java", 20);
+    with_stdin(
+        lab.client("kafka-class").args([
+            "org.apache.kafka.tools.ConsoleProducer",
+            "--bootstrap-server",
+            lab.bootstrap(),
+            "--topic",
+            &topic,
+        ]),
+        &(sent.join("\n") + "\n"),
+    );
+    let received = stdout_of(lab.client("kafka-class").args([
+        "org.apache.kafka.tools.consumer.ConsoleConsumer",
+        "--bootstrap-server",
+        lab.bootstrap(),
+        "--topic",
+        &topic,
+        "--from-beginning",
+        "--max-messages",
+        "20",
+        "--timeout-ms",
+        "30000",
+    ]));
+    assert_eq!(received.lines().collect::<Vec<_>>(), sent);
+}
+
+#[test]
+fn java_perf_tool_produces() {
+    let lab = Lab::up().expect("lab up");
+    let topic = unique_topic("perf");
+    let report = stdout_of(lab.client("kafka-class").args([
+        "org.apache.kafka.tools.ProducerPerformance",
+        "--topic",
+        &topic,
+        "--num-records",
+        "2000",
+        "--record-size",
+        "100",
+        "--throughput",
+        "-1",
+        "--producer-props",
+        &format!("bootstrap.servers={}", lab.bootstrap()),
+        "acks=all",
+    ]));
+    assert!(
+        report.contains("2000 records sent"),
+        "unexpected perf report: {report}"
+    );
+}
+
+#[test]
+fn python_client_produces_and_consumes() {
+    let lab = Lab::up().expect("lab up");
+    let topic = unique_topic("python");
+    let script = workspace_root().join("tests/clients/kafka_python_roundtrip.py");
+    let report = stdout_of(lab.client("python").args([
+        script.to_str().expect("utf-8 path"),
+        lab.bootstrap(),
+        &topic,
+        "20",
+    ]));
+    let report: serde_json::Value = serde_json::from_str(&report).expect("json report");
+    assert_eq!(report["consumed"], serde_json::json!(messages("py", 20)));
+}
+
+#[test]
+fn kubectl_shows_the_lab_nodes_and_broker_pods() {
+    let lab = Lab::up().expect("lab up");
+    let listing = stdout_of(
+        lab.kubectl()
+            .args(["get", "nodes,pods", "-A", "-o", "wide"]),
+    );
+    for node in lab.nodes() {
+        assert!(listing.contains(&node), "{node} missing from:\n{listing}");
+    }
+    let broker_ip = lab.broker_addrs()[0].split(':').next().map(str::to_owned);
+    let pod_line = listing
+        .lines()
+        .find(|line| line.contains("pod/kafka-broker-0"))
+        .unwrap_or_else(|| panic!("no broker pod in:\n{listing}"));
+    assert!(pod_line.contains("Running"), "{pod_line}");
+    assert!(
+        pod_line.contains(broker_ip.as_deref().unwrap_or("?")),
+        "{pod_line}"
+    );
+}
+
+#[tokio::test]
+async fn kube_client_sees_ready_broker_pods() {
+    let lab = Lab::up().expect("lab up");
+    let client = lab.kube_client().await.expect("kube client");
+    let pods: Api<Pod> = Api::namespaced(client, lab.pod_namespace());
+    let listed = pods
+        .list(&ListParams::default().labels("strimzi.io/broker-role=true"))
+        .await
+        .expect("list pods");
+    assert_eq!(listed.items.len(), lab.brokers());
+    for pod in listed.items {
+        let status = pod.status.expect("pod status");
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+        let ready = status
+            .conditions
+            .unwrap_or_default()
+            .into_iter()
+            .any(|condition| condition.type_ == "Ready" && condition.status == "True");
+        assert!(ready, "pod is not Ready");
+        let pod_ip = status.pod_ip.expect("pod IP");
+        assert!(
+            lab.broker_addrs()
+                .iter()
+                .any(|addr| addr.starts_with(&format!("{pod_ip}:"))),
+            "pod IP {pod_ip} is no broker address"
+        );
+        assert!(pod.spec.and_then(|spec| spec.node_name).is_some());
+    }
+}
+
+#[test]
+fn helm_runs() {
+    let lab = Lab::up().expect("lab up");
+    let version = stdout_of(lab.host("helm").args(["version", "--short"]));
+    assert!(version.starts_with("v3."), "helm version: {version}");
+}
+
+#[test]
+fn apiserver_rejects_unauthenticated_requests() {
+    let lab = Lab::up().expect("lab up");
+    let url = format!("{}/api/v1/namespaces", lab.apiserver());
+    for extra in [vec![], vec!["-H", "Authorization: Bearer not-a-lab-token"]] {
+        let code = stdout_of(
+            Command::new("curl")
+                .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}"])
+                .args(&extra)
+                .arg(&url),
+        );
+        assert_eq!(code, "401", "curl {extra:?} {url}");
+    }
+    let authorized = stdout_of(lab.kubectl().args(["get", "--raw", "/version"]));
+    assert!(
+        authorized.contains("\"gitVersion\": \"v1.34"),
+        "{authorized}"
+    );
+}
