@@ -1,0 +1,238 @@
+//! The record `kafka-shock sniff` prints for each request: its JSON form is
+//! a contract (field names are fixed), its one-line form is for people.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+
+/// One Kafka request, with its response when one was seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    /// When the request was captured, as time since the Unix epoch; printed in RFC 3339.
+    #[serde(serialize_with = "serialize_rfc3339")]
+    pub ts: Duration,
+    /// Client address ("ip:port", "[ip]:port" for IPv6).
+    pub client: SocketAddr,
+    /// Broker address.
+    pub broker: SocketAddr,
+    /// Client id from the request header.
+    pub client_id: Option<String>,
+    /// Kafka's api name ("Produce", …), or "Unknown(N)".
+    pub api: String,
+    /// Api version.
+    pub api_version: i16,
+    /// Correlation id.
+    pub correlation_id: i32,
+    /// Topic names; a topic id no response resolved stays as its UUID.
+    pub topics: Vec<String>,
+    /// Produce: total records; otherwise null.
+    pub records: Option<u64>,
+    /// Request frame size, including the 4-byte size prefix.
+    pub request_bytes: u64,
+    /// Time from request to response; null when no response was seen.
+    pub latency_us: Option<u64>,
+    /// Kafka error names in the response; null when no response was seen.
+    pub errors: Option<Vec<String>>,
+    /// Consumer or share group named by the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    /// Transactional id named by the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transactional_id: Option<String>,
+    /// Response frame size, including the prefix, when one was seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_bytes: Option<u64>,
+    /// Why the request or its response was not fully decoded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decode_error: Option<String>,
+}
+
+impl Event {
+    /// The event as one JSON line (the machine-readable contract).
+    pub fn to_json(&self) -> String {
+        // Serialising plain strings and numbers cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The event as one human line, in the spirit of tcpdump and kcat:
+    /// time, client → broker, client id, api and version, topics, records,
+    /// latency and errors.
+    pub fn to_line(&self) -> String {
+        let mut line = format!("{} {} → {}", rfc3339(self.ts), self.client, self.broker);
+        let client_id = self.client_id.as_deref().unwrap_or("-");
+        let _ = write!(
+            line,
+            " {client_id} {} v{} #{}",
+            self.api, self.api_version, self.correlation_id
+        );
+        if !self.topics.is_empty() {
+            let _ = write!(line, " topics={}", self.topics.join(","));
+        }
+        if let Some(group) = &self.group_id {
+            let _ = write!(line, " group={group}");
+        }
+        if let Some(txn) = &self.transactional_id {
+            let _ = write!(line, " txn={txn}");
+        }
+        if let Some(records) = self.records {
+            let _ = write!(line, " records={records}");
+        }
+        let _ = write!(line, " {}B", self.request_bytes);
+        match self.latency_us {
+            Some(us) => {
+                let _ = write!(line, " {}.{:03}ms", us / 1000, us % 1000);
+            }
+            None => line.push_str(" no-response"),
+        }
+        if let Some(errors) = self.errors.as_ref().filter(|e| !e.is_empty()) {
+            let _ = write!(line, " errors={}", errors.join(","));
+        }
+        if let Some(error) = &self.decode_error {
+            let _ = write!(line, " decode-error=\"{error}\"");
+        }
+        line
+    }
+}
+
+/// Which events to print, as the CLI's `--api`, `--client-id` and `--topic`
+/// say. Each non-empty list must match one of its values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Api names, case-insensitive ("produce", "Fetch").
+    pub apis: Vec<String>,
+    /// Exact client ids.
+    pub client_ids: Vec<String>,
+    /// Exact topic names (or topic id strings).
+    pub topics: Vec<String>,
+}
+
+impl EventFilter {
+    /// Whether `event` passes the filter.
+    pub fn matches(&self, event: &Event) -> bool {
+        let api =
+            self.apis.is_empty() || self.apis.iter().any(|a| a.eq_ignore_ascii_case(&event.api));
+        let client = self.client_ids.is_empty()
+            || event
+                .client_id
+                .as_ref()
+                .is_some_and(|id| self.client_ids.contains(id));
+        let topic = self.topics.is_empty() || event.topics.iter().any(|t| self.topics.contains(t));
+        api && client && topic
+    }
+}
+
+fn serialize_rfc3339<S: Serializer>(ts: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&rfc3339(*ts))
+}
+
+/// Formats time since the Unix epoch as RFC 3339 UTC with microseconds.
+pub fn rfc3339(since_epoch: Duration) -> String {
+    let secs = since_epoch.as_secs();
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since_epoch.subsec_micros()
+    )
+}
+
+/// Howard Hinnant's days-to-civil algorithm, for days since 1970-01-01.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Event {
+        Event {
+            ts: Duration::from_micros(1_700_000_000_123_456),
+            client: "[fd00::1]:40000".parse().expect("client"),
+            broker: "10.0.0.2:9092".parse().expect("broker"),
+            client_id: Some("checkout-svc".into()),
+            api: "Produce".into(),
+            api_version: 9,
+            correlation_id: 17,
+            topics: vec!["orders".into()],
+            records: Some(3),
+            request_bytes: 200,
+            latency_us: Some(1234),
+            errors: Some(vec!["NOT_LEADER_OR_FOLLOWER".into()]),
+            group_id: None,
+            transactional_id: None,
+            response_bytes: None,
+            decode_error: None,
+        }
+    }
+
+    #[test]
+    fn formats_rfc3339() {
+        assert_eq!(rfc3339(Duration::ZERO), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            rfc3339(Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00.000000Z"
+        );
+        assert_eq!(
+            rfc3339(Duration::from_micros(1_700_000_000_123_456)),
+            "2023-11-14T22:13:20.123456Z"
+        );
+    }
+
+    #[test]
+    fn json_has_the_contract_fields() {
+        let json: serde_json::Value = serde_json::from_str(&sample().to_json()).expect("json");
+        let expected = serde_json::json!({
+            "ts": "2023-11-14T22:13:20.123456Z", "client": "[fd00::1]:40000", "broker": "10.0.0.2:9092",
+            "client_id": "checkout-svc", "api": "Produce", "api_version": 9, "correlation_id": 17,
+            "topics": ["orders"], "records": 3, "request_bytes": 200, "latency_us": 1234,
+            "errors": ["NOT_LEADER_OR_FOLLOWER"]
+        });
+        assert_eq!(json, expected);
+        let mut unanswered = sample();
+        (
+            unanswered.latency_us,
+            unanswered.errors,
+            unanswered.client_id,
+        ) = (None, None, None);
+        let json: serde_json::Value = serde_json::from_str(&unanswered.to_json()).expect("json");
+        assert!(
+            json["latency_us"].is_null() && json["errors"].is_null() && json["client_id"].is_null()
+        );
+    }
+
+    #[test]
+    fn human_line_and_filter() {
+        assert_eq!(
+            sample().to_line(),
+            "2023-11-14T22:13:20.123456Z [fd00::1]:40000 → 10.0.0.2:9092 checkout-svc Produce v9 #17 \
+             topics=orders records=3 200B 1.234ms errors=NOT_LEADER_OR_FOLLOWER"
+        );
+        let filter = EventFilter {
+            apis: vec!["produce".into()],
+            topics: vec!["orders".into()],
+            ..Default::default()
+        };
+        assert!(filter.matches(&sample()));
+        let other = EventFilter {
+            client_ids: vec!["billing".into()],
+            ..Default::default()
+        };
+        assert!(!other.matches(&sample()));
+    }
+}

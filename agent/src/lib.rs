@@ -1,0 +1,16 @@
+//! The pure core of kafka-shock's agent and CLI.
+//!
+//! Everything here is deterministic and free of I/O, so that it can be unit
+//! tested and fuzzed without root, sockets or Kubernetes: parsing captured
+//! packets, TCP reassembly, Kafka framing and decoding, and the events and
+//! summaries `kafka-shock sniff` prints. The binary wires these to capture.
+#![forbid(unsafe_code)]
+
+pub mod bpf;
+pub mod decode;
+pub mod event;
+pub mod frame;
+pub mod packet;
+pub mod reassembly;
+pub mod sniffer;
+pub mod summary;

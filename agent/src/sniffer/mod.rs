@@ -1,0 +1,472 @@
+//! The sniffer: captured packets in, Kafka request events out.
+//!
+//! A pure state machine (time comes with each packet) that chains packet
+//! parsing, TCP reassembly, framing and decoding, pairs each request with its
+//! response by correlation id, and emits one [`Event`] per request, when its
+//! response arrives or when it can no longer arrive.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::decode::{
+    REQUEST_PROBE_LEN, TopicIds, TopicRef, api_name, decode_request, decode_response,
+    plausible_request_start, response_correlation_id,
+};
+use crate::event::Event;
+use crate::frame::{BoundaryCheck, FrameEvent, Framer, FramerConfig, FramingCounters};
+use crate::packet::{LinkType, PacketError, TcpSegment, parse_frame};
+use crate::reassembly::{
+    Direction, FlowKey, Reassembler, ReassemblyConfig, ReassemblyCounters, StreamEvent,
+};
+
+/// Everything that bounds the sniffer's memory and decides what it sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnifferConfig {
+    /// Broker ports and TCP limits.
+    pub reassembly: ReassemblyConfig,
+    /// Frame size cap.
+    pub framer: FramerConfig,
+    /// Requests awaiting a response per connection; the oldest is reported
+    /// unanswered beyond it.
+    pub max_pending_per_connection: usize,
+}
+
+impl Default for SnifferConfig {
+    fn default() -> Self {
+        Self {
+            reassembly: ReassemblyConfig::default(),
+            framer: FramerConfig::default(),
+            max_pending_per_connection: 4096,
+        }
+    }
+}
+
+impl SnifferConfig {
+    /// The defaults, listening for brokers on `ports`.
+    pub fn with_broker_ports(ports: impl IntoIterator<Item = u16>) -> Self {
+        let mut config = Self::default();
+        config.reassembly.broker_ports = ports.into_iter().collect();
+        config
+    }
+}
+
+/// Decoding-level counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DecodeCounters {
+    /// Frames offered to the sniffer.
+    pub packets: u64,
+    /// Frames that were not TCP over IP (ARP, UDP, …).
+    pub packets_not_tcp: u64,
+    /// IP fragments (not reassembled).
+    pub ip_fragments: u64,
+    /// Frames whose headers were truncated or inconsistent.
+    pub packets_malformed: u64,
+    /// Request frames decoded (fully or not).
+    pub requests: u64,
+    /// Response frames paired with their request.
+    pub responses: u64,
+    /// Requests or responses not fully decoded.
+    pub decode_errors: u64,
+    /// Frames too short to carry a correlation id.
+    pub short_frames: u64,
+    /// Responses whose correlation id matched no pending request.
+    pub unmatched_responses: u64,
+    /// Pending requests evicted because a connection had too many.
+    pub pending_evicted: u64,
+    /// Requests reported without a response (connection closed, evicted, end of input).
+    pub unanswered: u64,
+    /// Events emitted.
+    pub events: u64,
+}
+
+/// All counters, flattened into one JSON object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Packet and Kafka-level counters.
+    #[serde(flatten)]
+    pub decode: DecodeCounters,
+    /// TCP reassembly counters.
+    #[serde(flatten)]
+    pub reassembly: ReassemblyCounters,
+    /// Kafka framing counters.
+    #[serde(flatten)]
+    pub framing: FramingCounters,
+}
+
+struct PendingRequest {
+    event: Event,
+    api_key: i16,
+    api_version: i16,
+}
+
+/// Requests awaiting their response on one connection, oldest first.
+#[derive(Default)]
+struct Pending {
+    order: VecDeque<i32>,
+    by_id: HashMap<i32, PendingRequest>,
+}
+
+impl Pending {
+    fn take(&mut self, correlation_id: i32) -> Option<PendingRequest> {
+        let request = self.by_id.remove(&correlation_id)?;
+        if self.order.front() == Some(&correlation_id) {
+            self.order.pop_front();
+        }
+        Some(request)
+    }
+
+    fn pop_oldest(&mut self) -> Option<PendingRequest> {
+        while let Some(id) = self.order.pop_front() {
+            if let Some(request) = self.by_id.remove(&id) {
+                return Some(request);
+            }
+        }
+        None
+    }
+
+    fn insert(&mut self, correlation_id: i32, request: PendingRequest) -> Option<PendingRequest> {
+        // Answered requests leave stale ids behind; compact them now and then.
+        if self.order.len() > 2 * self.by_id.len() + 64 {
+            let by_id = &self.by_id;
+            self.order.retain(|id| by_id.contains_key(id));
+        }
+        self.order.push_back(correlation_id);
+        self.by_id.insert(correlation_id, request)
+    }
+}
+
+/// Requests resynchronise on a plausible request header.
+struct RequestBoundary {
+    max_frame: usize,
+}
+
+impl BoundaryCheck for RequestBoundary {
+    fn probe_len(&self) -> usize {
+        REQUEST_PROBE_LEN
+    }
+
+    fn plausible(&self, probe: &[u8]) -> bool {
+        plausible_request_start(probe, self.max_frame)
+    }
+}
+
+/// Responses resynchronise on the correlation id of a pending request.
+struct ResponseBoundary<'a> {
+    pending: &'a Pending,
+}
+
+impl BoundaryCheck for ResponseBoundary<'_> {
+    fn probe_len(&self) -> usize {
+        8
+    }
+
+    fn plausible(&self, probe: &[u8]) -> bool {
+        let size = probe
+            .get(..4)
+            .and_then(response_correlation_id)
+            .unwrap_or(0);
+        let correlation_id = probe.get(4..).and_then(response_correlation_id);
+        size >= 4 && correlation_id.is_some_and(|id| self.pending.by_id.contains_key(&id))
+    }
+}
+
+struct Connection {
+    requests: Framer,
+    responses: Framer,
+    pending: Pending,
+}
+
+/// The state of `flow`, created on first use.
+fn connection(
+    connections: &mut HashMap<FlowKey, Connection>,
+    framer: FramerConfig,
+    flow: FlowKey,
+) -> &mut Connection {
+    connections.entry(flow).or_insert_with(|| Connection {
+        requests: Framer::new(framer),
+        responses: Framer::new(framer),
+        pending: Pending::default(),
+    })
+}
+
+/// The sniffer. Feed it packets in capture order; collect the events.
+pub struct Sniffer {
+    config: SnifferConfig,
+    reassembler: Reassembler,
+    connections: HashMap<FlowKey, Connection>,
+    topic_ids: TopicIds,
+    counters: DecodeCounters,
+    framing: FramingCounters,
+}
+
+impl Sniffer {
+    /// A sniffer with the given limits and broker ports.
+    pub fn new(config: SnifferConfig) -> Self {
+        Self {
+            reassembler: Reassembler::new(config.reassembly.clone()),
+            config,
+            connections: HashMap::new(),
+            topic_ids: TopicIds::default(),
+            counters: DecodeCounters::default(),
+            framing: FramingCounters::default(),
+        }
+    }
+
+    /// Feeds one captured link-layer frame, captured at `ts` (time since the
+    /// Unix epoch, as pcap records it). Frames that are not TCP are counted.
+    pub fn on_packet(&mut self, link: LinkType, frame: &[u8], ts: Duration) -> Vec<Event> {
+        self.counters.packets += 1;
+        match parse_frame(link, frame) {
+            Ok(segment) => self.on_segment(&segment, ts),
+            Err(error) => {
+                match error {
+                    PacketError::Fragment => self.counters.ip_fragments += 1,
+                    PacketError::UnsupportedEtherType(_)
+                    | PacketError::UnsupportedIpVersion(_)
+                    | PacketError::NotTcp(_) => self.counters.packets_not_tcp += 1,
+                    PacketError::Truncated(_)
+                    | PacketError::BadHeaderLength(_)
+                    | PacketError::UnsupportedIpv6Header(_) => self.counters.packets_malformed += 1,
+                }
+                self.tick(ts)
+            }
+        }
+    }
+
+    /// Feeds one TCP segment captured at `ts`.
+    pub fn on_segment(&mut self, segment: &TcpSegment<'_>, ts: Duration) -> Vec<Event> {
+        let mut stream = Vec::new();
+        self.reassembler.on_segment(segment, ts, &mut stream);
+        self.handle(stream, ts)
+    }
+
+    /// Lets time pass without packets (a quiet live capture), so that stale
+    /// holes are skipped and idle connections reported.
+    pub fn tick(&mut self, now: Duration) -> Vec<Event> {
+        let mut stream = Vec::new();
+        self.reassembler.expire_idle(now, &mut stream);
+        self.handle(stream, now)
+    }
+
+    /// Ends the input: every request still pending is reported unanswered.
+    pub fn finish(&mut self) -> Vec<Event> {
+        let mut stream = Vec::new();
+        self.reassembler.finish(&mut stream);
+        let mut events = self.handle(stream, Duration::ZERO);
+        let mut rest = Vec::new();
+        let mut keys: Vec<FlowKey> = self.connections.keys().copied().collect();
+        keys.sort();
+        for key in keys {
+            self.close(key, &mut rest);
+        }
+        self.counters.events += rest.len() as u64;
+        events.append(&mut rest);
+        events
+    }
+
+    /// All counters so far.
+    pub fn counters(&self) -> Counters {
+        Counters {
+            decode: self.counters.clone(),
+            reassembly: self.reassembler.counters().clone(),
+            framing: self.framing.clone(),
+        }
+    }
+
+    /// Bytes held in reassembly and framing buffers (for memory bounds).
+    pub fn buffered_bytes(&self) -> usize {
+        let framed: usize = self
+            .connections
+            .values()
+            .map(|c| c.requests.buffered_bytes() + c.responses.buffered_bytes())
+            .sum();
+        self.reassembler.buffered_bytes() + framed
+    }
+
+    fn handle(&mut self, stream: Vec<StreamEvent>, ts: Duration) -> Vec<Event> {
+        let mut events = Vec::new();
+        for item in stream {
+            match item {
+                StreamEvent::Data {
+                    flow,
+                    direction,
+                    bytes,
+                } => self.on_data(flow, direction, &bytes, ts, &mut events),
+                StreamEvent::Discontinuity { flow, direction } => {
+                    let connection = connection(&mut self.connections, self.config.framer, flow);
+                    match direction {
+                        Direction::ToBroker => connection.requests.resync(&mut self.framing),
+                        Direction::ToClient => connection.responses.resync(&mut self.framing),
+                    }
+                }
+                StreamEvent::Closed { flow } => self.close(flow, &mut events),
+            }
+        }
+        self.counters.events += events.len() as u64;
+        events
+    }
+
+    fn on_data(
+        &mut self,
+        flow: FlowKey,
+        direction: Direction,
+        bytes: &[u8],
+        ts: Duration,
+        events: &mut Vec<Event>,
+    ) {
+        let max_frame = self.config.framer.max_frame;
+        let mut frames = Vec::new();
+        let connection = connection(&mut self.connections, self.config.framer, flow);
+        match direction {
+            Direction::ToBroker => {
+                let check = RequestBoundary { max_frame };
+                connection
+                    .requests
+                    .push(bytes, &check, &mut self.framing, &mut frames);
+            }
+            Direction::ToClient => {
+                let check = ResponseBoundary {
+                    pending: &connection.pending,
+                };
+                connection
+                    .responses
+                    .push(bytes, &check, &mut self.framing, &mut frames);
+            }
+        }
+        for frame in frames {
+            let (bytes, declared) = match frame {
+                FrameEvent::Frame(bytes) => {
+                    let len = bytes.len();
+                    (bytes, len)
+                }
+                FrameEvent::Oversized { declared, head } => (head, declared),
+            };
+            match direction {
+                Direction::ToBroker => self.on_request(flow, &bytes, declared, ts, events),
+                Direction::ToClient => self.on_response(flow, &bytes, declared, ts, events),
+            }
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        flow: FlowKey,
+        frame: &Bytes,
+        declared: usize,
+        ts: Duration,
+        events: &mut Vec<Event>,
+    ) {
+        let Some(info) = decode_request(frame, declared) else {
+            self.counters.short_frames += 1;
+            return;
+        };
+        self.counters.requests += 1;
+        if info.error.is_some() {
+            self.counters.decode_errors += 1;
+        }
+        let topics = info
+            .topics
+            .iter()
+            .map(|topic| match topic {
+                TopicRef::Name(name) => name.clone(),
+                TopicRef::Id(id) => self
+                    .topic_ids
+                    .resolve(flow.broker, *id)
+                    .map_or_else(|| id.to_string(), str::to_owned),
+            })
+            .collect();
+        let event = Event {
+            ts,
+            client: flow.client,
+            broker: flow.broker,
+            client_id: info.client_id,
+            api: api_name(info.api_key),
+            api_version: info.api_version,
+            correlation_id: info.correlation_id,
+            topics,
+            records: info.records,
+            request_bytes: declared as u64 + 4,
+            latency_us: None,
+            errors: None,
+            group_id: info.group_id,
+            transactional_id: info.transactional_id,
+            response_bytes: None,
+            decode_error: info.error.map(|e| e.to_string()),
+        };
+        if !info.expects_response {
+            events.push(event);
+            return;
+        }
+        let max_pending = self.config.max_pending_per_connection.max(1);
+        let pending = &mut connection(&mut self.connections, self.config.framer, flow).pending;
+        let request = PendingRequest {
+            event,
+            api_key: info.api_key,
+            api_version: info.api_version,
+        };
+        let mut unanswered = Vec::new();
+        unanswered.extend(pending.insert(info.correlation_id, request));
+        let mut evicted = 0;
+        while pending.by_id.len() > max_pending {
+            unanswered.extend(pending.pop_oldest());
+            evicted += 1;
+        }
+        self.counters.pending_evicted += evicted;
+        self.counters.unanswered += unanswered.len() as u64;
+        events.extend(unanswered.into_iter().map(|p| p.event));
+    }
+
+    fn on_response(
+        &mut self,
+        flow: FlowKey,
+        frame: &Bytes,
+        declared: usize,
+        ts: Duration,
+        events: &mut Vec<Event>,
+    ) {
+        let Some(correlation_id) = response_correlation_id(frame) else {
+            self.counters.short_frames += 1;
+            return;
+        };
+        let Some(request) = connection(&mut self.connections, self.config.framer, flow)
+            .pending
+            .take(correlation_id)
+        else {
+            self.counters.unmatched_responses += 1;
+            return;
+        };
+        self.counters.responses += 1;
+        let info = decode_response(frame, request.api_key, request.api_version, declared);
+        for (id, name) in &info.topic_ids {
+            self.topic_ids.learn(flow.broker, *id, name);
+        }
+        let mut event = request.event;
+        event.latency_us =
+            Some(u64::try_from(ts.saturating_sub(event.ts).as_micros()).unwrap_or(u64::MAX));
+        event.errors = Some(info.errors);
+        event.response_bytes = Some(declared as u64 + 4);
+        if let Some(error) = info.error {
+            self.counters.decode_errors += 1;
+            event
+                .decode_error
+                .get_or_insert_with(|| format!("response {error}"));
+        }
+        events.push(event);
+    }
+
+    fn close(&mut self, flow: FlowKey, events: &mut Vec<Event>) {
+        let Some(mut connection) = self.connections.remove(&flow) else {
+            return;
+        };
+        while let Some(request) = connection.pending.pop_oldest() {
+            self.counters.unanswered += 1;
+            events.push(request.event);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
