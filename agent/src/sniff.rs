@@ -199,6 +199,10 @@ pub fn run(args: SniffArgs) -> anyhow::Result<()> {
         bail!("--max-flow-mib must be between 1 and 1024");
     }
     let mut source = Source::open(&args)?;
+    if let Source::Live(_) = source {
+        // Like tcpdump's "listening on": scripts wait for it before sending traffic.
+        eprintln!("sniff: listening for Kafka on ports {:?}", args.ports);
+    }
     let mut config = SnifferConfig::with_broker_ports(args.ports.iter().copied());
     config.reassembly.max_buffered_per_flow = args.max_flow_mib << 20;
     config.framer.max_frame = args.max_flow_mib << 20;

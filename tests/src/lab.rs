@@ -24,6 +24,25 @@ pub fn lab_script() -> PathBuf {
     workspace_root().join("tests/lab/lab.sh")
 }
 
+/// The `kafka-shock` binary built next to this test binary (target/<profile>/kafka-shock).
+/// `tests/run-all.sh` builds it before the tests run.
+pub fn kafka_shock_bin() -> Result<PathBuf, LabError> {
+    let exe = std::env::current_exe().map_err(|source| LabError::Spawn {
+        command: "current_exe".into(),
+        source,
+    })?;
+    let candidate = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|profile_dir| profile_dir.join("kafka-shock"))
+        .unwrap_or_default();
+    if candidate.is_file() {
+        Ok(candidate)
+    } else {
+        Err(LabError::MissingBinary(candidate))
+    }
+}
+
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()

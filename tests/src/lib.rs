@@ -5,8 +5,13 @@
 //! that crashes leaves nothing `lab.sh down` cannot remove.
 #![forbid(unsafe_code)]
 
+mod background;
 mod error;
 mod lab;
 
+pub use background::Background;
+
 pub use error::LabError;
-pub use lab::{Lab, LabDownGuard, lab_script, run, stdout, stdout_with_input, workspace_root};
+pub use lab::{
+    Lab, LabDownGuard, kafka_shock_bin, lab_script, run, stdout, stdout_with_input, workspace_root,
+};
