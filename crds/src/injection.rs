@@ -1,0 +1,217 @@
+//! `KafkaFaultInjection`: one fault on one pod, written by the operator for the agent on that
+//! pod's node.
+//!
+//! Dispatch goes through the API rather than a private RPC, so it survives restarts, shows in
+//! kubectl, and leaves no open port on a privileged agent.
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    action::{Action, Enforcement},
+    matching::{FaultMatch, default_ports},
+};
+
+/// The label holding the node an injection's pod runs on, so each agent watches only its own.
+pub const NODE_LABEL: &str = "kafkashock.io/node";
+
+/// The label holding the name of the KafkaFault an injection belongs to.
+pub const FAULT_LABEL: &str = "kafkashock.io/fault";
+
+/// The finalizer that keeps an injection until the agent has removed its rules.
+pub const FINALIZER: &str = "kafkashock.io/rules";
+
+/// Everything the agent needs to enforce one fault on one pod, with no further lookups.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "kafkashock.io",
+    version = "v1alpha1",
+    kind = "KafkaFaultInjection",
+    namespaced,
+    shortname = "kfi",
+    category = "kafkashock",
+    status = "KafkaFaultInjectionStatus",
+    derive = "PartialEq",
+    doc = "One KafkaFault applied to one pod. Written by the kafka-shock operator and enforced by the agent on the pod's node; do not edit.",
+    printcolumn = r#"{"name": "Pod", "type": "string", "jsonPath": ".spec.podName", "description": "The targeted pod"}"#,
+    printcolumn = r#"{"name": "Node", "type": "string", "jsonPath": ".spec.nodeName", "description": "The node whose agent enforces it"}"#,
+    printcolumn = r#"{"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Where the injection is in its life"}"#,
+    printcolumn = r#"{"name": "Rules", "type": "integer", "jsonPath": ".status.rulesInstalled", "description": "Rules installed in the pod's network namespace"}"#,
+    printcolumn = r#"{"name": "Matched", "type": "integer", "jsonPath": ".status.matchedRequests", "description": "Requests hit so far"}"#,
+    printcolumn = r#"{"name": "Fault", "type": "string", "jsonPath": ".spec.faultName", "priority": 1, "description": "The KafkaFault this belongs to"}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = crate::action::delay_needs_inline(),
+    validation = crate::action::regex_needs_stream()
+)]
+pub struct KafkaFaultInjectionSpec {
+    /// The KafkaFault (same namespace) this injection belongs to.
+    pub fault_name: String,
+
+    /// The targeted pod's name.
+    pub pod_name: String,
+
+    /// The targeted pod's UID, to find its network namespace through its cgroup.
+    #[serde(rename = "podUID")]
+    pub pod_uid: String,
+
+    /// The pod's primary IP address, to find its network namespace when the cgroup does not
+    /// tell.
+    #[serde(rename = "podIP")]
+    pub pod_ip: String,
+
+    /// All of the pod's IP addresses (IPv4 and IPv6 on dual-stack clusters).
+    #[serde(default, rename = "podIPs", skip_serializing_if = "Vec::is_empty")]
+    pub pod_ips: Vec<String>,
+
+    /// The node the pod runs on: the agent there enforces this injection.
+    pub node_name: String,
+
+    /// The broker listener ports whose traffic is inspected.
+    #[serde(default = "default_ports")]
+    #[schemars(length(min = 1, max = 16), inner(range(min = 1)))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub ports: Vec<u16>,
+
+    /// Which requests to hit, copied from the fault.
+    #[serde(default, rename = "match")]
+    pub match_: FaultMatch,
+
+    /// What to do to each matched request, copied from the fault.
+    pub action: Action,
+
+    /// How to enforce, copied from the fault.
+    #[serde(default)]
+    pub enforcement: Enforcement,
+
+    /// When the agent must remove the rules on its own, even if the operator is down
+    /// (RFC 3339). Absent: until the injection is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    pub expire_time: Option<String>,
+
+    /// Remove the rules but keep the injection, so resuming is quick.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+/// What the agent reports about one injection.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaFaultInjectionStatus {
+    /// Where the injection is in its life.
+    #[serde(default)]
+    pub phase: InjectionPhase,
+
+    /// Rules the agent has installed in the pod's network namespace.
+    #[serde(default)]
+    pub rules_installed: u32,
+
+    /// Requests hit so far.
+    #[serde(default)]
+    pub matched_requests: u64,
+
+    /// The last error the agent met enforcing or removing the rules; null once resolved.
+    pub last_error: Option<String>,
+
+    /// The metadata.generation of the spec this status describes.
+    pub observed_generation: Option<i64>,
+}
+
+/// Where an injection is in its life: Pending (agent has not acted yet), Active (rules in
+/// place), Paused (rules removed on request), Recovered (rules removed for good) or Failed
+/// (see lastError).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum InjectionPhase {
+    /// The agent has not acted on it yet.
+    #[default]
+    Pending,
+    /// The rules are in place.
+    Active,
+    /// The rules are removed because the fault is paused.
+    Paused,
+    /// The rules are removed for good (expired or being deleted).
+    Recovered,
+    /// The agent could not enforce it; lastError says why.
+    Failed,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ActionType, ClientIdMatch};
+
+    #[test]
+    fn round_trips_with_camel_case_names() {
+        let yaml = r#"
+apiVersion: kafkashock.io/v1alpha1
+kind: KafkaFaultInjection
+metadata:
+  name: reset-orders-producer-my-cluster-broker-0
+  namespace: kafka
+  labels: {kafkashock.io/node: node-a, kafkashock.io/fault: reset-orders-producer}
+  finalizers: [kafkashock.io/rules]
+spec:
+  faultName: reset-orders-producer
+  podName: my-cluster-broker-0
+  podUID: 6f1f0b2c-0d5e-4d39-9a57-3f1c2b7c9d10
+  podIP: 10.1.0.7
+  podIPs: [10.1.0.7, fd00::7]
+  nodeName: node-a
+  match:
+    apiKeys: [Produce]
+    clientId: {prefix: checkout-}
+  action: {type: Reject}
+  expireTime: "2025-01-02T03:09:05Z"
+status:
+  phase: Active
+  rulesInstalled: 2
+  matchedRequests: 17
+  lastError: null
+  observedGeneration: 1
+"#;
+        let injection: KafkaFaultInjection = serde_yaml::from_str(yaml).unwrap();
+        let labels = injection.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels[NODE_LABEL], "node-a");
+        assert_eq!(labels[FAULT_LABEL], "reset-orders-producer");
+        assert_eq!(
+            injection.metadata.finalizers.as_deref(),
+            Some(&[FINALIZER.to_owned()][..])
+        );
+        let spec = &injection.spec;
+        assert_eq!(spec.pod_ips, ["10.1.0.7", "fd00::7"]);
+        assert_eq!(spec.ports, [9092]);
+        assert_eq!(spec.enforcement, Enforcement::Auto);
+        assert!(!spec.paused);
+        assert_eq!(spec.action.type_, ActionType::Reject);
+        assert_eq!(
+            spec.match_.client_id,
+            Some(ClientIdMatch {
+                prefix: Some("checkout-".into()),
+                ..ClientIdMatch::default()
+            })
+        );
+        assert_eq!(
+            injection.status.as_ref().unwrap().phase,
+            InjectionPhase::Active
+        );
+
+        let out = serde_yaml::to_string(&injection).unwrap();
+        for key in [
+            "podUID:",
+            "podIP:",
+            "podIPs:",
+            "rulesInstalled: 2",
+            "expireTime:",
+        ] {
+            assert!(out.contains(key), "{key} missing from\n{out}");
+        }
+        assert_eq!(
+            serde_yaml::from_str::<KafkaFaultInjection>(&out).unwrap(),
+            injection
+        );
+    }
+}

@@ -1,0 +1,31 @@
+//! The API of kafka-shock (group `kafkashock.io`, version `v1alpha1`).
+//!
+//! - [`KafkaFault`] is what users apply: which broker pods, which Kafka requests, what to do.
+//! - [`KafkaFaultInjection`] is what the operator writes for the agent on a node: one fault on
+//!   one pod, with everything needed to enforce it.
+//!
+//! The API server checks what it can through the CRD schema and CEL rules derived here;
+//! [`KafkaFaultSpec::validate`] checks the same and what the server cannot (regexes, CIDRs,
+//! API names, durations). The checked-in CRD YAML is written by the `crdgen` binary from
+//! [`crd_files`], and a test fails when it drifts.
+#![forbid(unsafe_code)]
+
+pub mod action;
+pub mod crdgen;
+pub mod duration;
+pub mod fault;
+pub mod injection;
+pub mod matching;
+pub mod validate;
+
+pub use action::{Action, ActionType, Enforcement};
+pub use crdgen::{CrdFile, RenderError, crd_files};
+pub use duration::{DurationError, parse_duration};
+pub use fault::{
+    FaultPhase, KafkaFault, KafkaFaultSpec, KafkaFaultStatus, TargetMode, TargetStatus,
+};
+pub use injection::{
+    InjectionPhase, KafkaFaultInjection, KafkaFaultInjectionSpec, KafkaFaultInjectionStatus,
+};
+pub use matching::{ApiVersionRange, Cidr, ClientIdMatch, FaultMatch};
+pub use validate::SpecError;

@@ -1,0 +1,275 @@
+//! Which Kafka requests a fault hits: [`FaultMatch`] and its parts.
+//!
+//! The match is shared, unchanged, by `KafkaFault` (what the user asks for) and
+//! `KafkaFaultInjection` (what the agent enforces), so the CEL rules it carries guard both.
+
+use std::{fmt, net::IpAddr, str::FromStr};
+
+use kafka_protocol::messages::ApiKey;
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+/// The port Kafka brokers listen on unless told otherwise.
+pub const DEFAULT_KAFKA_PORT: u16 = 9092;
+
+/// Serde default for the `ports` of a fault and of an injection.
+pub(crate) fn default_ports() -> Vec<u16> {
+    vec![DEFAULT_KAFKA_PORT]
+}
+
+/// Which requests a fault hits. Every condition that is set must hold; an empty match hits
+/// every request on the selected ports.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultMatch {
+    /// Kafka APIs to hit, by name as in the Kafka protocol (Produce, Fetch, Metadata,
+    /// JoinGroup, ...). Empty means every API.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 128), transform = api_key_name_enum)]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub api_keys: Vec<String>,
+
+    /// The request versions to hit, inclusive. Absent means every version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_versions: Option<ApiVersionRange>,
+
+    /// The client.id of the requests to hit (set exactly one of exact, prefix or regex).
+    /// Absent means every client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<ClientIdMatch>,
+
+    /// Topic names: hit requests that touch any of them. Requests that name topics by ID
+    /// (Fetch v13+) are resolved by the agent. Empty means any topic, or none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 64),
+        inner(length(min = 1, max = 249), regex(pattern = "^[a-zA-Z0-9._-]+$"))
+    )]
+    #[x_kube(
+        merge_strategy = ListMerge::Set,
+        validation = Rule::new("self.all(t, t != '.' && t != '..')")
+            .message("'.' and '..' are not valid Kafka topic names")
+    )]
+    pub topics: Vec<String>,
+
+    /// The consumer group id (group.id) of the requests to hit. Only requests that carry a
+    /// group id (JoinGroup, SyncGroup, Heartbeat, OffsetCommit, OffsetFetch, ...) can match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
+    pub group_id: Option<String>,
+
+    /// The transactional.id of the requests to hit. Only transactional requests
+    /// (InitProducerId, AddPartitionsToTxn, EndTxn, Produce with transactions, ...) can match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
+    pub transactional_id: Option<String>,
+
+    /// Client source addresses to hit, in CIDR notation (10.0.0.0/8, fd00::/8). Empty means
+    /// every source.
+    #[serde(default, rename = "sourceCIDRs", skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 64)))]
+    #[x_kube(
+        merge_strategy = ListMerge::Set,
+        validation = Rule::new("self.all(c, isCIDR(c))")
+            .message("each entry must be a CIDR such as 10.0.0.0/8 or fd00::/8")
+    )]
+    pub source_cidrs: Vec<String>,
+}
+
+/// An inclusive range of request versions. Either end may be left open.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[x_kube(validation = Rule::new("!has(self.min) || !has(self.max) || self.min <= self.max")
+    .message("min must not be greater than max"))]
+pub struct ApiVersionRange {
+    /// Lowest version to hit (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub min: Option<i16>,
+    /// Highest version to hit (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max: Option<i16>,
+}
+
+/// How to match the client.id of a request: set exactly one of exact, prefix or regex.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[x_kube(validation = Rule::new(
+    "(has(self.exact) ? 1 : 0) + (has(self.prefix) ? 1 : 0) + (has(self.regex) ? 1 : 0) == 1"
+).message("set exactly one of exact, prefix or regex"))]
+pub struct ClientIdMatch {
+    /// The whole client.id, byte for byte.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
+    pub exact: Option<String>,
+    /// The start of the client.id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
+    pub prefix: Option<String>,
+    /// A regular expression (RE2/Rust syntax) the client.id must match; it is not anchored,
+    /// so write ^...$ to match the whole id. Signature enforcement cannot match regexes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub regex: Option<String>,
+}
+
+/// Every Kafka API name this build knows, in api-key order: the names `apiKeys` accepts.
+pub fn api_key_names() -> impl Iterator<Item = String> {
+    ApiKey::iter().map(|key| format!("{key:?}"))
+}
+
+/// The API with this protocol name (`"Produce"` is [`ApiKey::Produce`]); names are
+/// case-sensitive, as in the Kafka protocol specification.
+pub fn api_key_by_name(name: &str) -> Option<ApiKey> {
+    ApiKey::iter().find(|key| format!("{key:?}") == name)
+}
+
+/// Limits `apiKeys` items to the API names of the kafka-protocol crate, so that the API server
+/// rejects a misspelt name at apply time instead of the fault silently matching nothing.
+fn api_key_name_enum(schema: &mut schemars::Schema) {
+    if let Some(items) = schema.get_mut("items").and_then(|i| i.as_object_mut()) {
+        items.insert("enum".into(), api_key_names().collect());
+    }
+}
+
+/// Why a `sourceCIDRs` entry is not a CIDR.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CidrError {
+    /// No `/prefix` part.
+    #[error("{0:?} has no /prefix length; write e.g. 10.0.0.0/8 (or 10.0.0.1/32 for one host)")]
+    MissingPrefix(String),
+    /// The part before the slash is not an IP address.
+    #[error("{0:?} is not an IPv4 or IPv6 address")]
+    BadAddress(String),
+    /// The prefix length is not a number within the address family's width.
+    #[error("{0:?} is not a valid prefix length for this address")]
+    BadPrefix(String),
+}
+
+/// A parsed `sourceCIDRs` entry: an address and how many leading bits of it are significant.
+/// Accepts what Kubernetes' CEL `isCIDR()` accepts, host bits included (`10.0.0.1/8`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    /// The address as written.
+    pub addr: IpAddr,
+    /// The number of leading bits that must match.
+    pub prefix_len: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` falls inside this block (never across address families).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_eq(
+                u32::from(net).into(),
+                u32::from(ip).into(),
+                self.prefix_len,
+                32,
+            ),
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                prefix_eq(net.into(), ip.into(), self.prefix_len, 128)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Compares the top `prefix_len` bits of two `width`-bit numbers.
+fn prefix_eq(a: u128, b: u128, prefix_len: u8, width: u32) -> bool {
+    let ignored = width - u32::from(prefix_len);
+    a.checked_shr(ignored).unwrap_or(0) == b.checked_shr(ignored).unwrap_or(0)
+}
+
+impl FromStr for Cidr {
+    type Err = CidrError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (addr, prefix) = s
+            .split_once('/')
+            .ok_or_else(|| CidrError::MissingPrefix(s.to_owned()))?;
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| CidrError::BadAddress(addr.to_owned()))?;
+        let width = if addr.is_ipv4() { 32 } else { 128 };
+        let bad_prefix = || CidrError::BadPrefix(prefix.to_owned());
+        // Like Go's netip.ParsePrefix (behind CEL isCIDR): decimal digits, no leading zero.
+        if prefix.is_empty()
+            || !prefix.bytes().all(|b| b.is_ascii_digit())
+            || (prefix.len() > 1 && prefix.starts_with('0'))
+        {
+            return Err(bad_prefix());
+        }
+        let prefix_len: u8 = prefix.parse().map_err(|_| bad_prefix())?;
+        if prefix_len > width {
+            return Err(bad_prefix());
+        }
+        Ok(Self { addr, prefix_len })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knows_every_kafka_api_by_name() {
+        assert_eq!(api_key_by_name("Produce"), Some(ApiKey::Produce));
+        assert_eq!(api_key_by_name("Fetch"), Some(ApiKey::Fetch));
+        assert_eq!(
+            api_key_by_name("ConsumerGroupHeartbeat"),
+            Some(ApiKey::ConsumerGroupHeartbeat)
+        );
+        assert_eq!(api_key_by_name("produce"), None);
+        assert_eq!(api_key_by_name("Nope"), None);
+        assert_eq!(api_key_names().count(), ApiKey::iter().count());
+        assert!(api_key_names().all(|name| api_key_by_name(&name).is_some()));
+    }
+
+    #[test]
+    fn parses_cidrs_like_cel_is_cidr() {
+        for ok in [
+            "10.0.0.0/8",
+            "10.0.0.1/8",
+            "0.0.0.0/0",
+            "1.2.3.4/32",
+            "fd00::/8",
+            "::1/128",
+        ] {
+            let cidr: Cidr = ok.parse().unwrap_or_else(|e| panic!("{ok}: {e}"));
+            assert_eq!(cidr.to_string(), ok);
+        }
+        let bad = [
+            ("10.0.0.0", "no /prefix"),
+            ("10.0.0/8", "not an IPv4"),
+            ("010.0.0.0/8", "not an IPv4"),
+            ("10.0.0.0/33", "prefix length"),
+            ("10.0.0.0/08", "prefix length"),
+            ("10.0.0.0/", "prefix length"),
+            ("10.0.0.0/+8", "prefix length"),
+            ("fd00::/129", "prefix length"),
+            ("nope/8", "not an IPv4"),
+        ];
+        for (input, reason) in bad {
+            let err = input.parse::<Cidr>().expect_err(input).to_string();
+            assert!(err.contains(reason), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn cidr_contains_its_addresses_only() {
+        let net: Cidr = "10.1.0.0/16".parse().unwrap();
+        assert!(net.contains("10.1.255.3".parse().unwrap()));
+        assert!(!net.contains("10.2.0.1".parse().unwrap()));
+        assert!(!net.contains("::ffff:10.1.0.1".parse().unwrap()));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("192.0.2.1".parse().unwrap()));
+        let host: Cidr = "fd00::1/128".parse().unwrap();
+        assert!(host.contains("fd00::1".parse().unwrap()));
+        assert!(!host.contains("fd00::2".parse().unwrap()));
+    }
+}
