@@ -3,7 +3,12 @@
 #![forbid(unsafe_code)]
 
 mod capture;
+mod engine;
+mod firewall;
+mod inject;
 mod netns;
+mod output;
+mod rules_cmd;
 mod sniff;
 
 use std::process::ExitCode;
@@ -25,6 +30,12 @@ struct Cli {
 enum Command {
     /// Decode Kafka requests and responses, live or from a pcap/pcapng file.
     Sniff(sniff::SniffArgs),
+    /// Enforce a KafkaFault (YAML) in a broker's network namespace until it ends.
+    Inject(inject::InjectArgs),
+    /// Show the rules kafka-shock has installed in a network namespace.
+    Rules(rules_cmd::TargetArgs),
+    /// Remove every rule kafka-shock installed, in one namespace or all of them.
+    Clean(rules_cmd::CleanArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +48,9 @@ fn main() -> ExitCode {
         .init();
     let outcome = match Cli::parse().command {
         Command::Sniff(args) => sniff::run(args),
+        Command::Inject(args) => inject::run(args),
+        Command::Rules(args) => rules_cmd::list(args),
+        Command::Clean(args) => rules_cmd::clean(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

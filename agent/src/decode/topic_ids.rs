@@ -45,6 +45,21 @@ impl TopicIds {
             .or_else(|| self.by_broker.values().find_map(|topics| topics.get(&id)))
             .map(String::as_str)
     }
+
+    /// Every id any broker gave `name`, sorted: what a fault on that topic must also match
+    /// on the wire, since newer requests name topics by id only.
+    pub fn ids_of(&self, name: &str) -> Vec<Uuid> {
+        let mut ids: Vec<Uuid> = self
+            .by_broker
+            .values()
+            .flat_map(|topics| topics.iter())
+            .filter(|(_, known)| known.as_str() == name)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
 }
 
 #[cfg(test)]
@@ -64,5 +79,8 @@ mod tests {
         ids.learn(a, Uuid::nil(), "ignored");
         assert_eq!(ids.resolve(a, id), Some("orders"));
         assert_eq!(ids.resolve(b, id), Some("orders"));
+        ids.learn(b, id, "orders");
+        assert_eq!(ids.ids_of("orders"), vec![id]);
+        assert!(ids.ids_of("other").is_empty());
     }
 }

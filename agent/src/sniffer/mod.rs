@@ -32,6 +32,9 @@ pub struct SnifferConfig {
     /// Requests awaiting a response per connection; the oldest is reported
     /// unanswered beyond it.
     pub max_pending_per_connection: usize,
+    /// Also report each request the moment it is decoded (see `take_requests`), for
+    /// enforcement that must act before the response, or when no response will come.
+    pub report_requests: bool,
 }
 
 impl Default for SnifferConfig {
@@ -40,6 +43,7 @@ impl Default for SnifferConfig {
             reassembly: ReassemblyConfig::default(),
             framer: FramerConfig::default(),
             max_pending_per_connection: 4096,
+            report_requests: false,
         }
     }
 }
@@ -200,7 +204,11 @@ pub struct Sniffer {
     topic_ids: TopicIds,
     counters: DecodeCounters,
     framing: FramingCounters,
+    fresh_requests: Vec<Event>,
 }
+
+/// Decoded requests kept for `take_requests` between two calls; older ones are dropped.
+const MAX_FRESH_REQUESTS: usize = 4096;
 
 impl Sniffer {
     /// A sniffer with the given limits and broker ports.
@@ -212,6 +220,7 @@ impl Sniffer {
             topic_ids: TopicIds::default(),
             counters: DecodeCounters::default(),
             framing: FramingCounters::default(),
+            fresh_requests: Vec::new(),
         }
     }
 
@@ -265,6 +274,17 @@ impl Sniffer {
         self.counters.events += rest.len() as u64;
         events.append(&mut rest);
         events
+    }
+
+    /// The requests decoded since the last call, without their responses (only with
+    /// `report_requests`).
+    pub fn take_requests(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.fresh_requests)
+    }
+
+    /// Topic ids learned so far from responses.
+    pub fn topic_ids(&self) -> &TopicIds {
+        &self.topic_ids
     }
 
     /// All counters so far.
@@ -396,6 +416,9 @@ impl Sniffer {
             response_bytes: None,
             decode_error: info.error.map(|e| e.to_string()),
         };
+        if self.config.report_requests && self.fresh_requests.len() < MAX_FRESH_REQUESTS {
+            self.fresh_requests.push(event.clone());
+        }
         if !info.expects_response {
             events.push(event);
             return;

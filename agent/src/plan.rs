@@ -1,0 +1,258 @@
+//! From a user's fault to what the engine enforces in one network namespace: the rule
+//! compiler's input, the matcher the sniffer applies, and which kinds of rules carry the fault
+//! (Auto: the signature when it is exact, plus connection rules as a backstop when not).
+
+use kafka_shock_crds::matching::api_key_by_name;
+use kafka_shock_crds::{ActionType, Enforcement, KafkaFaultSpec, SpecError};
+
+use crate::matching::{MatchError, RequestMatcher};
+use crate::rules::{
+    ClientIdPattern, Compiled, Flow, Injection, IpCidr, Layers, Signature, Verdict, compile,
+};
+
+/// Why a fault cannot be enforced; nothing is installed when planning fails.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("the fault is invalid:\n  {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Invalid(Vec<SpecError>),
+    #[error("{0}")]
+    Unsupported(&'static str),
+    #[error(transparent)]
+    Match(#[from] MatchError),
+    #[error("spec.match.sourceCIDRs: {0}")]
+    Cidr(String),
+}
+
+/// A fault, ready to compile into rules and to match sniffed requests.
+#[derive(Debug, Clone)]
+pub struct FaultPlan {
+    injection: Injection,
+    enforcement: Enforcement,
+    topics: Vec<String>,
+    /// The user's match, evaluated on sniffed requests (Connection mode, and reporting).
+    pub matcher: RequestMatcher,
+}
+
+impl FaultPlan {
+    /// Validates `spec` and plans it under the injection id `id` (chain name and rule comments).
+    pub fn new(id: &str, spec: &KafkaFaultSpec) -> Result<FaultPlan, PlanError> {
+        spec.validate().map_err(PlanError::Invalid)?;
+        let verdict = match spec.action.type_ {
+            ActionType::Reject => Verdict::Reject,
+            ActionType::Drop => Verdict::Drop,
+            ActionType::Delay => {
+                return Err(PlanError::Unsupported(
+                    "spec.action.type: Delay needs Inline enforcement (NFQUEUE), which this version cannot install yet; use Reject or Drop",
+                ));
+            }
+        };
+        if spec.enforcement == Enforcement::Inline {
+            return Err(PlanError::Unsupported(
+                "spec.enforcement: Inline (NFQUEUE) cannot be installed by this version yet; use Auto, Signature or Connection",
+            ));
+        }
+        let matched = &spec.match_;
+        let client_id =
+            matched
+                .client_id
+                .as_ref()
+                .and_then(|id| match (&id.exact, &id.prefix, &id.regex) {
+                    (Some(exact), _, _) => Some(ClientIdPattern::Exact(exact.as_bytes().to_vec())),
+                    (None, Some(prefix), _) => {
+                        Some(ClientIdPattern::Prefix(prefix.as_bytes().to_vec()))
+                    }
+                    (None, None, Some(regex)) => Some(ClientIdPattern::Regex(regex.clone())),
+                    (None, None, None) => None,
+                });
+        let signature = Signature {
+            api_keys: matched
+                .api_keys
+                .iter()
+                .filter_map(|name| api_key_by_name(name))
+                .map(|key| key as i16)
+                .collect(),
+            api_versions: matched
+                .api_versions
+                .map(|range| (range.min.unwrap_or(0), range.max.unwrap_or(i16::MAX))),
+            client_id,
+            topics: matched
+                .topics
+                .iter()
+                .map(|topic| topic.as_bytes().to_vec())
+                .collect(),
+            topic_ids: Vec::new(),
+            group_id: matched
+                .group_id
+                .as_ref()
+                .map(|group| group.as_bytes().to_vec()),
+            transactional_id: matched
+                .transactional_id
+                .as_ref()
+                .map(|id| id.as_bytes().to_vec()),
+        };
+        let source_cidrs = matched
+            .source_cidrs
+            .iter()
+            .map(|cidr| {
+                cidr.parse::<IpCidr>()
+                    .map_err(|error| PlanError::Cidr(format!("{cidr}: {error}")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(FaultPlan {
+            injection: Injection {
+                id: id.to_owned(),
+                ports: spec.ports.clone(),
+                signature,
+                verdict,
+                probability: spec.action.probability,
+                source_cidrs,
+                layers: Layers::Signature,
+            },
+            enforcement: spec.enforcement,
+            topics: matched.topics.clone(),
+            matcher: RequestMatcher::new(matched)?,
+        })
+    }
+
+    /// The topic names the fault matches, whose ids the sniffer should learn.
+    pub fn topics(&self) -> &[String] {
+        &self.topics
+    }
+
+    /// The injection id.
+    pub fn id(&self) -> &str {
+        &self.injection.id
+    }
+
+    /// Adds topic ids learned for the fault's topics; true when any was new, so the rules
+    /// must be compiled again.
+    pub fn learn_topic_ids(&mut self, ids: impl IntoIterator<Item = [u8; 16]>) -> bool {
+        let known = &mut self.injection.signature.topic_ids;
+        let before = known.len();
+        for id in ids {
+            if !known.contains(&id) {
+                known.push(id);
+            }
+        }
+        known.sort_unstable();
+        known.len() != before
+    }
+
+    /// Which kinds of rule carry the fault: as the user chose, or for Auto the signature
+    /// alone when it is exact, else the signature plus connection rules.
+    pub fn layers(&self) -> Layers {
+        match self.enforcement {
+            Enforcement::Signature => Layers::Signature,
+            Enforcement::Connection => Layers::Connection,
+            Enforcement::Auto | Enforcement::Inline => {
+                if compile(&self.injection, &[]).exactness.is_exact() {
+                    Layers::Signature
+                } else {
+                    Layers::Both
+                }
+            }
+        }
+    }
+
+    /// Whether connections caught by the sniffer get rules of their own.
+    pub fn cuts_connections(&self) -> bool {
+        matches!(self.layers(), Layers::Connection | Layers::Both)
+    }
+
+    /// Percent of matching requests hit (the sniffer's per-request draw in Connection mode).
+    pub fn probability(&self) -> u8 {
+        self.injection.probability
+    }
+
+    /// The rules for the current knowledge (learned topic ids) and the caught `flows`.
+    pub fn compile(&self, flows: &[Flow]) -> Compiled {
+        let mut injection = self.injection.clone();
+        injection.layers = self.layers();
+        compile(&injection, flows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::Gap;
+
+    fn spec(yaml: &str) -> KafkaFaultSpec {
+        serde_yaml::from_str(yaml).expect("spec yaml")
+    }
+
+    const RESET_ORDERS: &str = "
+selector: {matchLabels: {app: kafka}}
+match: {apiKeys: [Produce], clientId: {exact: checkout-svc}, topics: [orders]}
+action: {type: Reject}
+";
+
+    #[test]
+    fn learned_topic_ids_join_the_signature() {
+        let mut plan = FaultPlan::new("t1", &spec(RESET_ORDERS)).expect("plan");
+        // Topics are searched within a window, so Auto keeps connection rules as a backstop.
+        assert_eq!(plan.layers(), Layers::Both);
+        let before = plan.compile(&[]);
+        assert!(before.exactness.gaps.contains(&Gap::NoTopicIdsYet));
+        assert!(plan.learn_topic_ids([[7u8; 16]]));
+        assert!(!plan.learn_topic_ids([[7u8; 16]]), "already known");
+        let after = plan.compile(&[]);
+        assert!(!after.exactness.gaps.contains(&Gap::NoTopicIdsYet));
+        assert!(
+            after.v4.rules.len() > before.v4.rules.len(),
+            "rules for the topic id"
+        );
+    }
+
+    #[test]
+    fn an_exact_signature_is_enough_for_auto() {
+        let produce_from = spec(
+            "
+selector: {matchLabels: {app: kafka}}
+match: {apiKeys: [Produce], clientId: {exact: checkout-svc}}
+action: {type: Reject}
+",
+        );
+        let plan = FaultPlan::new("t5", &produce_from).expect("plan");
+        assert_eq!(plan.layers(), Layers::Signature);
+        assert!(!plan.cuts_connections());
+    }
+
+    #[test]
+    fn a_regex_client_id_needs_connection_rules() {
+        let regex = spec(
+            "
+selector: {matchLabels: {app: kafka}}
+match: {clientId: {regex: '^svc-[0-9]+$'}}
+action: {type: Drop}
+",
+        );
+        let plan = FaultPlan::new("t2", &regex).expect("plan");
+        assert_eq!(plan.layers(), Layers::Both);
+        assert!(plan.cuts_connections());
+    }
+
+    #[test]
+    fn invalid_and_unsupported_faults_are_refused_with_their_field() {
+        let invalid = spec(
+            "
+selector: {matchLabels: {app: kafka}}
+match: {clientId: {regex: '('}}
+action: {type: Reject, probability: 100}
+",
+        );
+        let error = FaultPlan::new("t3", &invalid).expect_err("invalid regex");
+        assert!(
+            error.to_string().contains("spec.match.clientId.regex"),
+            "{error}"
+        );
+        let delay = spec(
+            "
+selector: {matchLabels: {app: kafka}}
+action: {type: Delay, delay: 500ms}
+",
+        );
+        let error = FaultPlan::new("t4", &delay).expect_err("delay");
+        assert!(error.to_string().contains("Delay needs Inline"), "{error}");
+    }
+}

@@ -1,0 +1,32 @@
+//! The rule compiler for Signature and Connection enforcement, and the desired-vs-actual diff.
+//!
+//! Pure, after netavark: an [`Injection`] compiles to one [`Chain`] per family ([`compile`]);
+//! the reconcile parses what `iptables-save` prints ([`parse_save`]) and [`plan`]s the
+//! [`Batch`] that makes the kernel match, which the I/O edge renders once and applies with
+//! `iptables-restore --noflush`. Nothing here runs a command, and no byte a user wrote reaches
+//! the batch text except as hex (client ids, topics, group and transactional ids) or through
+//! [`sanitise_id`] (the comment), so no quoting of user strings is ever needed.
+//!
+//! What users get, per TCP reality: a Reject resets the connection, killing every request in
+//! flight on it; a Drop blackholes the segment, and since TCP retransmits it, the whole
+//! connection stalls until the client times out. Signature rules look at segments, so a
+//! request split across segments, or not first in its segment, escapes them; [`Exactness`]
+//! says what else they cannot express, so that Auto mode adds Connection rules as a backstop.
+
+mod batch;
+mod compile;
+mod names;
+mod save;
+mod spec;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+pub use batch::{Batch, Op, OwnedChain, owned_chains, plan, sweep};
+pub use compile::{Chain, Compiled, Exactness, Gap, Rule, compile};
+pub use names::{CHAIN_PREFIX, COMMENT_PREFIX, chain_name, sanitise_id};
+pub use save::{Actual, SavedJump, SavedRule, parse_save};
+pub use spec::{
+    CidrError, ClientIdPattern, Family, Flow, Injection, IpCidr, Layers, Signature, Verdict,
+};
