@@ -255,7 +255,13 @@ fn enforce(
         }
         let mut changed = false;
         for request in sniffer.take_requests() {
-            plan.matcher.observe(&request);
+            if plan.matcher.observe(&request) {
+                say!(
+                    "inject: {} joined the group; its requests are now hit in the kernel",
+                    request.client_id.as_deref().unwrap_or("-")
+                );
+                changed = true;
+            }
             if !plan.matcher.matches(&request) {
                 continue;
             }

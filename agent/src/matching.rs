@@ -72,15 +72,20 @@ impl RequestMatcher {
         })
     }
 
-    /// Learns from a request that names the fault's group that its client is a member.
-    pub fn observe(&mut self, request: &Event) {
-        if self.group_id.is_some()
+    /// Learns from a request that names the fault's group that its client is a member;
+    /// true when the member is new.
+    pub fn observe(&mut self, request: &Event) -> bool {
+        self.group_id.is_some()
             && request.group_id == self.group_id
             && self.group_members.len() < MAX_GROUP_MEMBERS
-        {
-            self.group_members
-                .insert((request.client.ip(), request.client_id.clone()));
-        }
+            && self
+                .group_members
+                .insert((request.client.ip(), request.client_id.clone()))
+    }
+
+    /// The members of the fault's group seen so far: client address and client id.
+    pub fn group_members(&self) -> impl Iterator<Item = &(std::net::IpAddr, Option<String>)> {
+        self.group_members.iter()
     }
 
     /// Whether every condition the match sets holds for `request`.
@@ -233,7 +238,8 @@ mod tests {
         let mut join = produce("consumer-1", "t");
         join.api = "JoinGroup".into();
         join.group_id = Some("billing".into());
-        billing.observe(&join);
+        assert!(billing.observe(&join), "a new member");
+        assert!(!billing.observe(&join), "known already");
         assert!(billing.matches(&fetch));
         let mut other_member = fetch.clone();
         other_member.client_id = Some("consumer-2".into());
@@ -241,7 +247,7 @@ mod tests {
         let mut elsewhere = join.clone();
         elsewhere.group_id = Some("shipping".into());
         elsewhere.client_id = Some("consumer-3".into());
-        billing.observe(&elsewhere);
+        assert!(!billing.observe(&elsewhere));
         let mut shipping_fetch = fetch.clone();
         shipping_fetch.client_id = Some("consumer-3".into());
         assert!(!billing.matches(&shipping_fetch));

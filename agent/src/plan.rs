@@ -164,11 +164,31 @@ impl FaultPlan {
         self.injection.probability
     }
 
-    /// The rules for the current knowledge (learned topic ids) and the caught `flows`.
+    /// The rules for the current knowledge (learned topic ids and group members) and the
+    /// caught `flows`. A group's members get signature rules of their own (their client id,
+    /// from their address): the requests that carry no group id, like Fetch, are then hit in
+    /// the kernel from a member's first request on every new connection, not only once the
+    /// sniffer has seen one.
     pub fn compile(&self, flows: &[Flow]) -> Compiled {
         let mut injection = self.injection.clone();
         injection.layers = self.layers();
-        compile(&injection, flows)
+        let mut compiled = compile(&injection, flows);
+        for (address, client_id) in self.matcher.group_members() {
+            let Some(client_id) = client_id else { continue };
+            let Ok(source) = IpCidr::new(*address, if address.is_ipv4() { 32 } else { 128 }) else {
+                continue;
+            };
+            let mut member = self.injection.clone();
+            member.layers = Layers::Signature;
+            member.signature.group_id = None;
+            member.signature.client_id =
+                Some(ClientIdPattern::Exact(client_id.as_bytes().to_vec()));
+            member.source_cidrs = vec![source];
+            let rules = compile(&member, &[]);
+            compiled.v4.rules.extend(rules.v4.rules);
+            compiled.v6.rules.extend(rules.v6.rules);
+        }
+        compiled
     }
 }
 
@@ -216,6 +236,47 @@ action: {type: Reject}
         let plan = FaultPlan::new("t5", &produce_from).expect("plan");
         assert_eq!(plan.layers(), Layers::Signature);
         assert!(!plan.cuts_connections());
+    }
+
+    #[test]
+    fn group_members_get_signature_rules_for_their_fetches() {
+        let blackhole = spec(
+            "
+selector: {matchLabels: {app: kafka}}
+match: {apiKeys: [Fetch], groupId: billing}
+action: {type: Drop}
+",
+        );
+        let mut plan = FaultPlan::new("t6", &blackhole).expect("plan");
+        let before = plan.compile(&[]).v4.rules.len();
+        let join = crate::event::Event {
+            ts: std::time::Duration::ZERO,
+            client: "10.77.0.100:40000".parse().expect("addr"),
+            broker: "10.77.0.10:9092".parse().expect("addr"),
+            client_id: Some("consumer-billing".into()),
+            api: "JoinGroup".into(),
+            api_version: 9,
+            correlation_id: 1,
+            topics: vec![],
+            records: None,
+            request_bytes: 1,
+            latency_us: None,
+            errors: None,
+            group_id: Some("billing".into()),
+            transactional_id: None,
+            response_bytes: None,
+            decode_error: None,
+        };
+        assert!(plan.matcher.observe(&join));
+        let after = plan.compile(&[]);
+        assert!(after.v4.rules.len() > before, "a rule for the member");
+        let member_rule = after.v4.rules.last().expect("rule").render();
+        assert!(member_rule.contains("-s 10.77.0.100/32"), "{member_rule}");
+        assert!(
+            member_rule.contains("63 6f 6e 73 75 6d 65 72"),
+            "client id bytes: {member_rule}"
+        );
+        assert!(member_rule.contains("-j DROP"), "{member_rule}");
     }
 
     #[test]

@@ -52,8 +52,10 @@ pub struct FaultMatch {
     )]
     pub topics: Vec<String>,
 
-    /// The consumer group id (group.id) of the requests to hit. Only requests that carry a
-    /// group id (JoinGroup, SyncGroup, Heartbeat, OffsetCommit, OffsetFetch, ...) can match.
+    /// The consumer group id (group.id) of the requests to hit. Requests that carry a group id
+    /// (JoinGroup, SyncGroup, Heartbeat, OffsetCommit, ...) match by it; requests that carry
+    /// none (Fetch, ListOffsets) match when their client (address and client.id) was seen
+    /// in a request of this group, so apiKeys [Fetch] with a groupId starves that group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 255))]
     pub group_id: Option<String>,

@@ -5,54 +5,76 @@ use std::time::{Duration, Instant};
 
 use crate::LabError;
 
+/// Which output of a background process announces that it is ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output (which is then captured too).
+    Stdout,
+    /// Standard error; standard output stays where the caller sent it.
+    Stderr,
+}
+
+/// Forwards each line of `output` to `sender` from a thread of its own.
+fn forward(output: impl std::io::Read + Send + 'static, sender: std::sync::mpsc::Sender<String>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(output).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+}
+
 /// A process a test runs alongside its traffic (a live sniffer, tcpdump): started, waited for
 /// until it says it is ready, stopped with SIGINT like a user's Ctrl-C, and killed if the test
 /// ends first, so no test leaves a process behind.
 pub struct Background {
     child: Option<Child>,
-    stderr_lines: Receiver<String>,
-    stderr_seen: Vec<String>,
+    lines: Receiver<String>,
+    seen: Vec<String>,
     described: String,
 }
 
 impl Background {
-    /// Spawns `command` and waits up to `timeout` for a stderr line containing `ready`.
+    /// Spawns `command` and waits up to `timeout` for a line containing `ready` on `watch`
+    /// (an empty `ready` does not wait).
     pub fn start(
         command: &mut Command,
+        watch: Stream,
         ready: &str,
         timeout: Duration,
     ) -> Result<Background, LabError> {
         let described = format!("{command:?}");
-        let mut child = command
-            .stdin(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| LabError::Spawn {
-                command: described.clone(),
-                source,
-            })?;
-        let (sender, stderr_lines) = channel();
+        command.stdin(Stdio::null()).stderr(Stdio::piped());
+        if watch == Stream::Stdout {
+            command.stdout(Stdio::piped());
+        }
+        let mut child = command.spawn().map_err(|source| LabError::Spawn {
+            command: described.clone(),
+            source,
+        })?;
+        let (sender, lines) = channel();
+        if let Some(stdout) = child.stdout.take() {
+            forward(stdout, sender.clone());
+        }
         if let Some(stderr) = child.stderr.take() {
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if sender.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
+            forward(stderr, sender);
         }
         let mut background = Background {
             child: Some(child),
-            stderr_lines,
-            stderr_seen: Vec::new(),
+            lines,
+            seen: Vec::new(),
             described,
         };
+        if ready.is_empty() {
+            return Ok(background);
+        }
         let deadline = Instant::now() + timeout;
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match background.stderr_lines.recv_timeout(left) {
+            match background.lines.recv_timeout(left) {
                 Ok(line) => {
                     let is_ready = line.contains(ready);
-                    background.stderr_seen.push(line);
+                    background.seen.push(line);
                     if is_ready {
                         return Ok(background);
                     }
@@ -62,11 +84,38 @@ impl Background {
         }
         Err(LabError::NotReady {
             command: background.described.clone(),
-            stderr: background.stderr_seen.join("\n"),
+            stderr: background.seen.join("\n"),
         })
     }
 
-    /// Sends SIGINT, waits for the exit, and returns everything it wrote on stderr.
+    /// The lines it has written so far on the captured outputs.
+    pub fn output(&mut self) -> &[String] {
+        self.seen.extend(self.lines.try_iter());
+        &self.seen
+    }
+
+    /// Waits up to `timeout` until `done` holds for the lines written so far.
+    pub fn wait_for(&mut self, timeout: Duration, done: impl Fn(&[String]) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !done(self.output()) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        true
+    }
+
+    /// SIGKILL, as a crash would: the process gets no chance to clean up.
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGINT, waits for the exit, and returns every line it wrote on the captured
+    /// outputs.
     pub fn interrupt(mut self) -> Result<String, LabError> {
         let Some(mut child) = self.child.take() else {
             return Ok(String::new());
@@ -76,8 +125,8 @@ impl Background {
             command: self.described.clone(),
             source,
         })?;
-        self.stderr_seen.extend(self.stderr_lines.try_iter());
-        let stderr = self.stderr_seen.join("\n");
+        self.seen.extend(self.lines.try_iter());
+        let stderr = self.seen.join("\n");
         if status.success() {
             Ok(stderr)
         } else {
@@ -91,8 +140,17 @@ impl Background {
 }
 
 impl Drop for Background {
+    /// A test that ends early still lets the process clean up after itself (SIGINT), and
+    /// kills it if it has not exited within five seconds.
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }

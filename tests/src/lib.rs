@@ -9,7 +9,7 @@ mod background;
 mod error;
 mod lab;
 
-pub use background::Background;
+pub use background::{Background, Stream};
 
 pub use error::LabError;
 pub use lab::{

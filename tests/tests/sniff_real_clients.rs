@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use lab::{Background, Lab, kafka_shock_bin, workspace_root};
+use lab::{Background, Lab, Stream, kafka_shock_bin, workspace_root};
 use serde_json::Value;
 
 const RUN: &str = "sniff";
@@ -296,6 +296,7 @@ fn sniff_live_and_from_pcap_agrees_with_real_clients() {
         Command::new(&sniff)
             .args(["sniff", "--netns", &broker_netns, "--json"])
             .stdout(std::fs::File::create(&live_json).expect("live output file")),
+        Stream::Stderr,
         "listening",
         Duration::from_secs(10),
     )
@@ -316,6 +317,7 @@ fn sniff_live_and_from_pcap_agrees_with_real_clients() {
             ])
             .arg(&capture)
             .args(["tcp", "port", "9092"]),
+        Stream::Stderr,
         "listening on",
         Duration::from_secs(10),
     )

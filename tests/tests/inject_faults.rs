@@ -1,0 +1,366 @@
+//! `kafka-shock inject` on the lab, against real Kafka and real clients: the faults hit
+//! exactly the requests they describe, other traffic flows, recovery is complete, and no
+//! KSHOCK rule outlives a test (each test checks the broker's namespace at its end).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use lab::{Background, Lab, Stream, kafka_shock_bin, workspace_root};
+use serde_json::Value;
+
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("kshock-inject-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Scratch(dir)
+    }
+
+    fn fault(&self, name: &str, spec: &str) -> PathBuf {
+        let path = self.0.join(format!("{name}.yaml"));
+        let manifest = format!(
+            "apiVersion: kafkashock.io/v1alpha1\nkind: KafkaFault\nmetadata: {{name: {name}}}\nspec:\n  selector: {{matchLabels: {{app: kafka}}}}\n{spec}"
+        );
+        std::fs::write(&path, manifest).expect("fault file");
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn broker_netns(lab: &Lab) -> String {
+    lab.broker_netns()[0].clone()
+}
+
+/// How many KSHOCK chains the broker's namespace holds, IPv4 and IPv6.
+fn kshock_chains(lab: &Lab) -> usize {
+    ["iptables-save", "ip6tables-save"]
+        .iter()
+        .map(|tool| {
+            let saved =
+                lab::stdout(Command::new("ip").args(["netns", "exec", &broker_netns(lab), tool]))
+                    .unwrap_or_else(|error| panic!("{error}"));
+            saved
+                .lines()
+                .filter(|line| line.starts_with(":KSHOCK-"))
+                .count()
+        })
+        .sum()
+}
+
+/// The broker's namespace before a test: leftovers of earlier runs are swept (as every run
+/// of the engine does at start), and then no KSHOCK chain may remain.
+fn clean_start(lab: &Lab) {
+    lab::stdout(Command::new(kafka_shock_bin().expect("kafka-shock")).args([
+        "rules",
+        "--netns",
+        &broker_netns(lab),
+    ]))
+    .unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(
+        kshock_chains(lab),
+        0,
+        "the broker's namespace holds rules of a live fault"
+    );
+}
+
+fn start_inject(lab: &Lab, fault: &Path) -> Background {
+    Background::start(
+        Command::new(kafka_shock_bin().expect("kafka-shock"))
+            .args(["inject", "-f"])
+            .arg(fault)
+            .args(["--netns", &broker_netns(lab)]),
+        Stream::Stdout,
+        "inject: active",
+        Duration::from_secs(20),
+    )
+    .expect("inject becomes active")
+}
+
+/// Sends `count` records one by one with kafka-python; returns how many were acknowledged.
+fn python_acked(lab: &Lab, topic: &str, client_id: &str, count: u32) -> u64 {
+    let script = workspace_root().join("tests/clients/produce_count.py");
+    let report = lab::stdout(lab.client("python").args([
+        script.to_str().expect("utf-8"),
+        lab.bootstrap(),
+        topic,
+        client_id,
+        &count.to_string(),
+        "2000",
+    ]))
+    .unwrap_or_else(|error| panic!("{error}"));
+    let report: Value = serde_json::from_str(&report).expect("json report");
+    report["acked"].as_u64().expect("acked count")
+}
+
+/// Whether kcat delivers two records within 3 s.
+fn kcat_delivers(lab: &Lab, topic: &str, client_id: &str) -> bool {
+    lab::stdout_with_input(
+        lab.client("kcat").args([
+            "-b",
+            lab.bootstrap(),
+            "-t",
+            topic,
+            "-P",
+            "-X",
+            &format!("client.id={client_id}"),
+            "-X",
+            "message.timeout.ms=3000",
+        ]),
+        "one\ntwo\n",
+    )
+    .is_ok()
+}
+
+#[test]
+fn reject_produce_to_orders_from_client_a_only() {
+    let lab = Lab::up().expect("lab up");
+    clean_start(&lab);
+    for topic in ["orders", "other"] {
+        lab.create_topic(topic, 1, 1).expect("topic");
+    }
+    let scratch = Scratch::new("reject");
+    let fault = scratch.fault(
+        "reset-orders-a",
+        "  match: {apiKeys: [Produce], clientId: {prefix: client-a}, topics: [orders]}\n  action: {type: Reject}\n  duration: 5m\n",
+    );
+    assert_eq!(
+        python_acked(&lab, "orders", "client-a", 5),
+        5,
+        "baseline before the fault"
+    );
+
+    let inject = start_inject(&lab, &fault);
+    let a_orders = python_acked(&lab, "orders", "client-a", 20);
+    let a_other = python_acked(&lab, "other", "client-a", 20);
+    let b_orders = python_acked(&lab, "orders", "client-b", 20);
+    let kcat_a = kcat_delivers(&lab, "orders", "client-a-kcat");
+    let kcat_b = kcat_delivers(&lab, "orders", "client-b-kcat");
+    eprintln!(
+        "success rates: A→orders {a_orders}/20, A→other {a_other}/20, B→orders {b_orders}/20; kcat A {kcat_a}, kcat B {kcat_b}"
+    );
+    assert_eq!(a_orders, 0, "A's produces to orders must fail");
+    assert_eq!(a_other, 20, "A's produces to other must succeed");
+    assert_eq!(b_orders, 20, "B's produces to orders must succeed");
+    assert!(!kcat_a, "kcat (librdkafka) as client-a… must be reset");
+    assert!(kcat_b, "kcat as client-b… must deliver");
+
+    let output = inject.interrupt().expect("inject exits 0 on SIGINT");
+    assert!(output.is_empty() || !output.contains("error"), "{output}");
+    assert_eq!(kshock_chains(&lab), 0, "rules left after the fault ended");
+    let ended = Instant::now();
+    let mut recovered = python_acked(&lab, "orders", "client-a", 5);
+    while recovered < 5 && ended.elapsed() < Duration::from_secs(10) {
+        recovered = python_acked(&lab, "orders", "client-a", 5);
+    }
+    eprintln!("A→orders recovered in {} ms", ended.elapsed().as_millis());
+    assert_eq!(
+        recovered, 5,
+        "A's produces to orders must succeed again within seconds"
+    );
+}
+
+/// A Java console consumer in `group`, printing each record it reads.
+fn java_consumer(lab: &Lab, topic: &str, group: &str, client_id: &str) -> Background {
+    Background::start(
+        lab.client("kafka-class").args([
+            "org.apache.kafka.tools.consumer.ConsoleConsumer",
+            "--bootstrap-server",
+            lab.bootstrap(),
+            "--topic",
+            topic,
+            "--group",
+            group,
+            "--from-beginning",
+            "--consumer-property",
+            &format!("client.id={client_id}"),
+            "--consumer-property",
+            "request.timeout.ms=4000",
+        ]),
+        Stream::Stdout,
+        "",
+        Duration::ZERO,
+    )
+    .expect("consumer starts")
+}
+
+fn records_read(consumer: &mut Background, prefix: &str) -> Vec<String> {
+    let mut read: Vec<String> = consumer
+        .output()
+        .iter()
+        .filter(|line| line.starts_with(prefix))
+        .cloned()
+        .collect();
+    read.sort();
+    read
+}
+
+#[test]
+fn drop_fetch_for_a_group_stalls_only_that_group_and_loses_nothing() {
+    let lab = Lab::up().expect("lab up");
+    clean_start(&lab);
+    let run = std::process::id();
+    let topic = format!("ledger-{run}");
+    lab.create_topic(&topic, 1, 1).expect("topic");
+    let (stalled, free) = (format!("billing-{run}"), format!("audit-{run}"));
+    let scratch = Scratch::new("drop-fetch");
+    let fault = scratch.fault(
+        "blackhole-billing",
+        &format!("  match: {{apiKeys: [Fetch], groupId: {stalled}}}\n  action: {{type: Drop}}\n  duration: 5m\n"),
+    );
+    let mut inject = start_inject(&lab, &fault);
+    let mut billing = java_consumer(&lab, &topic, &stalled, "consumer-billing");
+    let mut audit = java_consumer(&lab, &topic, &free, "consumer-audit");
+    assert!(
+        inject.wait_for(Duration::from_secs(60), |lines| lines.iter().any(
+            |line| line.starts_with("match:") && line.contains("consumer-billing Fetch")
+        )),
+        "the billing consumer's Fetch was never matched: {:?}",
+        inject.output()
+    );
+
+    let records: Vec<String> = (0..50).map(|i| format!("ledger-{i:02}")).collect();
+    lab::stdout_with_input(
+        lab.client("kcat")
+            .args(["-b", lab.bootstrap(), "-t", &topic, "-P", "-X", "acks=all"]),
+        &(records.join("\n") + "\n"),
+    )
+    .expect("produce the ledger");
+    assert!(
+        audit.wait_for(Duration::from_secs(30), |lines| lines
+            .iter()
+            .filter(|l| l.starts_with("ledger-"))
+            .count()
+            >= 50),
+        "the other group's consumer must keep going"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let billing_during = records_read(&mut billing, "ledger-").len();
+    eprintln!("during the fault: billing read {billing_during}/50, audit read 50/50");
+    assert_eq!(billing_during, 0, "the blackholed group must not progress");
+
+    let output = inject.interrupt().expect("inject exits 0");
+    assert!(output.contains("consumer-billing"), "{output}");
+    assert!(
+        !output.contains("consumer-audit Fetch"),
+        "the audit group was matched: {output}"
+    );
+    assert_eq!(kshock_chains(&lab), 0, "rules left after the fault ended");
+    let removed = Instant::now();
+    assert!(
+        billing.wait_for(Duration::from_secs(60), |lines| lines
+            .iter()
+            .filter(|l| l.starts_with("ledger-"))
+            .count()
+            >= 50),
+        "the billing group must catch up after the fault"
+    );
+    eprintln!(
+        "billing caught up {} ms after removal",
+        removed.elapsed().as_millis()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        records_read(&mut billing, "ledger-"),
+        records,
+        "billing lost or duplicated records"
+    );
+    assert_eq!(
+        records_read(&mut audit, "ledger-"),
+        records,
+        "audit lost or duplicated records"
+    );
+}
+
+/// The owner pid of every KSHOCK chain in the namespace, as `kafka-shock rules` reports them.
+fn rule_owners(lab: &Lab) -> String {
+    lab::stdout(Command::new(kafka_shock_bin().expect("kafka-shock")).args([
+        "rules",
+        "--netns",
+        &broker_netns(lab),
+    ]))
+    .unwrap_or_else(|error| panic!("{error}"))
+}
+
+#[test]
+fn sigkill_then_restart_sweeps_the_leftovers() {
+    let lab = Lab::up().expect("lab up");
+    clean_start(&lab);
+    let scratch = Scratch::new("sigkill");
+    let fault = scratch.fault(
+        "killed",
+        "  match: {apiKeys: [Produce], clientId: {exact: client-k}}\n  action: {type: Reject}\n  duration: 5m\n",
+    );
+    start_inject(&lab, &fault).kill();
+    assert!(
+        kshock_chains(&lab) > 0,
+        "SIGKILL leaves the rules of the dead run"
+    );
+    assert_eq!(
+        python_acked(&lab, "orders", "client-k", 3),
+        0,
+        "and they still hit"
+    );
+
+    let restarted = start_inject(&lab, &fault);
+    let owners = rule_owners(&lab);
+    assert_eq!(
+        owners.matches("owner:").count(),
+        kshock_chains(&lab),
+        "{owners}"
+    );
+    assert_eq!(
+        kshock_chains(&lab),
+        2,
+        "only the new run's IPv4 and IPv6 chains: {owners}"
+    );
+    restarted.interrupt().expect("inject exits 0");
+    assert_eq!(kshock_chains(&lab), 0);
+    assert_eq!(python_acked(&lab, "orders", "client-k", 3), 3);
+}
+
+#[test]
+fn a_fault_that_expired_while_its_engine_was_dead_is_removed_at_start() {
+    let lab = Lab::up().expect("lab up");
+    clean_start(&lab);
+    let scratch = Scratch::new("expired");
+    let fault = scratch.fault(
+        "expired",
+        "  match: {apiKeys: [Produce], clientId: {exact: client-e}}\n  action: {type: Reject}\n  duration: 2s\n",
+    );
+    start_inject(&lab, &fault).kill();
+    assert!(kshock_chains(&lab) > 0);
+    std::thread::sleep(Duration::from_secs(3));
+    let swept = rule_owners(&lab);
+    assert!(swept.contains("swept leftovers: KSHOCK-"), "{swept}");
+    assert_eq!(kshock_chains(&lab), 0);
+    assert_eq!(python_acked(&lab, "orders", "client-e", 3), 3);
+}
+
+#[test]
+fn a_fault_ends_by_itself_at_the_end_of_its_duration() {
+    let lab = Lab::up().expect("lab up");
+    clean_start(&lab);
+    let scratch = Scratch::new("duration");
+    let fault = scratch.fault(
+        "short",
+        "  match: {apiKeys: [Produce], clientId: {exact: client-d}}\n  action: {type: Reject}\n  duration: 3s\n",
+    );
+    let mut inject = start_inject(&lab, &fault);
+    assert_eq!(python_acked(&lab, "orders", "client-d", 3), 0);
+    assert!(
+        inject.wait_for(Duration::from_secs(15), |lines| lines
+            .iter()
+            .any(|line| line.contains("nothing of this fault is left"))),
+        "{:?}",
+        inject.output()
+    );
+    assert_eq!(kshock_chains(&lab), 0);
+    assert_eq!(python_acked(&lab, "orders", "client-d", 3), 3);
+}
