@@ -73,7 +73,12 @@ impl Firewall {
             backend,
         };
         let nft = probe(Backend::Nft).save(Family::V4).ok();
-        let legacy = probe(Backend::Legacy).save(Family::V4).ok();
+        // Reading legacy tables creates them in the namespace, which then makes every nft
+        // iptables call warn; look only when the namespace already has legacy tables.
+        let legacy = probe(Backend::Legacy)
+            .has_legacy_tables()
+            .then(|| probe(Backend::Legacy).save(Family::V4).ok())
+            .flatten();
         let backend = match (nft, legacy) {
             (Some(nft), Some(legacy)) if weight(&legacy) > weight(&nft) => Backend::Legacy,
             (Some(_), _) => Backend::Nft,
@@ -139,6 +144,13 @@ impl Firewall {
                 stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
             })
         }
+    }
+
+    /// Whether the namespace has any legacy (x_tables) IPv4 table, from its
+    /// /proc/net/ip_tables_names, which lists them without creating any.
+    fn has_legacy_tables(&self) -> bool {
+        self.run("cat", &["/proc/net/ip_tables_names"], None)
+            .is_ok_and(|names| !names.trim().is_empty())
     }
 
     /// The filter table as `iptables-save` prints it.

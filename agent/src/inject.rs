@@ -165,7 +165,9 @@ pub fn run(args: InjectArgs) -> anyhow::Result<()> {
     })?;
     let outcome = enforce(&enforcer, &mut plan, &fault, duration, &capture);
     drop(capture);
+    let removing = Instant::now();
     let removed = enforcer.remove(|chain| chain.ids.iter().any(|id| id == plan.id()));
+    let removal_ms = removing.elapsed().as_millis();
     match (outcome, removed) {
         (Ok(()), Ok(chains)) => {
             let left = enforcer
@@ -177,7 +179,7 @@ pub fn run(args: InjectArgs) -> anyhow::Result<()> {
                 bail!("{left} chain(s) of this fault are still installed; run kafka-shock clean");
             }
             say!(
-                "inject: removed {}; nothing of this fault is left",
+                "inject: removed {} in {removal_ms} ms; nothing of this fault is left",
                 chains.join(", ")
             );
             Ok(())
@@ -254,6 +256,7 @@ fn enforce(
             Next::End => bail!("the capture in the broker's namespace stopped"),
         }
         let mut changed = false;
+        let mut oldest_cut: Option<Duration> = None;
         for request in sniffer.take_requests() {
             if plan.matcher.observe(&request) {
                 say!(
@@ -265,7 +268,10 @@ fn enforce(
             if !plan.matcher.matches(&request) {
                 continue;
             }
-            changed |= on_match(plan, &request, &mut flows, &mut draw, verb);
+            if on_match(plan, &request, &mut flows, &mut draw, verb) {
+                changed = true;
+                oldest_cut = Some(oldest_cut.map_or(request.ts, |oldest| oldest.min(request.ts)));
+            }
         }
         if last_relearn.elapsed() >= RELEARN_EVERY {
             last_relearn = Instant::now();
@@ -287,8 +293,16 @@ fn enforce(
             let flows: Vec<Flow> = flows.iter().copied().collect();
             let took = Instant::now();
             enforcer.install(&plan.compile(&flows), |_| false)?;
+            let since_request = oldest_cut
+                .map(|request_ts| {
+                    format!(
+                        ", {} us after the request",
+                        now().saturating_sub(request_ts).as_micros()
+                    )
+                })
+                .unwrap_or_default();
             say!(
-                "inject: rules updated in {} us ({} connection rules)",
+                "inject: rules updated in {} us ({} connection rules{since_request})",
                 took.elapsed().as_micros(),
                 flows.len()
             );

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Benchmarks of `kafka-shock inject` on the lab (real Kafka, real iptables), as root:
+#   1. time from `inject` start to the first rejected matching request;
+#   2. Connection mode: time from a matching request on a new connection to its rule;
+#   3. time to install and to remove 1,000 rules in one namespace;
+#   4. produce throughput of a non-matching client (Kafka's perf tool) with a signature fault
+#      active vs none, alternating on the same broker in one run (goal: >= 95%).
+# Usage: tests/bench/inject-bench.sh [ROUNDS]   (default 3)
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")/../.."
+ROUNDS=${1:-3}
+LAB=tests/lab/lab.sh
+"$LAB" up >/dev/null
+eval "$("$LAB" env)"
+cargo build -q --release -p kafka-shock-agent
+KS=${CARGO_TARGET_DIR:-target}/release/kafka-shock
+NS=ksl-broker-0
+WORK=$(mktemp -d)
+trap 'pkill -INT -f "kafka-shock inject" 2>/dev/null || true; sleep 1; "$KS" clean --netns $NS >/dev/null; rm -rf "$WORK"' EXIT
+for topic in orders other perf-bench; do "$LAB" topic "$topic" >/dev/null 2>&1; done
+"$KS" clean --netns "$NS" >/dev/null
+
+fault() { # NAME SPEC-LINES...
+  local name=$1; shift
+  { printf 'kind: KafkaFault\nmetadata: {name: %s}\nspec:\n  selector: {matchLabels: {app: kafka}}\n' "$name"; printf '  %s\n' "$@"; } >"$WORK/$name.yaml"
+  echo "$WORK/$name.yaml"
+}
+start_inject() { # FILE OUT; sets $pid (a child of this shell, so that it can be waited for)
+  "$KS" inject -f "$1" --netns "$NS" >"$2" 2>&1 &
+  pid=$!
+}
+wait_line() { # FILE PATTERN
+  for _ in $(seq 200); do grep -qs "$2" "$1" && return 0; sleep 0.05; done
+  echo "bench: '$2' never appeared in $1" >&2; cat "$1" >&2; return 1
+}
+stop_inject() { kill -INT "$1"; wait "$1" || true; }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+echo "== 1. inject start -> first rejected matching request"
+reset=$(fault reset-a "match: {apiKeys: [Produce], clientId: {exact: bench-a}, topics: [orders]}" "action: {type: Reject}")
+for _ in $(seq "$ROUNDS"); do
+  "$LAB" client python tests/bench/first_failure.py "$KSHOCK_LAB_BOOTSTRAP" orders bench-a 30 >"$WORK/first.json" &
+  producer=$!
+  sleep 2
+  t0=$(date +%s.%N)
+  start_inject "$reset" "$WORK/inject1.out"
+  wait "$producer"
+  stop_inject "$pid"
+  python3 -c "import json,sys; r=json.load(open('$WORK/first.json')); print(round((r['first_failure_unix']-$t0)*1000))"
+done | tee "$WORK/first.ms"
+echo "median: $(median <"$WORK/first.ms") ms from inject start to the first rejected request"
+echo "install alone: $(grep -o '[0-9]* ms)' "$WORK/inject1.out" | head -1)"
+
+echo "== 2. Connection mode: matching request -> its connection rule"
+conn=$(fault conn-c "match: {apiKeys: [Produce], clientId: {exact: bench-c}}" "action: {type: Reject}" "enforcement: Connection")
+start_inject "$conn" "$WORK/inject2.out"
+wait_line "$WORK/inject2.out" "inject: active"
+"$LAB" client python tests/clients/produce_count.py "$KSHOCK_LAB_BOOTSTRAP" orders bench-c 20 2000 >/dev/null
+stop_inject "$pid"
+grep -o '[0-9]* us after the request' "$WORK/inject2.out" | awk '{print $1/1000}' >"$WORK/conn.ms"
+echo "$(wc -l <"$WORK/conn.ms") connection rules; median $(median <"$WORK/conn.ms") ms, max $(sort -n "$WORK/conn.ms" | tail -1) ms after the request"
+
+echo "== 3. install and remove 1,000 rules"
+cidrs=$(for i in $(seq 1 10); do printf '10.200.%d.0/24,' "$i"; done)
+topics=$(for i in $(seq 1 50); do printf 'bench-topic-%02d,' "$i"; done)
+many=$(fault many "match: {apiKeys: [Produce], topics: [${topics%,}], sourceCIDRs: [${cidrs%,}]}" "action: {type: Drop}" "enforcement: Signature")
+for _ in $(seq "$ROUNDS"); do
+  start_inject "$many" "$WORK/inject3.out"
+  wait_line "$WORK/inject3.out" "inject: active"
+  rules=$(ip netns exec "$NS" iptables-save | grep -c '^-A KSHOCK-')
+  stop_inject "$pid"
+  install=$(grep -o 'changes, [0-9]* ms' "$WORK/inject3.out" | grep -o '[0-9]* ms' | cut -d' ' -f1)
+  remove=$(grep -o 'in [0-9]* ms; nothing' "$WORK/inject3.out" | grep -o '[0-9]*')
+  echo "$rules rules: install $install ms, remove $remove ms"
+done
+
+echo "== 4. produce throughput of a non-matching client, fault vs none"
+perf() {
+  "$LAB" client kafka-class org.apache.kafka.tools.ProducerPerformance --topic perf-bench \
+    --num-records 300000 --record-size 100 --throughput -1 \
+    --producer-props "bootstrap.servers=$KSHOCK_LAB_BOOTSTRAP" acks=1 client.id=bench-b 2>/dev/null |
+    tail -1 | grep -o '[0-9.]* records/sec' | cut -d' ' -f1
+}
+: >"$WORK/none"; : >"$WORK/fault"
+for round in $(seq "$ROUNDS"); do
+  perf >>"$WORK/none"
+  start_inject "$reset" "$WORK/inject4.out"
+  wait_line "$WORK/inject4.out" "inject: active"
+  perf >>"$WORK/fault"
+  stop_inject "$pid"
+  echo "round $round: none $(tail -1 "$WORK/none") rec/s, with fault $(tail -1 "$WORK/fault") rec/s"
+done
+none=$(median <"$WORK/none"); with=$(median <"$WORK/fault")
+echo "median: none $none rec/s, with a signature fault $with rec/s: $(python3 -c "print(round(100*$with/$none, 1))")%"
