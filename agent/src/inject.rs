@@ -25,6 +25,7 @@ use crate::capture::live::{LiveCapture, LiveOptions};
 use crate::engine::{Enforcer, is_cli_leftover};
 use crate::netns::NetnsTarget;
 use crate::output::say;
+use crate::topic_probe;
 
 /// How often learned topic ids are folded into the rules when traffic is quiet.
 const RELEARN_EVERY: Duration = Duration::from_millis(200);
@@ -163,7 +164,7 @@ pub fn run(args: InjectArgs) -> anyhow::Result<()> {
         iface: None,
         ports: fault.spec.ports.clone(),
     })?;
-    let outcome = enforce(&enforcer, &mut plan, &fault, duration, &capture);
+    let outcome = enforce(&enforcer, &netns, &mut plan, &fault, duration, &capture);
     drop(capture);
     let removing = Instant::now();
     let removed = enforcer.remove(|chain| chain.ids.iter().any(|id| id == plan.id()));
@@ -202,8 +203,35 @@ fn action_word(spec: &KafkaFaultSpec) -> &'static str {
     }
 }
 
+/// Asks the broker for the ids of the fault's topics, so that requests naming them by id are
+/// hit from the first one; without an answer, ids are learned by sniffing.
+fn learn_topic_ids_from_broker(plan: &mut FaultPlan, netns: &Path, ports: &[u16]) {
+    if plan.topics().is_empty() {
+        return;
+    }
+    let topics = plan.topics().to_vec();
+    let mut last_error = None;
+    for &port in ports {
+        match topic_probe::topic_ids(netns, port, &topics) {
+            Ok(ids) => {
+                say!(
+                    "inject: the broker named {} topic id(s) for {topics:?}",
+                    ids.len()
+                );
+                plan.learn_topic_ids(ids);
+                return;
+            }
+            Err(error) => last_error = Some(error),
+        }
+    }
+    if let Some(error) = last_error {
+        say!("inject: note: topic ids will be learned by sniffing ({error})");
+    }
+}
+
 fn enforce(
     enforcer: &Enforcer,
+    netns: &Path,
     plan: &mut FaultPlan,
     fault: &FaultFile,
     duration: Option<Duration>,
@@ -211,6 +239,7 @@ fn enforce(
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut flows: BTreeSet<Flow> = BTreeSet::new();
+    learn_topic_ids_from_broker(plan, netns, &fault.spec.ports);
     let applied = enforcer.install(&plan.compile(&[]), is_cli_leftover)?;
     let compiled = plan.compile(&[]);
     say!(

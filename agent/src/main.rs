@@ -10,6 +10,7 @@ mod netns;
 mod output;
 mod rules_cmd;
 mod sniff;
+mod topic_probe;
 
 use std::process::ExitCode;
 

@@ -118,6 +118,31 @@ fn kcat_delivers(lab: &Lab, topic: &str, client_id: &str) -> bool {
     .is_ok()
 }
 
+/// Whether Kafka's Java console producer (Produce v13: topics by id) delivers three records,
+/// one try each.
+fn java_delivers(lab: &Lab, topic: &str, client_id: &str) -> bool {
+    let client_id = format!("client.id={client_id}");
+    let mut producer = lab.client("kafka-class");
+    producer.args([
+        "org.apache.kafka.tools.ConsoleProducer",
+        "--bootstrap-server",
+        lab.bootstrap(),
+        "--topic",
+        topic,
+        "--sync",
+    ]);
+    for property in [
+        client_id.as_str(),
+        "delivery.timeout.ms=4000",
+        "request.timeout.ms=2000",
+        "linger.ms=0",
+        "retries=0",
+    ] {
+        producer.args(["--producer-property", property]);
+    }
+    lab::stdout_with_input(&mut producer, "j1\nj2\nj3\n").is_ok()
+}
+
 #[test]
 fn reject_produce_to_orders_from_client_a_only() {
     let lab = Lab::up().expect("lab up");
@@ -142,14 +167,25 @@ fn reject_produce_to_orders_from_client_a_only() {
     let b_orders = python_acked(&lab, "orders", "client-b", 20);
     let kcat_a = kcat_delivers(&lab, "orders", "client-a-kcat");
     let kcat_b = kcat_delivers(&lab, "orders", "client-b-kcat");
+    let java_a = java_delivers(&lab, "orders", "client-a-java");
+    let java_a_other = java_delivers(&lab, "other", "client-a-java");
     eprintln!(
-        "success rates: A→orders {a_orders}/20, A→other {a_other}/20, B→orders {b_orders}/20; kcat A {kcat_a}, kcat B {kcat_b}"
+        "success rates: A→orders {a_orders}/20, A→other {a_other}/20, B→orders {b_orders}/20; \
+         kcat A {kcat_a}, kcat B {kcat_b}; Java A→orders {java_a}, Java A→other {java_a_other}"
     );
     assert_eq!(a_orders, 0, "A's produces to orders must fail");
     assert_eq!(a_other, 20, "A's produces to other must succeed");
     assert_eq!(b_orders, 20, "B's produces to orders must succeed");
     assert!(!kcat_a, "kcat (librdkafka) as client-a… must be reset");
     assert!(kcat_b, "kcat as client-b… must deliver");
+    assert!(
+        !java_a,
+        "the Java producer (topic ids) as client-a… must be reset from its first try"
+    );
+    assert!(
+        java_a_other,
+        "the Java producer's records to other must be delivered"
+    );
 
     let output = inject.interrupt().expect("inject exits 0 on SIGINT");
     assert!(output.is_empty() || !output.contains("error"), "{output}");
