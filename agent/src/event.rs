@@ -156,6 +156,30 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
+/// A request event for other modules' tests: `api` from `client_id` at 10.77.0.100:40000 to
+/// 10.77.0.10:9092, naming `topics`, not yet answered.
+#[cfg(test)]
+pub(crate) fn test_request(api: &str, client_id: &str, topics: &[&str]) -> Event {
+    Event {
+        ts: Duration::ZERO,
+        client: "10.77.0.100:40000".parse().expect("client"),
+        broker: "10.77.0.10:9092".parse().expect("broker"),
+        client_id: Some(client_id.to_owned()),
+        api: api.to_owned(),
+        api_version: 9,
+        correlation_id: 1,
+        topics: topics.iter().map(|topic| (*topic).to_owned()).collect(),
+        records: None,
+        request_bytes: 100,
+        latency_us: None,
+        errors: None,
+        group_id: None,
+        transactional_id: None,
+        response_bytes: None,
+        decode_error: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -124,31 +124,12 @@ impl RequestMatcher {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use kafka_shock_crds::{ApiVersionRange, ClientIdMatch};
 
     use super::*;
 
     fn produce(client_id: &str, topic: &str) -> Event {
-        Event {
-            ts: Duration::ZERO,
-            client: "10.77.0.100:40000".parse().expect("client"),
-            broker: "10.77.0.10:9092".parse().expect("broker"),
-            client_id: Some(client_id.to_owned()),
-            api: "Produce".to_owned(),
-            api_version: 9,
-            correlation_id: 1,
-            topics: vec![topic.to_owned()],
-            records: Some(1),
-            request_bytes: 100,
-            latency_us: None,
-            errors: None,
-            group_id: None,
-            transactional_id: None,
-            response_bytes: None,
-            decode_error: None,
-        }
+        crate::event::test_request("Produce", client_id, &[topic])
     }
 
     fn matcher(spec: FaultMatch) -> RequestMatcher {

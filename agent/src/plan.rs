@@ -249,24 +249,8 @@ action: {type: Drop}
         );
         let mut plan = FaultPlan::new("t6", &blackhole).expect("plan");
         let before = plan.compile(&[]).v4.rules.len();
-        let join = crate::event::Event {
-            ts: std::time::Duration::ZERO,
-            client: "10.77.0.100:40000".parse().expect("addr"),
-            broker: "10.77.0.10:9092".parse().expect("addr"),
-            client_id: Some("consumer-billing".into()),
-            api: "JoinGroup".into(),
-            api_version: 9,
-            correlation_id: 1,
-            topics: vec![],
-            records: None,
-            request_bytes: 1,
-            latency_us: None,
-            errors: None,
-            group_id: Some("billing".into()),
-            transactional_id: None,
-            response_bytes: None,
-            decode_error: None,
-        };
+        let mut join = crate::event::test_request("JoinGroup", "consumer-billing", &[]);
+        join.group_id = Some("billing".into());
         assert!(plan.matcher.observe(&join));
         let after = plan.compile(&[]);
         assert!(after.v4.rules.len() > before, "a rule for the member");

@@ -108,6 +108,29 @@ pub fn stdout_with_input(command: &mut Command, input: &str) -> Result<String, L
     }
 }
 
+/// A directory of a test's own under the system temp dir, removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// `<tmp>/kshock-<name>-<pid>`, created empty.
+    pub fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("kshock-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        let _ = std::fs::create_dir_all(&path);
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A running lab, as described by the environment file lab.sh writes once it is up.
 #[derive(Debug, Clone)]
 pub struct Lab {

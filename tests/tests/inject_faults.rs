@@ -6,31 +6,24 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lab::{Background, Lab, Stream, kafka_shock_bin, workspace_root};
+use lab::{Background, Lab, Stream, TempDir, kafka_shock_bin, workspace_root};
 use serde_json::Value;
 
-struct Scratch(PathBuf);
+/// A test's fault files.
+struct Scratch(TempDir);
 
 impl Scratch {
     fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("kshock-inject-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        Scratch(dir)
+        Scratch(TempDir::new(&format!("inject-{name}")))
     }
 
     fn fault(&self, name: &str, spec: &str) -> PathBuf {
-        let path = self.0.join(format!("{name}.yaml"));
+        let path = self.0.path().join(format!("{name}.yaml"));
         let manifest = format!(
             "apiVersion: kafkashock.io/v1alpha1\nkind: KafkaFault\nmetadata: {{name: {name}}}\nspec:\n  selector: {{matchLabels: {{app: kafka}}}}\n{spec}"
         );
         std::fs::write(&path, manifest).expect("fault file");
         path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

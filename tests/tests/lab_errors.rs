@@ -4,26 +4,10 @@
 //! disturb a running lab.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-use lab::lab_script;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("kshock-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&path).expect("temp dir");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use lab::{TempDir, lab_script};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -84,13 +68,16 @@ fn up_with_the_apiserver_port_taken_names_the_port_and_creates_nothing() {
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port();
     let before = netns_names();
-    let output = isolated_up(&state.0, &[("KSHOCK_LAB_APISERVER_PORT", port.to_string())]);
+    let output = isolated_up(
+        state.path(),
+        &[("KSHOCK_LAB_APISERVER_PORT", port.to_string())],
+    );
     failed_with(
         &output,
         &format!("port {port} (kube-apiserver) is already in use"),
     );
     assert_eq!(netns_names(), before, "a failed up created namespaces");
-    assert!(!state.0.join("env").exists());
+    assert!(!state.path().join("env").exists());
 }
 
 #[test]
@@ -101,7 +88,7 @@ fn up_with_a_foreign_bridge_of_the_same_name_refuses() {
         .status()
         .expect("ip link add");
     assert!(created.success());
-    let output = isolated_up(&state.0, &[]);
+    let output = isolated_up(state.path(), &[]);
     let _ = Command::new("ip")
         .args(["link", "delete", "ksl-brerr"])
         .status();
@@ -124,9 +111,9 @@ fn build_offline(cache: &Path, env: &[(&str, String)]) -> Output {
 #[test]
 fn unreachable_maven_central_names_the_kafka_step() {
     let cache = TempDir::new("maven");
-    let repo = cache.0.join("m2");
+    let repo = cache.path().join("m2");
     let output = build_offline(
-        &cache.0,
+        cache.path(),
         &[(
             "KSHOCK_MVN_ARGS",
             format!("-o -Dmaven.repo.local={}", repo.display()),
@@ -142,15 +129,18 @@ fn unreachable_maven_central_names_the_kafka_step() {
 fn unreachable_go_proxy_names_the_kubernetes_step() {
     let cache = TempDir::new("goproxy");
     // The Kafka step is already done in this cache, so the Go step is the first to need a registry.
-    let libs = cache.0.join("kafka-4.1.1/libs");
+    let libs = cache.path().join("kafka-4.1.1/libs");
     std::fs::create_dir_all(&libs).expect("libs dir");
     std::fs::write(libs.join("kafka_2.13-4.1.1.jar"), b"").expect("marker");
     let output = build_offline(
-        &cache.0,
+        cache.path(),
         &[
             ("GOPROXY", "http://127.0.0.1:9".to_owned()),
             ("GOFLAGS", "-mod=mod -modcacherw".to_owned()),
-            ("GOMODCACHE", cache.0.join("gomod").display().to_string()),
+            (
+                "GOMODCACHE",
+                cache.path().join("gomod").display().to_string(),
+            ),
         ],
     );
     failed_with(

@@ -4,11 +4,10 @@
 //! capture of the same run, must agree with what the clients did and with each other.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use lab::{Background, Lab, Stream, kafka_shock_bin, workspace_root};
+use lab::{Background, Lab, Stream, TempDir, kafka_shock_bin, workspace_root};
 use serde_json::Value;
 
 const RUN: &str = "sniff";
@@ -287,10 +286,9 @@ fn sniff_live_and_from_pcap_agrees_with_real_clients() {
     let lab = Lab::up().expect("lab up");
     let sniff = kafka_shock_bin().expect("kafka-shock binary");
     let broker_netns = lab.broker_netns()[0].clone();
-    let dir = std::env::temp_dir().join(format!("kshock-sniff-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let live_json = dir.join("live.ndjson");
-    let capture = dir.join("capture.pcap");
+    let dir = TempDir::new("sniff");
+    let live_json = dir.path().join("live.ndjson");
+    let capture = dir.path().join("capture.pcap");
 
     let live = Background::start(
         Command::new(&sniff)
@@ -344,5 +342,4 @@ fn sniff_live_and_from_pcap_agrees_with_real_clients() {
         request_keys(&pcap_events),
         "live and pcap decode different requests"
     );
-    let _ = std::fs::remove_dir_all(Path::new(&dir));
 }
