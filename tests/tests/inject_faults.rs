@@ -393,3 +393,54 @@ fn a_fault_ends_by_itself_at_the_end_of_its_duration() {
     assert_eq!(kshock_chains(&lab), 0);
     assert_eq!(python_acked(&lab, "orders", "client-d", 3), 3);
 }
+
+/// Whether kcat gets Metadata from the broker's IPv6 address as `client_id`.
+fn kcat_metadata_over_ipv6(lab: &Lab, client_id: &str) -> bool {
+    let broker = lab.broker_addrs()[0]
+        .replace("10.77.0.", "[fd00:77::")
+        .replace(":9092", "]:9092");
+    lab::stdout(lab.client("kcat").args([
+        "-b",
+        &broker,
+        "-L",
+        "-m",
+        "3",
+        "-X",
+        &format!("client.id={client_id}"),
+    ]))
+    .is_ok_and(|metadata| metadata.contains("brokers:"))
+}
+
+#[test]
+fn ipv6_clients_are_hit_by_the_ipv6_chain() {
+    let lab = Lab::up().expect("lab up");
+    clean_start(&lab);
+    assert!(
+        kcat_metadata_over_ipv6(&lab, "v6-client"),
+        "baseline over IPv6"
+    );
+    let scratch = Scratch::new("ipv6");
+    let fault = scratch.fault(
+        "reset-v6",
+        "  match: {apiKeys: [Metadata], clientId: {exact: v6-client}}\n  action: {type: Reject}\n  enforcement: Signature\n  duration: 5m\n",
+    );
+    let inject = start_inject(&lab, &fault);
+    let hit = !kcat_metadata_over_ipv6(&lab, "v6-client");
+    let spared = kcat_metadata_over_ipv6(&lab, "v6-other");
+    let counters = lab::stdout(Command::new("ip").args([
+        "netns",
+        "exec",
+        &broker_netns(&lab),
+        "ip6tables",
+        "-L",
+        "-v",
+        "-x",
+        "-n",
+    ]))
+    .unwrap_or_else(|error| panic!("{error}"));
+    inject.interrupt().expect("inject exits 0");
+    assert!(hit, "Metadata from v6-client over IPv6 must be reset");
+    assert!(spared, "another client over IPv6 must get its Metadata");
+    assert!(counters.contains("REJECT"), "{counters}");
+    assert_eq!(kshock_chains(&lab), 0);
+}
