@@ -1,0 +1,35 @@
+//! The pure core of kafka-shock's operator: everything the controller decides, as functions of
+//! the objects it has read, with no API calls and no async runtime.
+//!
+//! The controller (`reconcile`) reads a [`KafkaFault`](kafka_shock_crds::KafkaFault), the pods
+//! of its namespace and the fault's
+//! [`KafkaFaultInjection`](kafka_shock_crds::KafkaFaultInjection)s, then:
+//!
+//! 1. checks the spec with [`validity`];
+//! 2. picks the target pods with [`select_targets`] (stable, so reconciles do not flap);
+//! 3. turns them into an [`InjectionPlan`] with [`plan_injections`] (create, update, delete), whose
+//!    objects come from the deterministic builder [`injection_for`];
+//! 4. releases the finalizer of injections whose pod or node is gone ([`finalizer_releasable`]);
+//! 5. writes the status [`roll_up`] computes from the injections' own statuses, and requeues at
+//!    [`expiry`].
+//!
+//! Keeping these pure (after linkerd's policy-controller index) lets them be tested without an
+//! API server, and makes their output depend only on their input, so an unchanged world gives a
+//! byte-identical object and no write.
+#![forbid(unsafe_code)]
+
+mod hash;
+pub mod injections;
+pub mod rollup;
+pub mod schedule;
+pub mod selector;
+pub mod targets;
+
+pub use injections::{
+    InjectionError, InjectionPlan, finalizer_releasable, injection_for, injection_name,
+    label_value, plan_injections,
+};
+pub use rollup::{roll_up, validity};
+pub use schedule::{START_ANNOTATION, expiry, rfc3339, started_at};
+pub use selector::{Selector, SelectorError};
+pub use targets::{SelectError, Target, select_targets};

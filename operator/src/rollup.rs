@@ -1,0 +1,738 @@
+//! The fault's status, rolled up from its targets and its injections' statuses (written by the
+//! agents).
+//!
+//! A pure function of what the controller read, so an unchanged world gives an unchanged status
+//! and no write: each condition keeps its `lastTransitionTime` while its status stays the same,
+//! rows are sorted by pod, and times come from the injections, not from the clock.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kafka_shock_crds::{
+    FaultPhase, InjectionPhase, KafkaFault, KafkaFaultInjection, KafkaFaultInjectionStatus,
+    KafkaFaultStatus, TargetStatus, fault::conditions,
+};
+
+use crate::{
+    schedule::{ends_at, rfc3339, started_at},
+    targets::Target,
+};
+
+/// Whether the fault's spec can be acted on: `Err` holds every problem `KafkaFaultSpec::validate`
+/// found, joined with "; ", for the `Valid` condition. It catches what the API server cannot
+/// (e.g. a clientId regex that does not compile); the controller injects nothing while invalid.
+pub fn validity(fault: &KafkaFault) -> Result<(), String> {
+    fault.spec.validate().map_err(|errors| {
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
+/// The status of `fault`, given the `targets` selected now and the fault's `injections` as
+/// stored (with the agents' statuses).
+///
+/// The phase is the first that applies of:
+/// - Failed: the spec is invalid;
+/// - Recovering / Completed: the fault is deleted or its duration is over, and some injection
+///   still holds rules / none does;
+/// - Failed: an agent reports an injection Failed;
+/// - Paused: spec.paused;
+/// - Pending: dry run, or no target selected;
+/// - Active: every target's injection is Active for its current spec;
+/// - Injecting: otherwise.
+pub fn roll_up(
+    fault: &KafkaFault,
+    targets: &[Target],
+    injections: &[KafkaFaultInjection],
+    now: &Time,
+) -> KafkaFaultStatus {
+    let spec = &fault.spec;
+    let valid = validity(fault);
+    let start = started_at(fault, injections);
+    let end = start.and_then(|start| ends_at(fault, start));
+    let deleting = fault.metadata.deletion_timestamp.is_some();
+    let ending = deleting || end.is_some_and(|end| end <= now.0);
+
+    let by_pod: BTreeMap<&str, &KafkaFaultInjection> = injections
+        .iter()
+        .map(|i| (i.spec.pod_name.as_str(), i))
+        .collect();
+    let selected: BTreeSet<&str> = targets.iter().map(|t| t.pod_name.as_str()).collect();
+
+    let total = targets.len();
+    let injected = targets
+        .iter()
+        .filter_map(|t| by_pod.get(t.pod_name.as_str()))
+        .filter(|i| current_phase(i) == InjectionPhase::Active)
+        .count();
+    let failures: Vec<String> = injections
+        .iter()
+        .filter(|i| current_phase(i) == InjectionPhase::Failed)
+        .map(|i| {
+            let error = i.status.as_ref().and_then(|s| s.last_error.as_deref());
+            format!("{}: {}", i.spec.pod_name, error.unwrap_or("failed"))
+        })
+        .collect();
+    let holding = injections.iter().filter(|i| holds_rules(i)).count();
+    let paused = injections
+        .iter()
+        .filter(|i| current_phase(i) == InjectionPhase::Paused)
+        .count();
+
+    let mut rows: BTreeMap<&str, TargetStatus> = injections
+        .iter()
+        .map(|i| {
+            (
+                i.spec.pod_name.as_str(),
+                row(i, selected.contains(i.spec.pod_name.as_str())),
+            )
+        })
+        .collect();
+    for target in targets {
+        rows.entry(&target.pod_name)
+            .or_insert_with(|| TargetStatus {
+                pod: target.pod_name.clone(),
+                node: Some(target.node_name.clone()),
+                pod_ip: Some(target.pod_ip.clone()),
+                phase: InjectionPhase::Pending,
+                rules: 0,
+                matched_requests: 0,
+                message: Some(if spec.dry_run {
+                    "dry run: selected, nothing injected".to_owned()
+                } else {
+                    "waiting for its injection to be created".to_owned()
+                }),
+            });
+    }
+
+    let phase = match () {
+        () if valid.is_err() => FaultPhase::Failed,
+        () if ending && holding > 0 => FaultPhase::Recovering,
+        () if ending => FaultPhase::Completed,
+        () if !failures.is_empty() => FaultPhase::Failed,
+        () if spec.paused => FaultPhase::Paused,
+        () if spec.dry_run || total == 0 => FaultPhase::Pending,
+        () if injected == total => FaultPhase::Active,
+        () => FaultPhase::Injecting,
+    };
+
+    let selected_condition = match () {
+        () if valid.is_err() => no(
+            "SpecInvalid",
+            "targets are not selected while the spec is invalid",
+        ),
+        () if total == 0 => no(
+            "NoTargets",
+            "no Running and Ready pod in the fault's namespace matches spec.selector",
+        ),
+        () => yes(
+            "TargetsSelected",
+            format!(
+                "{total} of the matching pods selected (mode {:?})",
+                spec.mode
+            ),
+        ),
+    };
+    let injected_condition = match () {
+        () if valid.is_err() => no(
+            "SpecInvalid",
+            "nothing is injected while the spec is invalid",
+        ),
+        () if deleting => no(
+            "FaultDeleted",
+            "the fault is deleted; its rules are removed",
+        ),
+        () if ending => no(
+            "FaultExpired",
+            "spec.duration is over; the rules are removed",
+        ),
+        () if !failures.is_empty() => no("InjectionFailed", failures.join("; ")),
+        () if spec.paused => no("Paused", "the fault is paused; its rules are removed"),
+        () if spec.dry_run => no(
+            "DryRun",
+            format!("dry run: {total} target pods selected, nothing injected"),
+        ),
+        () if total == 0 => no("NoTargets", "no target pod to inject"),
+        () if injected == total => yes(
+            "AllTargetsInjected",
+            format!("{injected} of {total} targets injected"),
+        ),
+        () => no(
+            "Injecting",
+            format!("{injected} of {total} targets injected"),
+        ),
+    };
+    let recovered_condition = match () {
+        () if !ending => no(
+            "NotEnded",
+            "the fault ends when it is deleted or its spec.duration is over",
+        ),
+        () if holding > 0 => no(
+            "RemovingRules",
+            format!("targets still holding rules: {holding}"),
+        ),
+        () => yes("RulesRemoved", "every rule the fault installed is gone"),
+    };
+    let paused_condition = if spec.paused {
+        yes(
+            "Paused",
+            format!(
+                "{paused} of {} targets have removed their rules",
+                injections.len()
+            ),
+        )
+    } else {
+        no("NotPaused", "spec.paused is false")
+    };
+    let valid_condition = match &valid {
+        Ok(()) => yes("SpecValid", "the spec is valid"),
+        Err(reasons) => no("SpecInvalid", reasons.clone()),
+    };
+
+    let previous = fault.status.as_ref();
+    let generation = fault.metadata.generation;
+    let conditions = [
+        (conditions::SELECTED, selected_condition),
+        (conditions::INJECTED, injected_condition),
+        (conditions::RECOVERED, recovered_condition),
+        (conditions::PAUSED, paused_condition),
+        (conditions::VALID, valid_condition),
+    ]
+    .into_iter()
+    .map(|(type_, state)| condition(previous, type_, state, generation, now))
+    .collect();
+
+    KafkaFaultStatus {
+        phase,
+        observed_generation: generation,
+        conditions,
+        targets: rows.into_values().collect(),
+        matched_requests: injections
+            .iter()
+            .filter_map(|i| i.status.as_ref())
+            .fold(0, |sum, s| sum.saturating_add(s.matched_requests)),
+        injected_targets: saturate(injected),
+        total_targets: saturate(total),
+        start_time: start.map(rfc3339),
+        expire_time: end.map(rfc3339),
+    }
+}
+
+/// A condition's status, reason and message.
+struct State {
+    status: bool,
+    reason: &'static str,
+    message: String,
+}
+
+fn yes(reason: &'static str, message: impl Into<String>) -> State {
+    State {
+        status: true,
+        reason,
+        message: message.into(),
+    }
+}
+
+fn no(reason: &'static str, message: impl Into<String>) -> State {
+    State {
+        status: false,
+        reason,
+        message: message.into(),
+    }
+}
+
+/// The condition `type_` in `state`, keeping the previous `lastTransitionTime` unless its status
+/// changed (as Kubernetes' `meta.SetStatusCondition` does), so re-reconciles do not rewrite it.
+fn condition(
+    previous: Option<&KafkaFaultStatus>,
+    type_: &str,
+    state: State,
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
+    let status = if state.status { "True" } else { "False" };
+    let last_transition_time = previous
+        .and_then(|p| p.conditions.iter().find(|c| c.type_ == type_))
+        .filter(|c| c.status == status)
+        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+    Condition {
+        last_transition_time,
+        message: state.message,
+        observed_generation: generation,
+        reason: state.reason.to_owned(),
+        status: status.to_owned(),
+        type_: type_.to_owned(),
+    }
+}
+
+/// The injection's status when it describes its current spec: the agent has seen the latest
+/// generation (e.g. after a pod restart re-targeted it), or the generation is unknown.
+fn current_status(injection: &KafkaFaultInjection) -> Option<&KafkaFaultInjectionStatus> {
+    let status = injection.status.as_ref()?;
+    match injection.metadata.generation {
+        Some(generation) => (status.observed_generation == Some(generation)).then_some(status),
+        None => Some(status),
+    }
+}
+
+/// The injection's phase for its current spec: Pending until the agent has acted on it.
+fn current_phase(injection: &KafkaFaultInjection) -> InjectionPhase {
+    current_status(injection).map_or(InjectionPhase::Pending, |s| s.phase)
+}
+
+/// Whether rules may still be installed for the injection, even from an older spec.
+fn holds_rules(injection: &KafkaFaultInjection) -> bool {
+    injection
+        .status
+        .as_ref()
+        .is_some_and(|s| s.rules_installed > 0 || s.phase == InjectionPhase::Active)
+}
+
+/// The status row of one injection; `targeted` is false when its pod is no longer selected.
+fn row(injection: &KafkaFaultInjection, targeted: bool) -> TargetStatus {
+    let spec = &injection.spec;
+    let status = injection.status.as_ref();
+    let message = if current_status(injection).is_none() {
+        Some(format!("waiting for the agent on node {}", spec.node_name))
+    } else if let Some(error) = status.and_then(|s| s.last_error.clone()) {
+        Some(error)
+    } else if !targeted && holds_rules(injection) {
+        Some("no longer targeted; removing its rules".to_owned())
+    } else {
+        None
+    };
+    TargetStatus {
+        pod: spec.pod_name.clone(),
+        node: Some(spec.node_name.clone()),
+        pod_ip: Some(spec.pod_ip.clone()),
+        phase: current_phase(injection),
+        rules: status.map_or(0, |s| s.rules_installed),
+        matched_requests: status.map_or(0, |s| s.matched_requests),
+        message,
+    }
+}
+
+fn saturate(count: usize) -> u32 {
+    u32::try_from(count).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_shock_crds::{ClientIdMatch, KafkaFaultInjectionStatus};
+
+    use super::*;
+    use crate::{
+        injections::{plan_injections, time},
+        select_targets,
+        targets::tests::{fault, pod},
+    };
+
+    const START: &str = "2025-01-02T03:04:05Z";
+
+    fn targets(count: usize) -> Vec<Target> {
+        let pods: Vec<_> = (0..count).map(|i| pod(&format!("broker-{i}"))).collect();
+        select_targets(&fault("All", None), &pods).unwrap()
+    }
+
+    /// The fault's injections as stored, each with the agent status `phases[i]`, current for
+    /// its generation.
+    fn injections(
+        fault: &KafkaFault,
+        targets: &[Target],
+        phases: &[InjectionPhase],
+    ) -> Vec<KafkaFaultInjection> {
+        let plan = plan_injections(fault, targets, &[], &time(START)).unwrap();
+        plan.create
+            .into_iter()
+            .zip(phases)
+            .enumerate()
+            .map(|(n, (mut injection, &phase))| {
+                injection.metadata.generation = Some(1);
+                injection.status = Some(KafkaFaultInjectionStatus {
+                    phase,
+                    rules_installed: if phase == InjectionPhase::Active {
+                        2
+                    } else {
+                        0
+                    },
+                    matched_requests: 10 * (n as u64 + 1),
+                    last_error: (phase == InjectionPhase::Failed)
+                        .then(|| "no network namespace for the pod".into()),
+                    observed_generation: Some(1),
+                });
+                injection
+            })
+            .collect()
+    }
+
+    fn find<'a>(status: &'a KafkaFaultStatus, type_: &str) -> &'a Condition {
+        status.conditions.iter().find(|c| c.type_ == type_).unwrap()
+    }
+
+    /// (status, reason) of condition `type_`.
+    fn state(status: &KafkaFaultStatus, type_: &str) -> (String, String) {
+        let c = find(status, type_);
+        (c.status.clone(), c.reason.clone())
+    }
+
+    fn is(value: &str, reason: &str) -> (String, String) {
+        (value.to_owned(), reason.to_owned())
+    }
+
+    use InjectionPhase::{Active, Failed, Paused, Pending, Recovered};
+
+    #[test]
+    fn nothing_selected_is_pending() {
+        let f = fault("All", None);
+        let status = roll_up(&f, &[], &[], &time(START));
+        assert_eq!(status.phase, FaultPhase::Pending);
+        assert_eq!(
+            state(&status, conditions::SELECTED),
+            is("False", "NoTargets")
+        );
+        assert_eq!(
+            state(&status, conditions::INJECTED),
+            is("False", "NoTargets")
+        );
+        assert_eq!(
+            state(&status, conditions::RECOVERED),
+            is("False", "NotEnded")
+        );
+        assert_eq!(state(&status, conditions::PAUSED), is("False", "NotPaused"));
+        assert_eq!(state(&status, conditions::VALID), is("True", "SpecValid"));
+        assert_eq!(status.observed_generation, Some(2));
+        assert!(
+            status
+                .conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(2))
+        );
+        assert_eq!(
+            (
+                status.total_targets,
+                status.injected_targets,
+                status.matched_requests
+            ),
+            (0, 0, 0)
+        );
+        assert_eq!((status.start_time, status.expire_time), (None, None));
+    }
+
+    #[test]
+    fn injecting_until_every_target_is_active() {
+        let mut f = fault("All", None);
+        f.spec.duration = Some("5m".into());
+        let targets = targets(3);
+        let stored = injections(&f, &targets[..2], &[Active, Pending]);
+        let status = roll_up(&f, &targets, &stored, &time(START));
+        assert_eq!(status.phase, FaultPhase::Injecting);
+        assert_eq!(
+            state(&status, conditions::SELECTED),
+            is("True", "TargetsSelected")
+        );
+        assert_eq!(
+            state(&status, conditions::INJECTED),
+            is("False", "Injecting")
+        );
+        assert_eq!(
+            find(&status, conditions::INJECTED).message,
+            "1 of 3 targets injected"
+        );
+        assert_eq!((status.injected_targets, status.total_targets), (1, 3));
+        assert_eq!(status.matched_requests, 30);
+        assert_eq!(status.start_time.as_deref(), Some(START));
+        assert_eq!(status.expire_time.as_deref(), Some("2025-01-02T03:09:05Z"));
+        let rows: Vec<_> = status
+            .targets
+            .iter()
+            .map(|t| (t.pod.as_str(), t.phase, t.rules, t.matched_requests))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("broker-0", Active, 2, 10),
+                ("broker-1", Pending, 0, 20),
+                ("broker-2", Pending, 0, 0)
+            ]
+        );
+        assert_eq!(
+            status.targets[2].message.as_deref(),
+            Some("waiting for its injection to be created")
+        );
+        assert_eq!(status.targets[0].node.as_deref(), Some("node-broker-0"));
+        assert_eq!(status.targets[0].pod_ip.as_deref(), Some("10.0.0.8"));
+
+        let stored = injections(&f, &targets, &[Active, Active, Active]);
+        let status = roll_up(&f, &targets, &stored, &time(START));
+        assert_eq!(status.phase, FaultPhase::Active);
+        assert_eq!(
+            state(&status, conditions::INJECTED),
+            is("True", "AllTargetsInjected")
+        );
+        assert_eq!(
+            (
+                status.injected_targets,
+                status.total_targets,
+                status.matched_requests
+            ),
+            (3, 3, 60)
+        );
+        assert!(status.targets.iter().all(|t| t.message.is_none()));
+    }
+
+    #[test]
+    fn a_status_for_an_older_spec_does_not_count() {
+        let f = fault("All", None);
+        let targets = targets(1);
+        let mut stored = injections(&f, &targets, &[Active]);
+        // The pod restarted and the injection was re-targeted; the agent has not caught up.
+        stored[0].metadata.generation = Some(2);
+        let status = roll_up(&f, &targets, &stored, &time(START));
+        assert_eq!(status.phase, FaultPhase::Injecting);
+        assert_eq!(status.injected_targets, 0);
+        assert_eq!(status.targets[0].phase, Pending);
+        assert_eq!(
+            status.targets[0].message.as_deref(),
+            Some("waiting for the agent on node node-broker-0")
+        );
+    }
+
+    #[test]
+    fn a_failed_injection_fails_the_fault() {
+        let f = fault("All", None);
+        let targets = targets(2);
+        let stored = injections(&f, &targets, &[Active, Failed]);
+        let status = roll_up(&f, &targets, &stored, &time(START));
+        assert_eq!(status.phase, FaultPhase::Failed);
+        assert_eq!(
+            state(&status, conditions::INJECTED),
+            is("False", "InjectionFailed")
+        );
+        assert_eq!(
+            find(&status, conditions::INJECTED).message,
+            "broker-1: no network namespace for the pod"
+        );
+        assert_eq!(
+            status.targets[1].message.as_deref(),
+            Some("no network namespace for the pod")
+        );
+    }
+
+    #[test]
+    fn an_invalid_spec_is_failed_with_every_reason() {
+        let mut f = fault("All", None);
+        f.spec.match_.client_id = Some(ClientIdMatch {
+            regex: Some("(".into()),
+            ..Default::default()
+        });
+        f.spec.match_.api_keys = vec!["Produce".into(), "Nope".into()];
+        let reasons = validity(&f).unwrap_err();
+        assert!(
+            reasons.contains("spec.match.clientId.regex: invalid regex"),
+            "{reasons}"
+        );
+        assert!(reasons.contains("spec.match.apiKeys[1]"), "{reasons}");
+        assert_eq!(reasons.matches("; ").count(), 1, "{reasons}");
+        let status = roll_up(&f, &[], &[], &time(START));
+        assert_eq!(status.phase, FaultPhase::Failed);
+        assert_eq!(
+            state(&status, conditions::VALID),
+            is("False", "SpecInvalid")
+        );
+        assert_eq!(find(&status, conditions::VALID).message, reasons);
+        assert_eq!(
+            state(&status, conditions::SELECTED),
+            is("False", "SpecInvalid")
+        );
+        assert_eq!(
+            state(&status, conditions::INJECTED),
+            is("False", "SpecInvalid")
+        );
+        assert_eq!(validity(&fault("All", None)), Ok(()));
+    }
+
+    #[test]
+    fn paused_and_dry_run() {
+        let mut f = fault("All", None);
+        f.spec.paused = true;
+        let targets = targets(2);
+        let stored = injections(&f, &targets, &[Paused, Active]);
+        let status = roll_up(&f, &targets, &stored, &time(START));
+        assert_eq!(status.phase, FaultPhase::Paused);
+        assert_eq!(state(&status, conditions::PAUSED), is("True", "Paused"));
+        assert_eq!(
+            find(&status, conditions::PAUSED).message,
+            "1 of 2 targets have removed their rules"
+        );
+        assert_eq!(state(&status, conditions::INJECTED), is("False", "Paused"));
+
+        let mut dry = fault("All", None);
+        dry.spec.dry_run = true;
+        let status = roll_up(&dry, &targets, &[], &time(START));
+        assert_eq!(status.phase, FaultPhase::Pending);
+        assert_eq!(
+            state(&status, conditions::SELECTED),
+            is("True", "TargetsSelected")
+        );
+        assert_eq!(state(&status, conditions::INJECTED), is("False", "DryRun"));
+        assert_eq!(status.total_targets, 2);
+        assert_eq!(status.targets.len(), 2);
+        assert!(
+            status
+                .targets
+                .iter()
+                .all(|t| t.message.as_deref() == Some("dry run: selected, nothing injected"))
+        );
+    }
+
+    #[test]
+    fn expiry_recovers_then_completes() {
+        let mut f = fault("All", None);
+        f.spec.duration = Some("1m".into());
+        let targets = targets(2);
+        let after = time("2025-01-02T03:05:05Z");
+        let stored = injections(&f, &targets, &[Active, Recovered]);
+        assert_eq!(
+            roll_up(&f, &targets, &stored, &time("2025-01-02T03:05:04Z")).phase,
+            FaultPhase::Injecting
+        );
+        let status = roll_up(&f, &targets, &stored, &after);
+        assert_eq!(status.phase, FaultPhase::Recovering);
+        assert_eq!(
+            state(&status, conditions::RECOVERED),
+            is("False", "RemovingRules")
+        );
+        assert_eq!(
+            state(&status, conditions::INJECTED),
+            is("False", "FaultExpired")
+        );
+
+        let stored = injections(&f, &targets, &[Recovered, Recovered]);
+        let status = roll_up(&f, &targets, &stored, &after);
+        assert_eq!(status.phase, FaultPhase::Completed);
+        assert_eq!(
+            state(&status, conditions::RECOVERED),
+            is("True", "RulesRemoved")
+        );
+        assert_eq!(status.expire_time.as_deref(), Some("2025-01-02T03:05:05Z"));
+    }
+
+    #[test]
+    fn a_deleted_fault_recovers_and_untargeted_pods_say_so() {
+        let mut f = fault("All", None);
+        let targets = targets(2);
+        let stored = injections(&f, &targets, &[Active, Active]);
+        // broker-1 is no longer selected: its row stays until its injection is gone.
+        let status = roll_up(&f, &targets[..1], &stored, &time(START));
+        assert_eq!(status.phase, FaultPhase::Active);
+        assert_eq!(status.total_targets, 1);
+        assert_eq!(status.targets.len(), 2);
+        assert_eq!(
+            status.targets[1].message.as_deref(),
+            Some("no longer targeted; removing its rules")
+        );
+
+        f.metadata.deletion_timestamp = Some(time(START));
+        let status = roll_up(&f, &[], &stored, &time(START));
+        assert_eq!(status.phase, FaultPhase::Recovering);
+        assert_eq!(
+            state(&status, conditions::INJECTED),
+            is("False", "FaultDeleted")
+        );
+        assert_eq!(
+            find(&status, conditions::RECOVERED).message,
+            "targets still holding rules: 2"
+        );
+        let status = roll_up(&f, &[], &[], &time(START));
+        assert_eq!(status.phase, FaultPhase::Completed);
+        assert_eq!(
+            state(&status, conditions::RECOVERED),
+            is("True", "RulesRemoved")
+        );
+    }
+
+    #[test]
+    fn re_rolling_an_unchanged_world_changes_nothing() {
+        let mut f = fault("All", None);
+        f.spec.duration = Some("1h".into());
+        let targets = targets(3);
+        let stored = injections(&f, &targets, &[Active, Pending, Active]);
+        let first = roll_up(&f, &targets, &stored, &time(START));
+        assert!(
+            first
+                .conditions
+                .iter()
+                .all(|c| c.last_transition_time == time(START))
+        );
+        f.status = Some(first.clone());
+        // Later, same world: the very same status, so the controller writes nothing.
+        let again = roll_up(&f, &targets, &stored, &time("2025-01-02T03:10:00Z"));
+        assert_eq!(again, first);
+        // Also in another order of inputs.
+        let mut reversed_stored = stored.clone();
+        reversed_stored.reverse();
+        let mut reversed_targets = targets.clone();
+        reversed_targets.reverse();
+        assert_eq!(
+            roll_up(
+                &f,
+                &reversed_targets,
+                &reversed_stored,
+                &time("2025-01-02T03:11:00Z")
+            ),
+            first
+        );
+        // And the same bytes as written.
+        assert_eq!(
+            serde_json::to_vec(&again).unwrap(),
+            serde_json::to_vec(&first).unwrap()
+        );
+    }
+
+    #[test]
+    fn only_conditions_that_flip_get_a_new_transition_time() {
+        let mut f = fault("All", None);
+        let targets = targets(2);
+        let injecting = injections(&f, &targets, &[Active, Pending]);
+        f.status = Some(roll_up(&f, &targets, &injecting, &time(START)));
+
+        let later = time("2025-01-02T03:06:00Z");
+        let active = injections(&f, &targets, &[Active, Active]);
+        let status = roll_up(&f, &targets, &active, &later);
+        assert_eq!(status.phase, FaultPhase::Active);
+        for c in &status.conditions {
+            let want = if c.type_ == conditions::INJECTED {
+                &later
+            } else {
+                &time(START)
+            };
+            assert_eq!(&c.last_transition_time, want, "{}", c.type_);
+        }
+        // A new message or reason alone is not a transition.
+        f.status = Some(status);
+        let one_more = targets_with_new_pod(&targets);
+        let status = roll_up(&f, &one_more, &active, &time("2025-01-02T03:07:00Z"));
+        let selected = find(&status, conditions::SELECTED);
+        assert_eq!(
+            selected.message,
+            "3 of the matching pods selected (mode All)"
+        );
+        assert_eq!(selected.last_transition_time, time(START));
+        assert_eq!(
+            find(&status, conditions::INJECTED).last_transition_time,
+            time("2025-01-02T03:07:00Z")
+        );
+    }
+
+    fn targets_with_new_pod(targets: &[Target]) -> Vec<Target> {
+        let mut more = targets.to_vec();
+        more.push(Target {
+            pod_name: "broker-new".into(),
+            ..targets[0].clone()
+        });
+        more
+    }
+}
