@@ -312,6 +312,16 @@ impl Lab {
     }
 }
 
+/// Serialises the tests of one binary that change shared state in the lab, such as the rules
+/// in a broker's namespace: libtest runs a binary's tests on parallel threads, and one test's
+/// fault would otherwise be another's unexpected rule.
+pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    static SHARED_STATE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SHARED_STATE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Takes the lab down when dropped, also when the test panics: for tests that change the
 /// lab's shape or check that nothing is left behind.
 #[must_use = "the lab goes down when this guard is dropped"]

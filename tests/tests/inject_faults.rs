@@ -138,6 +138,7 @@ fn java_delivers(lab: &Lab, topic: &str, client_id: &str) -> bool {
 
 #[test]
 fn reject_produce_to_orders_from_client_a_only() {
+    let _serial = lab::exclusive();
     let lab = Lab::up().expect("lab up");
     clean_start(&lab);
     for topic in ["orders", "other"] {
@@ -232,6 +233,7 @@ fn records_read(consumer: &mut Background, prefix: &str) -> Vec<String> {
 
 #[test]
 fn drop_fetch_for_a_group_stalls_only_that_group_and_loses_nothing() {
+    let _serial = lab::exclusive();
     let lab = Lab::up().expect("lab up");
     clean_start(&lab);
     let run = std::process::id();
@@ -319,6 +321,7 @@ fn rule_owners(lab: &Lab) -> String {
 
 #[test]
 fn sigkill_then_restart_sweeps_the_leftovers() {
+    let _serial = lab::exclusive();
     let lab = Lab::up().expect("lab up");
     clean_start(&lab);
     let scratch = Scratch::new("sigkill");
@@ -356,6 +359,7 @@ fn sigkill_then_restart_sweeps_the_leftovers() {
 
 #[test]
 fn a_fault_that_expired_while_its_engine_was_dead_is_removed_at_start() {
+    let _serial = lab::exclusive();
     let lab = Lab::up().expect("lab up");
     clean_start(&lab);
     let scratch = Scratch::new("expired");
@@ -374,6 +378,7 @@ fn a_fault_that_expired_while_its_engine_was_dead_is_removed_at_start() {
 
 #[test]
 fn a_fault_ends_by_itself_at_the_end_of_its_duration() {
+    let _serial = lab::exclusive();
     let lab = Lab::up().expect("lab up");
     clean_start(&lab);
     let scratch = Scratch::new("duration");
@@ -413,6 +418,7 @@ fn kcat_metadata_over_ipv6(lab: &Lab, client_id: &str) -> bool {
 
 #[test]
 fn ipv6_clients_are_hit_by_the_ipv6_chain() {
+    let _serial = lab::exclusive();
     let lab = Lab::up().expect("lab up");
     clean_start(&lab);
     assert!(
