@@ -5,8 +5,13 @@
 //! buffers out-of-order data up to a cap, trims what it already delivered,
 //! and when data is lost for good it skips the hole and says so, so that the
 //! Kafka framer resynchronises instead of misreading the stream.
+//!
+//! Out-of-order data sits in an ordered map keyed by stream offset, with
+//! overlaps trimmed on insert, so hostile reordering costs O(log n) per
+//! segment; each segment is charged its bookkeeping as well as its payload,
+//! so that floods of tiny segments hit the cap in memory terms.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -37,8 +42,11 @@ pub enum Direction {
 pub struct ReassemblyConfig {
     /// TCP ports on which brokers listen; they decide which side is the client.
     pub broker_ports: BTreeSet<u16>,
-    /// Out-of-order bytes buffered per direction before further ones are dropped.
+    /// Memory for out-of-order data per direction, payload plus
+    /// [`SEGMENT_OVERHEAD`] per segment, before further segments are dropped.
     pub max_buffered_per_flow: usize,
+    /// Out-of-order segments buffered per direction before further ones are dropped.
+    pub max_segments_per_flow: usize,
     /// How long a hole may stay unfilled before it is skipped.
     pub gap_timeout: Duration,
     /// How long a connection may stay silent before it is forgotten.
@@ -52,12 +60,18 @@ impl Default for ReassemblyConfig {
         Self {
             broker_ports: BTreeSet::from([9092]),
             max_buffered_per_flow: 16 * 1024 * 1024,
+            max_segments_per_flow: 65_536,
             gap_timeout: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(300),
             max_flows: 65_536,
         }
     }
 }
+
+/// Bookkeeping that one buffered segment costs besides its payload (its map
+/// entry, `Vec` header and allocator rounding), charged against
+/// [`ReassemblyConfig::max_buffered_per_flow`].
+pub const SEGMENT_OVERHEAD: usize = 64;
 
 /// What the reassembler reports, in stream order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,7 +115,8 @@ pub struct ReassemblyCounters {
     pub retransmitted: u64,
     /// Holes skipped after the gap timeout.
     pub gaps_skipped: u64,
-    /// Out-of-order bytes dropped because the per-flow cap was reached.
+    /// Out-of-order bytes dropped because a per-flow cap (memory or segments)
+    /// was reached.
     pub bytes_dropped_over_cap: u64,
     /// Connections forgotten after the idle timeout.
     pub flows_expired: u64,
@@ -119,9 +134,14 @@ pub struct ReassemblyCounters {
 struct HalfStream {
     /// Sequence number of the next byte to deliver; `None` until the first segment.
     next_seq: Option<u32>,
-    /// Out-of-order segments as (sequence number, bytes).
-    pending: Vec<(u32, Vec<u8>)>,
-    pending_bytes: usize,
+    /// Stream offset of `next_seq` (bytes delivered or skipped so far). Pending
+    /// data is keyed by stream offset, so sequence wraparound is dealt with
+    /// once, where a segment is placed, and keys stay valid as delivery advances.
+    next_offset: u64,
+    /// Out-of-order data by stream offset; entries are non-empty and never overlap.
+    pending: BTreeMap<u64, Vec<u8>>,
+    /// Memory charged for `pending`: payload plus [`SEGMENT_OVERHEAD`] per entry.
+    pending_cost: usize,
     /// When the oldest still-open hole was first seen.
     gap_since: Option<Duration>,
     /// Sequence number of the FIN, once seen.
@@ -145,7 +165,7 @@ impl Flow {
     }
 
     fn buffered_bytes(&self) -> usize {
-        self.to_broker.pending_bytes + self.to_client.pending_bytes
+        self.to_broker.pending_cost + self.to_client.pending_cost
     }
 }
 
@@ -174,7 +194,8 @@ impl Reassembler {
         &self.counters
     }
 
-    /// Out-of-order bytes held across all connections (for memory bounds).
+    /// Memory held for out-of-order data across all connections, payload plus
+    /// [`SEGMENT_OVERHEAD`] per segment (for memory bounds).
     pub fn buffered_bytes(&self) -> usize {
         self.flows.values().map(Flow::buffered_bytes).sum()
     }
@@ -254,13 +275,20 @@ impl Reassembler {
         if seg.flags.fin {
             half.fin_seq = Some(payload_seq.wrapping_add(len_u32(seg.payload)));
         }
-        let cap = self.config.max_buffered_per_flow;
         let emit = Emitter {
             flow: key,
             direction,
             out,
         };
-        half.accept(payload_seq, seg.payload, now, cap, &mut self.counters, emit);
+        let limits = &self.config;
+        half.accept(
+            payload_seq,
+            seg.payload,
+            now,
+            limits,
+            &mut self.counters,
+            emit,
+        );
         self.skip_stale_gap(key, direction, now, out);
         self.close_if_finished(key, out);
     }
@@ -335,15 +363,7 @@ impl Reassembler {
         if !stale {
             return;
         }
-        let Some(next) = half.next_seq else {
-            return;
-        };
-        let Some(first) = half
-            .pending
-            .iter()
-            .map(|(seq, _)| *seq)
-            .min_by_key(|seq| seq.wrapping_sub(next))
-        else {
+        let Some(&first) = half.pending.keys().next() else {
             half.gap_since = None;
             return;
         };
@@ -352,7 +372,7 @@ impl Reassembler {
             flow: key,
             direction,
         });
-        half.next_seq = Some(first);
+        half.skip_to(first);
         let emit = Emitter {
             flow: key,
             direction,
@@ -382,12 +402,12 @@ struct Emitter<'a> {
 }
 
 impl Emitter<'_> {
-    fn data(&mut self, bytes: &[u8]) {
+    fn data(&mut self, bytes: Vec<u8>) {
         if !bytes.is_empty() {
             self.out.push(StreamEvent::Data {
                 flow: self.flow,
                 direction: self.direction,
-                bytes: bytes.to_vec(),
+                bytes,
             });
         }
     }
@@ -400,7 +420,7 @@ impl HalfStream {
         seq: u32,
         payload: &[u8],
         now: Duration,
-        cap: usize,
+        limits: &ReassemblyConfig,
         counters: &mut ReassemblyCounters,
         mut emit: Emitter<'_>,
     ) {
@@ -410,70 +430,94 @@ impl HalfStream {
         if !payload.is_empty() {
             let ahead = seq.wrapping_sub(next) as i32;
             if ahead > 0 {
-                self.buffer(seq, payload, now, cap, counters);
+                let start = self.next_offset + u64::from(ahead.unsigned_abs());
+                self.buffer(start, payload, now, limits, counters);
             } else {
                 let already = ahead.unsigned_abs() as usize;
                 if already > 0 {
                     counters.retransmitted += 1;
                 }
                 if let Some(fresh) = payload.get(already..).filter(|rest| !rest.is_empty()) {
-                    counters.bytes += fresh.len() as u64;
-                    self.next_seq = Some(next.wrapping_add(len_u32(fresh)));
-                    emit.data(fresh);
+                    self.advance(fresh, counters);
+                    emit.data(fresh.to_vec());
                 }
             }
         }
         self.drain(now, counters, emit);
     }
 
+    /// Buffers the part of `payload` (at stream offset `start`) that is not
+    /// buffered yet. Entries overlapping either end are kept and the new data
+    /// trimmed to them; entries wholly inside it are replaced by it, so each
+    /// segment adds at most one entry and costs O(log n) plus what it replaces.
     fn buffer(
         &mut self,
-        seq: u32,
+        start: u64,
         payload: &[u8],
         now: Duration,
-        cap: usize,
+        limits: &ReassemblyConfig,
         counters: &mut ReassemblyCounters,
     ) {
-        if self
-            .pending
-            .iter()
-            .any(|(s, bytes)| *s == seq && bytes.len() >= payload.len())
-        {
+        let mut from = start;
+        let mut to = start + payload.len() as u64;
+        let (mut replaced, mut replaced_cost) = (0, 0);
+        // Entries never overlap, so those overlapping the new data are the
+        // last ones starting before its end, walking back until one ends
+        // before its start.
+        for (&key, bytes) in self.pending.range(..to).rev() {
+            let end = key + bytes.len() as u64;
+            if end <= start {
+                break;
+            }
+            if end > to {
+                to = key;
+            } else if key < start {
+                from = end;
+            } else {
+                replaced += 1;
+                replaced_cost += bytes.len() + SEGMENT_OVERHEAD;
+            }
+        }
+        if from >= to {
             counters.retransmitted += 1;
             return;
         }
-        if self.pending_bytes.saturating_add(payload.len()) > cap {
-            counters.bytes_dropped_over_cap += payload.len() as u64;
+        let fresh = &payload[offset_len(from - start)..offset_len(to - start)];
+        let cost = self.pending_cost - replaced_cost + fresh.len() + SEGMENT_OVERHEAD;
+        if cost > limits.max_buffered_per_flow
+            || self.pending.len() - replaced >= limits.max_segments_per_flow
+        {
+            counters.bytes_dropped_over_cap += fresh.len() as u64;
             return;
         }
+        if replaced > 0 {
+            while let Some((&key, _)) = self.pending.range(from..to).next() {
+                self.pending.remove(&key);
+            }
+        }
         counters.out_of_order += 1;
-        self.pending_bytes += payload.len();
-        self.pending.push((seq, payload.to_vec()));
+        self.pending_cost = cost;
+        self.pending.insert(from, fresh.to_vec());
         self.gap_since.get_or_insert(now);
     }
 
     /// Delivers buffered segments that became in order, trimming overlaps.
     fn drain(&mut self, now: Duration, counters: &mut ReassemblyCounters, mut emit: Emitter<'_>) {
-        let before = self.next_seq;
-        while let Some(next) = self.next_seq {
-            let ready = self
-                .pending
-                .iter()
-                .position(|(seq, _)| seq.wrapping_sub(next) as i32 <= 0);
-            let Some(index) = ready else {
-                break;
-            };
-            let (seq, bytes) = self.pending.swap_remove(index);
-            self.pending_bytes = self.pending_bytes.saturating_sub(bytes.len());
-            let already = next.wrapping_sub(seq) as usize;
-            if let Some(fresh) = bytes.get(already..).filter(|rest| !rest.is_empty()) {
-                counters.bytes += fresh.len() as u64;
-                self.next_seq = Some(next.wrapping_add(len_u32(fresh)));
-                emit.data(fresh);
+        let before = self.next_offset;
+        while let Some(entry) = self.pending.first_entry()
+            && *entry.key() <= self.next_offset
+        {
+            let (key, mut bytes) = entry.remove_entry();
+            self.pending_cost -= bytes.len() + SEGMENT_OVERHEAD;
+            let already = offset_len(self.next_offset - key);
+            if already < bytes.len() {
+                bytes.drain(..already);
+                self.advance(&bytes, counters);
+                emit.data(bytes);
             }
         }
         // A hole that just closed restarts the clock for the next one.
-        self.gap_since = match (self.pending.is_empty(), before == self.next_seq) {
+        self.gap_since = match (self.pending.is_empty(), before == self.next_offset) {
             (true, _) => None,
             (false, true) => self.gap_since.or(Some(now)),
             (false, false) => Some(now),
@@ -483,8 +527,23 @@ impl HalfStream {
         {
             self.finished = true;
             self.pending.clear();
-            self.pending_bytes = 0;
+            self.pending_cost = 0;
         }
+    }
+
+    /// Moves the next expected byte past `fresh`, which is being delivered.
+    fn advance(&mut self, fresh: &[u8], counters: &mut ReassemblyCounters) {
+        let len = len_u32(fresh);
+        counters.bytes += u64::from(len);
+        self.next_seq = self.next_seq.map(|next| next.wrapping_add(len));
+        self.next_offset += u64::from(len);
+    }
+
+    /// Gives up on the hole before stream offset `offset`.
+    fn skip_to(&mut self, offset: u64) {
+        let skipped = (offset - self.next_offset) as u32;
+        self.next_seq = self.next_seq.map(|next| next.wrapping_add(skipped));
+        self.next_offset = offset;
     }
 }
 
@@ -493,22 +552,25 @@ fn len_u32(bytes: &[u8]) -> u32 {
     u32::try_from(bytes.len()).unwrap_or(u32::MAX)
 }
 
+/// A distance between stream offsets within one segment or buffered entry.
+fn offset_len(distance: u64) -> usize {
+    usize::try_from(distance).unwrap_or(usize::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::packet::TcpFlags;
 
-    const CLIENT: &str = "10.0.0.1:40000";
-    const BROKER: &str = "10.0.0.2:9092";
+    use std::net::{Ipv4Addr, SocketAddrV4};
 
-    fn addr(s: &str) -> SocketAddr {
-        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
-    }
+    const CLIENT: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 40000));
+    const BROKER: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 9092));
 
     fn seg(seq: u32, flags: TcpFlags, payload: &[u8]) -> TcpSegment<'_> {
         TcpSegment {
-            src: addr(CLIENT),
-            dst: addr(BROKER),
+            src: CLIENT,
+            dst: BROKER,
             seq,
             ack: 0,
             flags,
@@ -604,13 +666,13 @@ mod tests {
     #[test]
     fn cap_drops_and_gap_timeout_skips() {
         let config = ReassemblyConfig {
-            max_buffered_per_flow: 4,
+            max_buffered_per_flow: 4 + SEGMENT_OVERHEAD,
             ..ReassemblyConfig::default()
         };
         let mut r = Reassembler::new(config);
         let mut out = run(&mut r, &[syn(0), data(b"abc", 10), data(b"defgh", 20)]);
         assert_eq!(r.counters().bytes_dropped_over_cap, 5);
-        assert_eq!(r.buffered_bytes(), 3);
+        assert_eq!(r.buffered_bytes(), 3 + SEGMENT_OVERHEAD);
         r.on_segment(&data(b"", 1), Duration::from_secs(10), &mut out);
         assert_eq!(r.counters().gaps_skipped, 1);
         assert_eq!(stream(&out), b"abc");
@@ -647,6 +709,138 @@ mod tests {
         assert_eq!(stream(&out), b"byebye");
         assert!(matches!(out.last(), Some(StreamEvent::Closed { .. })));
         assert_eq!(r.counters().flows_finished, 1);
+    }
+
+    /// One byte per segment: a hole at `seq` 1, then `n` bytes beyond it in
+    /// reverse order, then the hole. Quadratic buffering would take minutes.
+    #[test]
+    fn reverse_order_tiny_segments_reassemble() {
+        const N: usize = 200_000;
+        let config = ReassemblyConfig {
+            max_segments_per_flow: N,
+            ..ReassemblyConfig::default()
+        };
+        let mut r = Reassembler::new(config);
+        let sent: Vec<u8> = (0..=N).map(|i| (i % 251) as u8).collect();
+        let mut out = run(&mut r, &[syn(0)]);
+        for (i, byte) in sent.iter().enumerate().skip(1).rev() {
+            r.on_segment(
+                &data(std::slice::from_ref(byte), 1 + i as u32),
+                Duration::ZERO,
+                &mut out,
+            );
+        }
+        assert_eq!(r.buffered_bytes(), N * (1 + SEGMENT_OVERHEAD));
+        r.on_segment(&data(&sent[..1], 1), Duration::ZERO, &mut out);
+        assert!(stream(&out) == sent, "reassembled stream differs");
+        assert_eq!(r.counters().out_of_order, N as u64);
+        assert_eq!(r.counters().bytes_dropped_over_cap, 0);
+        assert_eq!(r.buffered_bytes(), 0);
+    }
+
+    /// Tiny segments are charged their bookkeeping, and past either cap they
+    /// are dropped without stalling the stream once the sender retransmits.
+    #[test]
+    fn tiny_segments_are_bounded_by_the_overhead_aware_caps() {
+        const N: usize = 10_000;
+        let sent: Vec<u8> = (0..=N).map(|i| (i % 256) as u8).collect();
+        for (config, kept) in [
+            (
+                ReassemblyConfig {
+                    max_buffered_per_flow: 64 * 1024,
+                    ..ReassemblyConfig::default()
+                },
+                64 * 1024 / (1 + SEGMENT_OVERHEAD),
+            ),
+            (
+                ReassemblyConfig {
+                    max_segments_per_flow: 100,
+                    ..ReassemblyConfig::default()
+                },
+                100,
+            ),
+        ] {
+            let cap = config.max_buffered_per_flow;
+            let mut r = Reassembler::new(config);
+            let mut out = run(&mut r, &[syn(0)]);
+            for (i, byte) in sent.iter().enumerate().skip(1) {
+                r.on_segment(
+                    &data(std::slice::from_ref(byte), 1 + i as u32),
+                    Duration::ZERO,
+                    &mut out,
+                );
+                assert!(r.buffered_bytes() <= cap, "{}", r.buffered_bytes());
+            }
+            assert_eq!(r.buffered_bytes(), kept * (1 + SEGMENT_OVERHEAD));
+            assert_eq!(r.counters().bytes_dropped_over_cap, (N - kept) as u64);
+            r.on_segment(&data(&sent[..1], 1), Duration::ZERO, &mut out);
+            assert!(stream(&out) == sent[..=kept], "delivered the kept prefix");
+            r.on_segment(
+                &data(&sent[kept + 1..], 2 + kept as u32),
+                Duration::ZERO,
+                &mut out,
+            );
+            assert!(stream(&out) == sent, "retransmission fills the rest");
+            assert_eq!(r.buffered_bytes(), 0);
+        }
+    }
+
+    /// SplitMix64: deterministic test input without a dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    #[test]
+    fn overlapping_duplicates_in_random_order_across_wraparound() {
+        const LEN: usize = 20_000;
+        let mut rng = Rng(7);
+        for round in 0..20 {
+            let sent: Vec<u8> = (0..LEN).map(|_| rng.next() as u8).collect();
+            let base = u32::MAX - 5_000 - rng.below(10_000) as u32;
+            // A tiling of the whole stream, then overlapping and duplicate extras.
+            let mut ranges = Vec::new();
+            let mut at = 0;
+            while at < LEN {
+                let end = (at + 1 + rng.below(300)).min(LEN);
+                ranges.push((at, end));
+                at = end;
+            }
+            for _ in 0..ranges.len() {
+                let start = rng.below(LEN);
+                ranges.push((start, (start + 1 + rng.below(900)).min(LEN)));
+                let duplicate = ranges[rng.below(ranges.len())];
+                ranges.push(duplicate);
+            }
+            for i in (1..ranges.len()).rev() {
+                ranges.swap(i, rng.below(i + 1));
+            }
+            let mut r = Reassembler::new(ReassemblyConfig::default());
+            let mut out = run(&mut r, &[syn(base.wrapping_sub(1))]);
+            for &(start, end) in &ranges {
+                let seq = base.wrapping_add(start as u32);
+                r.on_segment(&data(&sent[start..end], seq), Duration::ZERO, &mut out);
+            }
+            assert!(stream(&out) == sent, "round {round}: stream differs");
+            assert!(
+                !out.iter()
+                    .any(|e| matches!(e, StreamEvent::Discontinuity { .. })),
+                "round {round}"
+            );
+            assert_eq!(r.buffered_bytes(), 0, "round {round}");
+            assert_eq!(r.counters().bytes, LEN as u64, "round {round}");
+        }
     }
 
     #[test]
