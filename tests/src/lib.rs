@@ -13,6 +13,6 @@ pub use background::{Background, Stream};
 
 pub use error::LabError;
 pub use lab::{
-    Lab, LabDownGuard, TempDir, exclusive, kafka_shock_bin, lab_script, run, stdout, stdout_with_input,
-    workspace_root,
+    Lab, LabDownGuard, TempDir, exclusive, kafka_shock_bin, lab_script, run, stdout,
+    stdout_with_input, workspace_root,
 };
