@@ -2,16 +2,17 @@
 //! a contract (field names are fixed), its one-line form is for people.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde::{Serialize, Serializer};
-
 /// One Kafka request, with its response when one was seen.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+///
+/// Its JSON form (see [`Event::write_json`]) has the fields in this order; the optional ones
+/// after `errors` are left out when absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     /// When the request was captured, as time since the Unix epoch; printed in RFC 3339.
-    #[serde(serialize_with = "serialize_rfc3339")]
     pub ts: Duration,
     /// Client address ("ip:port", "[ip]:port" for IPv6).
     pub client: SocketAddr,
@@ -36,24 +37,70 @@ pub struct Event {
     /// Kafka error names in the response; null when no response was seen.
     pub errors: Option<Vec<String>>,
     /// Consumer or share group named by the request.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub group_id: Option<String>,
     /// Transactional id named by the request.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub transactional_id: Option<String>,
     /// Response frame size, including the prefix, when one was seen.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub response_bytes: Option<u64>,
     /// Why the request or its response was not fully decoded.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub decode_error: Option<String>,
 }
 
 impl Event {
     /// The event as one JSON line (the machine-readable contract).
     pub fn to_json(&self) -> String {
-        // Serialising plain strings and numbers cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+        let mut out = Vec::with_capacity(256);
+        self.write_json(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Appends the event as one JSON object (no newline) to `out`: written by hand because
+    /// it is the per-request cost of `sniff --json`, in the exact form serde_json gives.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"ts\":\"");
+        write_rfc3339(out, self.ts);
+        out.extend_from_slice(b"\",\"client\":\"");
+        write_socket_addr(out, self.client);
+        out.extend_from_slice(b"\",\"broker\":\"");
+        write_socket_addr(out, self.broker);
+        out.extend_from_slice(b"\",\"client_id\":");
+        write_opt_str(out, self.client_id.as_deref());
+        out.extend_from_slice(b",\"api\":");
+        write_json_str(out, &self.api);
+        out.extend_from_slice(b",\"api_version\":");
+        write_integer(out, i64::from(self.api_version));
+        out.extend_from_slice(b",\"correlation_id\":");
+        write_integer(out, i64::from(self.correlation_id));
+        out.extend_from_slice(b",\"topics\":");
+        write_str_list(out, &self.topics);
+        out.extend_from_slice(b",\"records\":");
+        write_opt_u64(out, self.records);
+        out.extend_from_slice(b",\"request_bytes\":");
+        write_digits(out, self.request_bytes, 1);
+        out.extend_from_slice(b",\"latency_us\":");
+        write_opt_u64(out, self.latency_us);
+        out.extend_from_slice(b",\"errors\":");
+        match &self.errors {
+            Some(errors) => write_str_list(out, errors),
+            None => out.extend_from_slice(b"null"),
+        }
+        if let Some(group) = &self.group_id {
+            out.extend_from_slice(b",\"group_id\":");
+            write_json_str(out, group);
+        }
+        if let Some(txn) = &self.transactional_id {
+            out.extend_from_slice(b",\"transactional_id\":");
+            write_json_str(out, txn);
+        }
+        if let Some(bytes) = self.response_bytes {
+            out.extend_from_slice(b",\"response_bytes\":");
+            write_digits(out, bytes, 1);
+        }
+        if let Some(error) = &self.decode_error {
+            out.extend_from_slice(b",\"decode_error\":");
+            write_json_str(out, error);
+        }
+        out.push(b'}');
     }
 
     /// The event as one human line, in the spirit of tcpdump and kcat:
@@ -123,23 +170,167 @@ impl EventFilter {
     }
 }
 
-fn serialize_rfc3339<S: Serializer>(ts: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&rfc3339(*ts))
+/// A JSON string as serde_json writes it: `"`, `\\` and control characters escaped, the
+/// rest (non-ASCII included) as is.
+fn write_json_str(out: &mut Vec<u8>, text: &str) {
+    out.push(b'"');
+    let bytes = text.as_bytes();
+    let mut plain = 0;
+    for (at, &byte) in bytes.iter().enumerate() {
+        let escape: &[u8] = match byte {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[plain..at]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{:04x}", byte);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        plain = at + 1;
+    }
+    out.extend_from_slice(&bytes[plain..]);
+    out.push(b'"');
+}
+
+fn write_opt_str(out: &mut Vec<u8>, text: Option<&str>) {
+    match text {
+        Some(text) => write_json_str(out, text),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn write_opt_u64(out: &mut Vec<u8>, value: Option<u64>) {
+    match value {
+        Some(value) => write_digits(out, value, 1),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn write_str_list(out: &mut Vec<u8>, items: &[String]) {
+    out.push(b'[');
+    for (index, item) in items.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        write_json_str(out, item);
+    }
+    out.push(b']');
+}
+
+/// `ip:port` (IPv4, digits written directly) or `[ip]:port` (IPv6, via `Display`).
+fn write_socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
+    match addr {
+        SocketAddr::V4(v4) => {
+            let mut text = Digits::default();
+            for (index, octet) in v4.ip().octets().into_iter().enumerate() {
+                if index > 0 {
+                    text.push(b'.');
+                }
+                text.number(u64::from(octet), 1);
+            }
+            text.push(b':');
+            text.number(u64::from(v4.port()), 1);
+            out.extend_from_slice(text.as_bytes());
+        }
+        SocketAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+fn write_integer(out: &mut Vec<u8>, value: i64) {
+    if value < 0 {
+        out.push(b'-');
+    }
+    write_digits(out, value.unsigned_abs(), 1);
+}
+
+/// `value` in decimal, zero-padded to at least `width` digits.
+fn write_digits(out: &mut Vec<u8>, value: u64, width: usize) {
+    let mut text = Digits::default();
+    text.number(value, width);
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// A short text built on the stack (numbers, addresses, timestamps), appended to the line in
+/// one copy rather than byte by byte.
+struct Digits {
+    bytes: [u8; 48],
+    len: usize,
+}
+
+impl Default for Digits {
+    fn default() -> Self {
+        Self {
+            bytes: [0; 48],
+            len: 0,
+        }
+    }
+}
+
+impl Digits {
+    fn push(&mut self, byte: u8) {
+        if let Some(slot) = self.bytes.get_mut(self.len) {
+            *slot = byte;
+            self.len += 1;
+        }
+    }
+
+    /// `value` in decimal, zero-padded to at least `width` digits.
+    fn number(&mut self, value: u64, width: usize) {
+        let mut reversed = [0u8; 20];
+        let mut count = 0;
+        let mut rest = value;
+        while count < reversed.len() && (rest > 0 || count < width.max(1)) {
+            reversed[count] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            count += 1;
+        }
+        for &digit in reversed[..count].iter().rev() {
+            self.push(digit);
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
 }
 
 /// Formats time since the Unix epoch as RFC 3339 UTC with microseconds.
 pub fn rfc3339(since_epoch: Duration) -> String {
+    let mut out = Vec::with_capacity(27);
+    write_rfc3339(&mut out, since_epoch);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends [`rfc3339`] of `since_epoch` to `out`.
+fn write_rfc3339(out: &mut Vec<u8>, since_epoch: Duration) {
     let secs = since_epoch.as_secs();
-    let days = secs / 86_400;
     let rem = secs % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since_epoch.subsec_micros()
-    )
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    let parts = [
+        (year, 4, b'-'),
+        (month, 2, b'-'),
+        (day, 2, b'T'),
+        (rem / 3600, 2, b':'),
+        (rem % 3600 / 60, 2, b':'),
+        (rem % 60, 2, b'.'),
+        (u64::from(since_epoch.subsec_micros()), 6, b'Z'),
+    ];
+    let mut text = Digits::default();
+    for (value, width, separator) in parts {
+        text.number(value, width);
+        text.push(separator);
+    }
+    out.extend_from_slice(text.as_bytes());
 }
 
 /// Howard Hinnant's days-to-civil algorithm, for days since 1970-01-01.
@@ -238,6 +429,29 @@ mod tests {
         assert!(
             json["latency_us"].is_null() && json["errors"].is_null() && json["client_id"].is_null()
         );
+    }
+
+    #[test]
+    fn json_strings_and_numbers_escape_as_serde_json_does() {
+        let awkward = "q\"b\\s/\u{0}\u{8}\u{c}\n\r\t\u{1f}\u{7f}é→😀";
+        let mut event = sample();
+        event.client_id = Some(awkward.into());
+        event.topics = vec![awkward.into(), String::new()];
+        event.decode_error = Some(awkward.into());
+        (event.api_version, event.correlation_id) = (-1, i32::MIN);
+        event.response_bytes = Some(u64::MAX);
+        event.ts = Duration::new(253_402_300_799, 999_999_999);
+        let json = event.to_json();
+        let quoted = serde_json::to_string(awkward).expect("quote");
+        assert!(json.contains(&format!("\"client_id\":{quoted},")));
+        assert!(json.contains(&format!("\"topics\":[{quoted},\"\"]")));
+        assert!(json.contains(&format!("\"decode_error\":{quoted}}}")));
+        assert!(json.contains("\"ts\":\"9999-12-31T23:59:59.999999Z\""));
+        let value: serde_json::Value = serde_json::from_str(&json).expect("json");
+        assert_eq!(value["correlation_id"], i32::MIN);
+        assert_eq!(value["api_version"], -1);
+        assert_eq!(value["response_bytes"], u64::MAX);
+        assert_eq!(value["client"], "[fd00::1]:40000");
     }
 
     #[test]

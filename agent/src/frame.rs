@@ -111,9 +111,31 @@ impl Framer {
         counters: &mut FramingCounters,
         out: &mut Vec<FrameEvent>,
     ) {
+        if self.buf.is_empty() {
+            // The usual case, a stream cut at frame boundaries: frame `data` in place and
+            // keep only an incomplete tail.
+            let used = self.consume(data, check, counters, out);
+            self.buf
+                .extend_from_slice(data.get(used..).unwrap_or_default());
+            return;
+        }
         self.buf.extend_from_slice(data);
+        let buf = std::mem::take(&mut self.buf);
+        let used = self.consume(&buf, check, counters, out);
+        self.buf = buf;
+        self.buf.drain(..used.min(self.buf.len()));
+    }
+
+    /// Frames what it can of `input`; returns how many of its bytes are done with.
+    fn consume(
+        &mut self,
+        input: &[u8],
+        check: &impl BoundaryCheck,
+        counters: &mut FramingCounters,
+        out: &mut Vec<FrameEvent>,
+    ) -> usize {
         let mut pos = 0;
-        while let Some(avail) = self.buf.get(pos..).filter(|rest| !rest.is_empty()) {
+        while let Some(avail) = input.get(pos..).filter(|rest| !rest.is_empty()) {
             let consumed = match self.state {
                 State::Skipping { remaining } => {
                     let here = remaining.min(avail.len());
@@ -147,7 +169,7 @@ impl Framer {
             };
             pos += consumed;
         }
-        self.buf.drain(..pos.min(self.buf.len()));
+        pos
     }
 }
 

@@ -18,3 +18,8 @@ pub mod reassembly;
 pub mod rules;
 pub mod sniffer;
 pub mod summary;
+
+/// A hash map for the per-packet lookups (connections, correlation ids, topic ids): foldhash is
+/// several times faster than std's SipHash on these small keys, and its per-process random
+/// seed still keeps hostile traffic from choosing colliding keys offline.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

@@ -121,7 +121,7 @@ impl Source {
         Ok(Source::Live(live))
     }
 
-    fn next(&mut self) -> anyhow::Result<Next> {
+    fn next(&mut self) -> anyhow::Result<Next<'_>> {
         Ok(match self {
             Source::File(file) => file.next()?,
             Source::Live(live) => live.next(LIVE_POLL)?,
@@ -132,6 +132,11 @@ impl Source {
 /// Where decoded requests go: stdout lines, the summary, the pcap writer.
 struct Output {
     stdout: BufWriter<std::io::Stdout>,
+    /// Flush after every packet's events (live capture: someone is watching); a file's are
+    /// flushed when the buffer fills, and at the end.
+    flush_each: bool,
+    /// The line being written, reused.
+    line: Vec<u8>,
     json: bool,
     quiet: bool,
     filter: EventFilter,
@@ -157,25 +162,35 @@ impl Output {
             }
             self.printed += 1;
             if !self.quiet {
-                let line = if self.json {
-                    event.to_json()
+                let mut line = std::mem::take(&mut self.line);
+                line.clear();
+                if self.json {
+                    event.write_json(&mut line);
                 } else {
-                    event.to_line()
-                };
-                self.write_line(&line)?;
+                    line.extend_from_slice(event.to_line().as_bytes());
+                }
+                let written = self.write_line(&line);
+                self.line = line;
+                written?;
             }
         }
-        if let Err(error) = self.stdout.flush() {
+        if self.flush_each
+            && let Err(error) = self.stdout.flush()
+        {
             self.check_closed(error)?;
         }
         Ok(())
     }
 
-    fn write_line(&mut self, line: &str) -> anyhow::Result<()> {
+    fn write_line(&mut self, line: &[u8]) -> anyhow::Result<()> {
         if self.closed {
             return Ok(());
         }
-        match writeln!(self.stdout, "{line}") {
+        let written = self
+            .stdout
+            .write_all(line)
+            .and_then(|()| self.stdout.write_all(b"\n"));
+        match written {
             Ok(()) => Ok(()),
             Err(error) => self.check_closed(error),
         }
@@ -215,7 +230,9 @@ pub fn run(args: SniffArgs) -> anyhow::Result<()> {
     }
     let deadline = args.duration.map(|duration| Instant::now() + duration);
     let mut output = Output {
-        stdout: BufWriter::new(std::io::stdout()),
+        stdout: BufWriter::with_capacity(1 << 16, std::io::stdout()),
+        flush_each: matches!(source, Source::Live(_)),
+        line: Vec::with_capacity(512),
         json: args.json,
         quiet: args.quiet,
         filter: EventFilter {
@@ -248,10 +265,14 @@ pub fn run(args: SniffArgs) -> anyhow::Result<()> {
         output.emit(events)?;
     }
     output.emit(sniffer.finish())?;
+    output
+        .stdout
+        .flush()
+        .or_else(|error| output.check_closed(error))?;
 
     if let Some(summary) = &output.summary {
         let table = summary.render();
-        output.write_line(&table)?;
+        output.write_line(table.as_bytes())?;
         output
             .stdout
             .flush()
@@ -287,7 +308,7 @@ pub fn run(args: SniffArgs) -> anyhow::Result<()> {
 
 /// Opens the `--write-pcap` file on the first packet (its link type is the source's) and
 /// offers the packet to it.
-fn offer_to_pcap(args: &SniffArgs, output: &mut Output, packet: &Packet) -> anyhow::Result<()> {
+fn offer_to_pcap(args: &SniffArgs, output: &mut Output, packet: &Packet<'_>) -> anyhow::Result<()> {
     let Some(path) = &args.write_pcap else {
         return Ok(());
     };

@@ -45,7 +45,7 @@ pub struct LiveOptions {
 
 /// A running live capture. Dropping it stops and joins the capture thread.
 pub struct LiveCapture {
-    packets: Receiver<Result<Packet, CaptureError>>,
+    packets: Receiver<Result<Packet<'static>, CaptureError>>,
     stop: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
@@ -89,7 +89,7 @@ impl LiveCapture {
     }
 
     /// The next packet, `Idle` when none came within `timeout`.
-    pub fn next(&self, timeout: Duration) -> Result<Next, CaptureError> {
+    pub fn next(&self, timeout: Duration) -> Result<Next<'static>, CaptureError> {
         match self.packets.recv_timeout(timeout) {
             Ok(Ok(packet)) => Ok(Next::Packet(packet)),
             Ok(Err(error)) => Err(error),
@@ -158,7 +158,7 @@ fn open(options: &LiveOptions) -> Result<Opened, CaptureError> {
 
 fn capture_loop(
     opened: Opened,
-    packets: &SyncSender<Result<Packet, CaptureError>>,
+    packets: &SyncSender<Result<Packet<'static>, CaptureError>>,
     stop: &AtomicBool,
     dropped: &AtomicU64,
 ) {
@@ -190,7 +190,7 @@ fn capture_loop(
         let packet = Packet {
             link: LinkType::RawIp,
             linktype: LINKTYPE_RAW,
-            data: buffer[..len.min(buffer.len())].to_vec(),
+            data: buffer[..len.min(buffer.len())].to_vec().into(),
             ts: kernel_ts.unwrap_or_else(|| {
                 SystemTime::now()
                     .duration_since(UNIX_EPOCH)

@@ -6,25 +6,39 @@ pub mod file;
 pub mod live;
 pub mod writer;
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use kafka_shock_agent::packet::LinkType;
 
-/// One captured frame.
+/// One captured frame. A file source lends it from its read buffer (no copy per packet); a
+/// live source owns it.
 #[derive(Debug, Clone)]
-pub struct Packet {
+pub struct Packet<'a> {
     pub link: LinkType,
     /// Link-layer pcap type number of `link`, kept for writing the frame back out.
     pub linktype: u32,
-    pub data: Vec<u8>,
+    pub data: Cow<'a, [u8]>,
     /// Capture time since the Unix epoch.
     pub ts: Duration,
 }
 
+impl Packet<'_> {
+    /// The packet with its bytes copied, to keep it past the source's next packet.
+    pub fn detached(&self) -> Packet<'static> {
+        Packet {
+            link: self.link,
+            linktype: self.linktype,
+            data: Cow::Owned(self.data.to_vec()),
+            ts: self.ts,
+        }
+    }
+}
+
 /// What a capture source yields next.
 #[derive(Debug)]
-pub enum Next {
-    Packet(Packet),
+pub enum Next<'a> {
+    Packet(Packet<'a>),
     /// Nothing arrived within the poll interval (live capture only).
     Idle,
     /// The source has no more packets.

@@ -28,13 +28,13 @@ const HELD_BYTES_TOTAL: usize = 64 << 20;
 pub struct MatchWriter {
     writer: PcapWriter<BufWriter<File>>,
     linktype: u32,
-    held: HashMap<ConnectionKey, VecDeque<Packet>>,
+    held: HashMap<ConnectionKey, VecDeque<Packet<'static>>>,
     held_bytes: usize,
     matched: HashSet<ConnectionKey>,
     pub written: u64,
 }
 
-fn connection_of(packet: &Packet) -> Option<ConnectionKey> {
+fn connection_of(packet: &Packet<'_>) -> Option<ConnectionKey> {
     let segment = parse_frame(packet.link, &packet.data).ok()?;
     let (a, b) = (segment.src, segment.dst);
     Some(if a <= b { (a, b) } else { (b, a) })
@@ -61,7 +61,7 @@ impl MatchWriter {
     }
 
     /// Offers one captured packet: written if its connection already matched, else held.
-    pub fn offer(&mut self, packet: &Packet) -> std::io::Result<()> {
+    pub fn offer(&mut self, packet: &Packet<'_>) -> std::io::Result<()> {
         if packet.linktype != self.linktype {
             return Ok(());
         }
@@ -82,7 +82,7 @@ impl MatchWriter {
             self.held_bytes -= oldest.data.len();
         }
         self.held_bytes += packet.data.len();
-        queue.push_back(packet.clone());
+        queue.push_back(packet.detached());
         Ok(())
     }
 
@@ -108,7 +108,7 @@ impl MatchWriter {
         Ok(())
     }
 
-    fn write(&mut self, packet: &Packet) -> std::io::Result<()> {
+    fn write(&mut self, packet: &Packet<'_>) -> std::io::Result<()> {
         let length = u32::try_from(packet.data.len()).unwrap_or(u32::MAX);
         self.writer
             .write_packet(&PcapPacket::new(packet.ts, length, &packet.data))

@@ -8,11 +8,14 @@
 //! bytes left is always invalid. This buffer enforces that:
 //! - varints (in messages, always lengths, counts or tags) larger than the
 //!   bytes left are refused outright;
-//! - an `int32` may be an array length or a plain value (a timeout), so the
-//!   first pass clamps large ones just past the end of the buffer, which makes
-//!   any array length among them fail without allocating. If that pass
-//!   succeeds, every clamped value was a plain value, and a second unclamped
-//!   pass decodes the exact values safely.
+//! - an `int32` may be an array length or a plain value (a timeout), so large
+//!   ones are clamped just past the end of the buffer, which makes any array
+//!   length among them fail without allocating. When decoding succeeds, every
+//!   clamped value was a plain value: the result is exact except that plain
+//!   `int32` fields above the bytes left read as that bound. The sniffer reads
+//!   names, ids, error codes and lengths only, never such a value, so it takes
+//!   the one pass as is rather than decoding every Produce (whose timeout is
+//!   larger than its body) twice.
 
 use std::ops::Range;
 
@@ -26,17 +29,11 @@ const VARINT_SLACK: usize = 64;
 /// A `Bytes` reader that refuses impossible lengths (see the module docs).
 pub(crate) struct GuardedBuf {
     inner: Bytes,
-    clamp_i32: bool,
-    clamped: bool,
 }
 
 impl GuardedBuf {
-    fn new(inner: Bytes, clamp_i32: bool) -> Self {
-        Self {
-            inner,
-            clamp_i32,
-            clamped: false,
-        }
+    fn new(inner: Bytes) -> Self {
+        Self { inner }
     }
 
     /// The bytes not read yet.
@@ -63,10 +60,7 @@ impl Buf for GuardedBuf {
         let value = self.inner.try_get_i32()?;
         let limit = self.inner.remaining().saturating_add(1);
         match usize::try_from(value) {
-            Ok(n) if self.clamp_i32 && n > limit => {
-                self.clamped = true;
-                Ok(i32::try_from(limit).unwrap_or(i32::MAX))
-            }
+            Ok(n) if n > limit => Ok(i32::try_from(limit).unwrap_or(i32::MAX)),
             _ => Ok(value),
         }
     }
@@ -112,28 +106,26 @@ fn peek_varint(bytes: &[u8]) -> (usize, usize) {
     (usize::try_from(value).unwrap_or(usize::MAX), len)
 }
 
-/// Decodes a `T` from the start of `bytes` (see the module docs), returning
-/// it and the bytes after it.
+/// Decodes a `T` from the start of `bytes` (see the module docs: plain `int32`
+/// values above the bytes left come back clamped), returning it and the bytes
+/// after it.
 pub(crate) fn decode_guarded<T: Decodable>(
     bytes: &Bytes,
     version: i16,
 ) -> anyhow::Result<(T, Bytes)> {
-    let mut first = GuardedBuf::new(bytes.clone(), true);
-    let value = T::decode(&mut first, version)?;
-    if !first.clamped {
-        return Ok((value, first.into_rest()));
-    }
-    let mut exact = GuardedBuf::new(bytes.clone(), false);
-    let value = T::decode(&mut exact, version)?;
-    Ok((value, exact.into_rest()))
+    let mut buf = GuardedBuf::new(bytes.clone());
+    let value = T::decode(&mut buf, version)?;
+    Ok((value, buf.into_rest()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use bytes::BytesMut;
-    use kafka_protocol::messages::{MetadataRequest, ProduceRequest};
+    use kafka_protocol::messages::produce_request::TopicProduceData;
+    use kafka_protocol::messages::{MetadataRequest, ProduceRequest, TopicName};
     use kafka_protocol::protocol::Encodable;
+    use kafka_protocol::protocol::StrBytes;
 
     #[test]
     fn huge_array_lengths_fail_without_allocating() {
@@ -146,14 +138,21 @@ mod tests {
     }
 
     #[test]
-    fn large_plain_int32_values_survive() {
+    fn large_plain_int32_values_decode_clamped() {
+        let topic =
+            TopicProduceData::default().with_name(TopicName(StrBytes::from_static_str("t")));
         let request = ProduceRequest::default()
             .with_acks(-1)
-            .with_timeout_ms(i32::MAX);
+            .with_timeout_ms(i32::MAX)
+            .with_topic_data(vec![topic]);
         let mut buf = BytesMut::new();
         request.encode(&mut buf, 9).expect("encode");
-        let (decoded, rest) = decode_guarded::<ProduceRequest>(&buf.freeze(), 9).expect("decode");
-        assert_eq!(decoded.timeout_ms, i32::MAX);
+        let body = buf.freeze();
+        let (decoded, rest) = decode_guarded::<ProduceRequest>(&body, 9).expect("decode");
+        assert_eq!(decoded.acks, -1);
+        assert_eq!(decoded.topic_data, request.topic_data);
+        let bytes_left_after_timeout = body.len() - 1 - 2 - 4;
+        assert_eq!(decoded.timeout_ms as usize, bytes_left_after_timeout + 1);
         assert!(rest.is_empty());
     }
 }

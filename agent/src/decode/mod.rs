@@ -56,13 +56,18 @@ pub enum TopicRef {
     Id(Uuid),
 }
 
-/// Kafka's name of an api key ("Produce", "Fetch", …), or `Unknown(N)`.
-pub fn api_name(api_key: i16) -> String {
-    match ApiKey::try_from(api_key) {
-        Ok(key) => format!("{key:?}"),
-        Err(()) => format!("Unknown({api_key})"),
-    }
+macro_rules! api_names {
+    ($($key:ident: $request:ident, $response:ident;)*) => {
+        /// Kafka's name of an api key ("Produce", "Fetch", …), or `Unknown(N)`.
+        pub fn api_name(api_key: i16) -> String {
+            match ApiKey::try_from(api_key) {
+                $(Ok(ApiKey::$key) => stringify!($key).to_owned(),)*
+                Err(()) => format!("Unknown({api_key})"),
+            }
+        }
+    };
 }
+for_each_api!(api_names);
 
 /// Kafka's name of an error code as the Java client logs it
 /// ("NOT_LEADER_OR_FOLLOWER"), or `UNKNOWN(N)`; `None` for no error.

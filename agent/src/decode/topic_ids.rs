@@ -5,10 +5,11 @@
 //! per broker address, as seen, and any broker's knowledge is used when the
 //! addressed broker taught nothing (ids are cluster-wide UUIDs).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use uuid::Uuid;
+
+use crate::FastMap;
 
 /// Brokers remembered at once.
 const MAX_BROKERS: usize = 1024;
@@ -18,7 +19,7 @@ const MAX_TOPICS_PER_BROKER: usize = 100_000;
 /// A bounded map of topic ids to names, per broker address.
 #[derive(Debug, Default)]
 pub struct TopicIds {
-    by_broker: HashMap<SocketAddr, HashMap<Uuid, String>>,
+    by_broker: FastMap<SocketAddr, FastMap<Uuid, String>>,
 }
 
 impl TopicIds {

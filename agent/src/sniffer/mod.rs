@@ -5,12 +5,13 @@
 //! response by correlation id, and emits one [`Event`] per request, when its
 //! response arrives or when it can no longer arrive.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::FastMap;
 use crate::decode::{
     REQUEST_PROBE_LEN, TopicIds, TopicRef, api_name, decode_request, decode_response,
     plausible_request_start, response_correlation_id,
@@ -110,7 +111,7 @@ struct PendingRequest {
 #[derive(Default)]
 struct Pending {
     order: VecDeque<i32>,
-    by_id: HashMap<i32, PendingRequest>,
+    by_id: FastMap<i32, PendingRequest>,
 }
 
 impl Pending {
@@ -185,7 +186,7 @@ struct Connection {
 
 /// The state of `flow`, created on first use.
 fn connection(
-    connections: &mut HashMap<FlowKey, Connection>,
+    connections: &mut FastMap<FlowKey, Connection>,
     framer: FramerConfig,
     flow: FlowKey,
 ) -> &mut Connection {
@@ -200,7 +201,7 @@ fn connection(
 pub struct Sniffer {
     config: SnifferConfig,
     reassembler: Reassembler,
-    connections: HashMap<FlowKey, Connection>,
+    connections: FastMap<FlowKey, Connection>,
     topic_ids: TopicIds,
     counters: DecodeCounters,
     framing: FramingCounters,
@@ -216,7 +217,7 @@ impl Sniffer {
         Self {
             reassembler: Reassembler::new(config.reassembly.clone()),
             config,
-            connections: HashMap::new(),
+            connections: FastMap::default(),
             topic_ids: TopicIds::default(),
             counters: DecodeCounters::default(),
             framing: FramingCounters::default(),
