@@ -450,3 +450,43 @@ fn ipv6_clients_are_hit_by_the_ipv6_chain() {
     assert!(counters.contains("REJECT"), "{counters}");
     assert_eq!(kshock_chains(&lab), 0);
 }
+
+#[test]
+fn clean_all_is_the_way_out_and_dry_run_changes_nothing() {
+    let _serial = lab::exclusive();
+    let lab = Lab::up().expect("lab up");
+    clean_start(&lab);
+    let scratch = Scratch::new("clean");
+    let fault = scratch.fault(
+        "cleaned",
+        "  match: {apiKeys: [Produce], clientId: {exact: client-x}}\n  action: {type: Drop}\n  duration: 5m\n",
+    );
+    let kafka_shock = kafka_shock_bin().expect("kafka-shock");
+    let dry_run = lab::stdout(
+        Command::new(&kafka_shock)
+            .args(["inject", "-f"])
+            .arg(&fault)
+            .arg("--dry-run"),
+    )
+    .unwrap_or_else(|error| panic!("{error}"));
+    assert!(
+        dry_run.contains("-j DROP") && dry_run.contains("COMMIT"),
+        "{dry_run}"
+    );
+    assert_eq!(kshock_chains(&lab), 0, "--dry-run installed rules");
+
+    let inject = start_inject(&lab, &fault);
+    assert_eq!(kshock_chains(&lab), 2);
+    let cleaned = lab::stdout(Command::new(&kafka_shock).args(["clean", "--all"]))
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert!(cleaned.contains("removed KSHOCK-"), "{cleaned}");
+    assert_eq!(
+        kshock_chains(&lab),
+        0,
+        "clean --all must remove a live fault's rules too"
+    );
+    inject
+        .interrupt()
+        .expect("inject still exits 0 when its rules are already gone");
+    assert_eq!(kshock_chains(&lab), 0);
+}
