@@ -29,6 +29,9 @@ use crate::topic_probe;
 
 /// How often learned topic ids are folded into the rules when traffic is quiet.
 const RELEARN_EVERY: Duration = Duration::from_millis(200);
+/// How often the namespace is compared with the fault's rules, so that rules removed or
+/// changed by someone else come back.
+const RECONCILE_EVERY: Duration = Duration::from_secs(2);
 /// Connections cut at most per fault; beyond, matches are reported but not cut.
 const MAX_FLOWS: usize = 10_000;
 
@@ -275,6 +278,7 @@ fn enforce(
     });
     let mut draw = Draw::seeded();
     let mut last_relearn = Instant::now();
+    let mut last_reconcile = Instant::now();
     let verb = action_word(&fault.spec);
     while !interrupted.load(Ordering::Relaxed)
         && deadline.is_none_or(|deadline| Instant::now() < deadline)
@@ -335,6 +339,14 @@ fn enforce(
                 took.elapsed().as_micros(),
                 flows.len()
             );
+            last_reconcile = Instant::now();
+        } else if last_reconcile.elapsed() >= RECONCILE_EVERY {
+            last_reconcile = Instant::now();
+            let flows: Vec<Flow> = flows.iter().copied().collect();
+            let fixed = enforcer.install(&plan.compile(&flows), |_| false)?;
+            if fixed > 0 {
+                say!("inject: reconcile: restored the fault's rules ({fixed} changes)");
+            }
         }
     }
     Ok(())

@@ -490,3 +490,49 @@ fn clean_all_is_the_way_out_and_dry_run_changes_nothing() {
         .expect("inject still exits 0 when its rules are already gone");
     assert_eq!(kshock_chains(&lab), 0);
 }
+
+#[test]
+fn rules_removed_behind_the_engines_back_come_back() {
+    let _serial = lab::exclusive();
+    let lab = Lab::up().expect("lab up");
+    clean_start(&lab);
+    let scratch = Scratch::new("reconcile");
+    let fault = scratch.fault(
+        "reconciled",
+        "  match: {apiKeys: [Produce], clientId: {exact: client-r}}\n  action: {type: Reject}\n  duration: 5m\n",
+    );
+    let mut inject = start_inject(&lab, &fault);
+    let netns = broker_netns(&lab);
+    let saved = lab::stdout(Command::new("ip").args(["netns", "exec", &netns, "iptables-save"]))
+        .unwrap_or_else(|error| panic!("{error}"));
+    let chain = saved
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(':')
+                .filter(|rest| rest.starts_with("KSHOCK-"))
+        })
+        .and_then(|rest| rest.split(' ').next())
+        .expect("the fault's chain")
+        .to_owned();
+    lab::stdout(Command::new("ip").args(["netns", "exec", &netns, "iptables", "-F", &chain]))
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(
+        python_acked(&lab, "orders", "client-r", 1),
+        1,
+        "flushed: the fault no longer hits"
+    );
+    assert!(
+        inject.wait_for(Duration::from_secs(10), |lines| lines
+            .iter()
+            .any(|line| line.contains("reconcile: restored"))),
+        "{:?}",
+        inject.output()
+    );
+    assert_eq!(
+        python_acked(&lab, "orders", "client-r", 3),
+        0,
+        "restored: the fault hits again"
+    );
+    inject.interrupt().expect("inject exits 0");
+    assert_eq!(kshock_chains(&lab), 0);
+}
