@@ -6,7 +6,8 @@
 //! arrives. After a discontinuity (mid-stream join, skipped hole, bad size)
 //! the framer scans for an offset where a plausible frame starts.
 
-use bytes::Bytes;
+use std::ops::Range;
+
 use serde::Serialize;
 
 /// Limits of the framer.
@@ -27,18 +28,46 @@ impl Default for FramerConfig {
     }
 }
 
+/// Where the bytes of an emitted frame are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameBytes {
+    /// This range of the data just pushed: a frame that arrives whole in one
+    /// push, the usual case, is not copied.
+    Pushed(Range<usize>),
+    /// A frame assembled from several pushes.
+    Buffered(Vec<u8>),
+}
+
+impl FrameBytes {
+    /// The bytes, given the data that was pushed when the frame was emitted.
+    pub fn bytes<'a>(&'a self, pushed: &'a [u8]) -> &'a [u8] {
+        match self {
+            FrameBytes::Pushed(range) => pushed.get(range.clone()).unwrap_or_default(),
+            FrameBytes::Buffered(bytes) => bytes,
+        }
+    }
+}
+
 /// What the framer emits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FrameEvent {
     /// A complete frame, without its size prefix.
-    Frame(Bytes),
+    Frame(FrameBytes),
     /// A frame over the cap: only its first bytes and its declared size.
     Oversized {
         /// The size the prefix declared (excluding the prefix).
         declared: usize,
         /// The first bytes of the frame.
-        head: Bytes,
+        head: FrameBytes,
     },
+}
+
+impl FrameEvent {
+    fn bytes_mut(&mut self) -> &mut FrameBytes {
+        match self {
+            FrameEvent::Frame(bytes) | FrameEvent::Oversized { head: bytes, .. } => bytes,
+        }
+    }
 }
 
 /// Decides whether a frame plausibly starts at the beginning of `probe`
@@ -103,7 +132,8 @@ impl Framer {
         self.state = State::Resyncing;
     }
 
-    /// Feeds the next bytes of the stream; complete frames go to `out`.
+    /// Feeds the next bytes of the stream; complete frames go to `out`, as
+    /// ranges of `data` when they lie in it (see [`FrameBytes`]).
     pub fn push(
         &mut self,
         data: &[u8],
@@ -119,9 +149,22 @@ impl Framer {
                 .extend_from_slice(data.get(used..).unwrap_or_default());
             return;
         }
+        let held = self.buf.len();
+        let first = out.len();
         self.buf.extend_from_slice(data);
         let buf = std::mem::take(&mut self.buf);
         let used = self.consume(&buf, check, counters, out);
+        // Frames that began in earlier pushes are copied out of the buffer before it moves on.
+        for event in out.iter_mut().skip(first) {
+            let bytes = event.bytes_mut();
+            if let FrameBytes::Pushed(range) = bytes {
+                *bytes = if range.start >= held {
+                    FrameBytes::Pushed(range.start - held..range.end - held)
+                } else {
+                    FrameBytes::Buffered(buf.get(range.clone()).unwrap_or_default().to_vec())
+                };
+            }
+        }
         self.buf = buf;
         self.buf.drain(..used.min(self.buf.len()));
     }
@@ -160,7 +203,12 @@ impl Framer {
                 },
                 State::InSync => match next_frame(&self.config, avail, counters) {
                     Some((consumed, event, state)) => {
-                        out.extend(event);
+                        out.extend(event.map(|mut event| {
+                            if let FrameBytes::Pushed(range) = event.bytes_mut() {
+                                *range = range.start + pos..range.end + pos;
+                            }
+                            event
+                        }));
                         self.state = state;
                         consumed
                     }
@@ -174,7 +222,8 @@ impl Framer {
 }
 
 /// Cuts the frame at the start of `avail`, if complete. Returns the bytes
-/// consumed, what to emit and the next state, or `None` to wait for more bytes.
+/// consumed, what to emit (as a range of `avail`) and the next state, or `None`
+/// to wait for more bytes.
 fn next_frame(
     config: &FramerConfig,
     avail: &[u8],
@@ -188,17 +237,17 @@ fn next_frame(
         return Some((1, None, State::Resyncing));
     }
     if size <= config.max_frame {
-        let frame = avail.get(4..4 + size)?;
+        avail.get(4..4 + size)?;
         counters.frames += 1;
-        let event = FrameEvent::Frame(Bytes::copy_from_slice(frame));
+        let event = FrameEvent::Frame(FrameBytes::Pushed(4..4 + size));
         return Some((4 + size, Some(event), State::InSync));
     }
     let keep = config.oversized_head.min(config.max_frame).min(size);
-    let head = avail.get(4..4 + keep)?;
+    avail.get(4..4 + keep)?;
     counters.oversized_frames += 1;
     let event = FrameEvent::Oversized {
         declared: size,
-        head: Bytes::copy_from_slice(head),
+        head: FrameBytes::Pushed(4..4 + keep),
     };
     let state = match size - keep {
         0 => State::InSync,
@@ -246,11 +295,22 @@ mod tests {
         f
     }
 
+    /// Pushes `data` with the [`Marker`] check, keeping the frames as owned bytes
+    /// so that they outlive `data`.
+    fn push(f: &mut Framer, data: &[u8], c: &mut FramingCounters, out: &mut Vec<FrameEvent>) {
+        let first = out.len();
+        f.push(data, &Marker, c, out);
+        for event in out.iter_mut().skip(first) {
+            let bytes = event.bytes_mut();
+            *bytes = FrameBytes::Buffered(bytes.bytes(data).to_vec());
+        }
+    }
+
     fn frames(events: &[FrameEvent]) -> Vec<Vec<u8>> {
         events
             .iter()
             .filter_map(|e| match e {
-                FrameEvent::Frame(b) => Some(b.to_vec()),
+                FrameEvent::Frame(b) => Some(b.bytes(&[]).to_vec()),
                 FrameEvent::Oversized { .. } => None,
             })
             .collect()
@@ -262,9 +322,9 @@ mod tests {
         stream.extend(frame(&[0xAA, 2, 3]));
         let (mut c, mut out) = (FramingCounters::default(), Vec::new());
         let mut f = Framer::new(FramerConfig::default());
-        f.push(&stream, &Marker, &mut c, &mut out);
+        push(&mut f, &stream, &mut c, &mut out);
         for byte in &stream {
-            f.push(&[*byte], &Marker, &mut c, &mut out);
+            push(&mut f, &[*byte], &mut c, &mut out);
         }
         assert_eq!(
             frames(&out),
@@ -289,7 +349,7 @@ mod tests {
         let mut stream = frame(&[0xAA; 20]);
         stream.extend(frame(&[0xAA, 9]));
         for chunk in stream.chunks(3) {
-            f.push(chunk, &Marker, &mut c, &mut out);
+            push(&mut f, chunk, &mut c, &mut out);
             assert!(f.buffered_bytes() <= 8 + 3);
         }
         assert_eq!(
@@ -297,9 +357,9 @@ mod tests {
             vec![
                 FrameEvent::Oversized {
                     declared: 20,
-                    head: Bytes::from_static(&[0xAA; 3])
+                    head: FrameBytes::Buffered(vec![0xAA; 3])
                 },
-                FrameEvent::Frame(Bytes::from_static(&[0xAA, 9])),
+                FrameEvent::Frame(FrameBytes::Buffered(vec![0xAA, 9])),
             ]
         );
         assert_eq!(c.oversized_frames, 1);
@@ -312,17 +372,17 @@ mod tests {
         let mut stream = (-5i32).to_be_bytes().to_vec();
         stream.extend([1, 2, 3]);
         stream.extend(frame(&[0xAA, 7]));
-        f.push(&stream, &Marker, &mut c, &mut out);
+        push(&mut f, &stream, &mut c, &mut out);
         assert_eq!(frames(&out), vec![vec![0xAA, 7]]);
         assert_eq!(
             (c.invalid_sizes, c.resyncs, c.resync_skipped_bytes),
             (1, 1, 7)
         );
 
-        f.push(&[0, 0, 0], &Marker, &mut c, &mut out);
+        push(&mut f, &[0, 0, 0], &mut c, &mut out);
         f.resync(&mut c);
-        f.push(&[9, 9], &Marker, &mut c, &mut out);
-        f.push(&frame(&[0xAA, 8]), &Marker, &mut c, &mut out);
+        push(&mut f, &[9, 9], &mut c, &mut out);
+        push(&mut f, &frame(&[0xAA, 8]), &mut c, &mut out);
         assert_eq!(frames(&out).last(), Some(&vec![0xAA, 8]));
         assert_eq!(c.resyncs, 2);
     }

@@ -11,21 +11,44 @@
 //! segment; each segment is charged its bookkeeping as well as its payload,
 //! so that floods of tiny segments hit the cap in memory terms.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::FastMap;
 use crate::packet::TcpSegment;
 
 /// Identifies one Kafka connection, whichever way its segments travel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FlowKey {
     /// The side that is not a broker port.
     pub client: SocketAddr,
     /// The side whose port is one of the broker ports.
     pub broker: SocketAddr,
+}
+
+impl Hash for FlowKey {
+    /// An IPv4 pair is hashed as one number: every packet looks its connection
+    /// up, and hashing two `SocketAddr`s field by field showed in profiles.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match (self.client, self.broker) {
+            (SocketAddr::V4(client), SocketAddr::V4(broker)) => state.write_u128(
+                u128::from(client.ip().to_bits()) << 64
+                    | u128::from(broker.ip().to_bits()) << 32
+                    | u128::from(client.port()) << 16
+                    | u128::from(broker.port()),
+            ),
+            (client, broker) => {
+                client.hash(state);
+                broker.hash(state);
+            }
+        }
+    }
 }
 
 /// Which way bytes travel on a connection.
@@ -73,6 +96,26 @@ impl Default for ReassemblyConfig {
 /// [`ReassemblyConfig::max_buffered_per_flow`].
 pub const SEGMENT_OVERHEAD: usize = 64;
 
+/// The bytes of a [`StreamEvent::Data`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivered {
+    /// This range of the payload of the segment being fed: in-order data, the
+    /// usual case, is not copied.
+    Segment(Range<usize>),
+    /// Data that waited out of order.
+    Buffered(Vec<u8>),
+}
+
+impl Delivered {
+    /// The bytes, given the payload of the segment that was fed (empty when none was).
+    pub fn bytes<'a>(&'a self, payload: &'a [u8]) -> &'a [u8] {
+        match self {
+            Delivered::Segment(range) => payload.get(range.clone()).unwrap_or_default(),
+            Delivered::Buffered(bytes) => bytes,
+        }
+    }
+}
+
 /// What the reassembler reports, in stream order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamEvent {
@@ -83,7 +126,7 @@ pub enum StreamEvent {
         /// Direction of the bytes.
         direction: Direction,
         /// The bytes.
-        bytes: Vec<u8>,
+        bytes: Delivered,
     },
     /// The bytes that follow do not continue the previous ones (the capture
     /// joined mid-stream or a hole was skipped): the reader must resynchronise.
@@ -167,13 +210,18 @@ impl Flow {
     fn buffered_bytes(&self) -> usize {
         self.to_broker.pending_cost + self.to_client.pending_cost
     }
+
+    /// FIN seen and delivered both ways.
+    fn finished(&self) -> bool {
+        self.to_broker.finished && self.to_client.finished
+    }
 }
 
 /// Per-connection, per-direction TCP reassembly. Pure: time is passed in.
 #[derive(Debug)]
 pub struct Reassembler {
     config: ReassemblyConfig,
-    flows: HashMap<FlowKey, Flow>,
+    flows: FastMap<FlowKey, Flow>,
     counters: ReassemblyCounters,
     last_sweep: Duration,
 }
@@ -183,7 +231,7 @@ impl Reassembler {
     pub fn new(config: ReassemblyConfig) -> Self {
         Self {
             config,
-            flows: HashMap::new(),
+            flows: FastMap::default(),
             counters: ReassemblyCounters::default(),
             last_sweep: Duration::ZERO,
         }
@@ -243,18 +291,19 @@ impl Reassembler {
             self.flows.remove(&key);
             out.push(StreamEvent::Closed { flow: key });
         }
-        if !self.flows.contains_key(&key) {
-            if self.flows.len() >= self.config.max_flows {
-                self.counters.flows_over_limit += 1;
-                return;
+        let tracked = self.flows.len();
+        let flow = match self.flows.entry(key) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => {
+                if tracked >= self.config.max_flows {
+                    self.counters.flows_over_limit += 1;
+                    return;
+                }
+                if !seg.flags.syn {
+                    self.counters.midstream_joins += 1;
+                }
+                entry.insert(Flow::default())
             }
-            if !seg.flags.syn {
-                self.counters.midstream_joins += 1;
-            }
-            self.flows.insert(key, Flow::default());
-        }
-        let Some(flow) = self.flows.get_mut(&key) else {
-            return;
         };
         flow.last_seen = now;
         let half = flow.half(direction);
@@ -275,7 +324,7 @@ impl Reassembler {
         if seg.flags.fin {
             half.fin_seq = Some(payload_seq.wrapping_add(len_u32(seg.payload)));
         }
-        let emit = Emitter {
+        let mut emit = Emitter {
             flow: key,
             direction,
             out,
@@ -287,10 +336,14 @@ impl Reassembler {
             now,
             limits,
             &mut self.counters,
-            emit,
+            &mut emit,
         );
-        self.skip_stale_gap(key, direction, now, out);
-        self.close_if_finished(key, out);
+        half.skip_stale_gap(now, limits.gap_timeout, &mut self.counters, &mut emit);
+        if flow.finished() {
+            self.flows.remove(&key);
+            self.counters.flows_finished += 1;
+            out.push(StreamEvent::Closed { flow: key });
+        }
     }
 
     /// Skips stale holes and expires idle connections; call when time passes
@@ -352,42 +405,18 @@ impl Reassembler {
         now: Duration,
         out: &mut Vec<StreamEvent>,
     ) {
-        let timeout = self.config.gap_timeout;
         let Some(flow) = self.flows.get_mut(&key) else {
             return;
         };
-        let half = flow.half(direction);
-        let stale = half
-            .gap_since
-            .is_some_and(|since| now.saturating_sub(since) >= timeout);
-        if !stale {
-            return;
-        }
-        let Some(&first) = half.pending.keys().next() else {
-            half.gap_since = None;
-            return;
-        };
-        self.counters.gaps_skipped += 1;
-        out.push(StreamEvent::Discontinuity {
-            flow: key,
-            direction,
-        });
-        half.skip_to(first);
-        let emit = Emitter {
+        let mut emit = Emitter {
             flow: key,
             direction,
             out,
         };
-        half.drain(now, &mut self.counters, emit);
-        self.close_if_finished(key, out);
-    }
-
-    fn close_if_finished(&mut self, key: FlowKey, out: &mut Vec<StreamEvent>) {
-        let done = self
-            .flows
-            .get(&key)
-            .is_some_and(|flow| flow.to_broker.finished && flow.to_client.finished);
-        if done {
+        let timeout = self.config.gap_timeout;
+        flow.half(direction)
+            .skip_stale_gap(now, timeout, &mut self.counters, &mut emit);
+        if flow.finished() {
             self.flows.remove(&key);
             self.counters.flows_finished += 1;
             out.push(StreamEvent::Closed { flow: key });
@@ -402,14 +431,19 @@ struct Emitter<'a> {
 }
 
 impl Emitter<'_> {
-    fn data(&mut self, bytes: Vec<u8>) {
-        if !bytes.is_empty() {
-            self.out.push(StreamEvent::Data {
-                flow: self.flow,
-                direction: self.direction,
-                bytes,
-            });
-        }
+    fn data(&mut self, bytes: Delivered) {
+        self.out.push(StreamEvent::Data {
+            flow: self.flow,
+            direction: self.direction,
+            bytes,
+        });
+    }
+
+    fn discontinuity(&mut self) {
+        self.out.push(StreamEvent::Discontinuity {
+            flow: self.flow,
+            direction: self.direction,
+        });
     }
 }
 
@@ -422,7 +456,7 @@ impl HalfStream {
         now: Duration,
         limits: &ReassemblyConfig,
         counters: &mut ReassemblyCounters,
-        mut emit: Emitter<'_>,
+        emit: &mut Emitter<'_>,
     ) {
         let Some(next) = self.next_seq else {
             return;
@@ -439,7 +473,7 @@ impl HalfStream {
                 }
                 if let Some(fresh) = payload.get(already..).filter(|rest| !rest.is_empty()) {
                     self.advance(fresh, counters);
-                    emit.data(fresh.to_vec());
+                    emit.data(Delivered::Segment(already..payload.len()));
                 }
             }
         }
@@ -502,7 +536,7 @@ impl HalfStream {
     }
 
     /// Delivers buffered segments that became in order, trimming overlaps.
-    fn drain(&mut self, now: Duration, counters: &mut ReassemblyCounters, mut emit: Emitter<'_>) {
+    fn drain(&mut self, now: Duration, counters: &mut ReassemblyCounters, emit: &mut Emitter<'_>) {
         let before = self.next_offset;
         while let Some(entry) = self.pending.first_entry()
             && *entry.key() <= self.next_offset
@@ -513,7 +547,7 @@ impl HalfStream {
             if already < bytes.len() {
                 bytes.drain(..already);
                 self.advance(&bytes, counters);
-                emit.data(bytes);
+                emit.data(Delivered::Buffered(bytes));
             }
         }
         // A hole that just closed restarts the clock for the next one.
@@ -529,6 +563,31 @@ impl HalfStream {
             self.pending.clear();
             self.pending_cost = 0;
         }
+    }
+
+    /// Skips the hole before the first buffered segment when it has stayed
+    /// open for `timeout`, and delivers what follows it.
+    fn skip_stale_gap(
+        &mut self,
+        now: Duration,
+        timeout: Duration,
+        counters: &mut ReassemblyCounters,
+        emit: &mut Emitter<'_>,
+    ) {
+        let stale = self
+            .gap_since
+            .is_some_and(|since| now.saturating_sub(since) >= timeout);
+        if !stale {
+            return;
+        }
+        let Some(&first) = self.pending.keys().next() else {
+            self.gap_since = None;
+            return;
+        };
+        counters.gaps_skipped += 1;
+        emit.discontinuity();
+        self.skip_to(first);
+        self.drain(now, counters, emit);
     }
 
     /// Moves the next expected byte past `fresh`, which is being delivered.
@@ -604,16 +663,28 @@ mod tests {
         events
             .iter()
             .flat_map(|e| match e {
-                StreamEvent::Data { bytes, .. } => bytes.clone(),
+                StreamEvent::Data { bytes, .. } => bytes.bytes(&[]).to_vec(),
                 _ => Vec::new(),
             })
             .collect()
     }
 
+    /// Feeds `seg`, keeping what it delivered as owned bytes so that the
+    /// events outlive the segment.
+    fn feed(r: &mut Reassembler, seg: &TcpSegment<'_>, now: Duration, out: &mut Vec<StreamEvent>) {
+        let from = out.len();
+        r.on_segment(seg, now, out);
+        for event in &mut out[from..] {
+            if let StreamEvent::Data { bytes, .. } = event {
+                *bytes = Delivered::Buffered(bytes.bytes(seg.payload).to_vec());
+            }
+        }
+    }
+
     fn run(r: &mut Reassembler, segs: &[TcpSegment<'_>]) -> Vec<StreamEvent> {
         let mut out = Vec::new();
         for s in segs {
-            r.on_segment(s, Duration::ZERO, &mut out);
+            feed(r, s, Duration::ZERO, &mut out);
         }
         out
     }
@@ -673,7 +744,7 @@ mod tests {
         let mut out = run(&mut r, &[syn(0), data(b"abc", 10), data(b"defgh", 20)]);
         assert_eq!(r.counters().bytes_dropped_over_cap, 5);
         assert_eq!(r.buffered_bytes(), 3 + SEGMENT_OVERHEAD);
-        r.on_segment(&data(b"", 1), Duration::from_secs(10), &mut out);
+        feed(&mut r, &data(b"", 1), Duration::from_secs(10), &mut out);
         assert_eq!(r.counters().gaps_skipped, 1);
         assert_eq!(stream(&out), b"abc");
         assert_eq!(r.buffered_bytes(), 0);
@@ -724,14 +795,15 @@ mod tests {
         let sent: Vec<u8> = (0..=N).map(|i| (i % 251) as u8).collect();
         let mut out = run(&mut r, &[syn(0)]);
         for (i, byte) in sent.iter().enumerate().skip(1).rev() {
-            r.on_segment(
+            feed(
+                &mut r,
                 &data(std::slice::from_ref(byte), 1 + i as u32),
                 Duration::ZERO,
                 &mut out,
             );
         }
         assert_eq!(r.buffered_bytes(), N * (1 + SEGMENT_OVERHEAD));
-        r.on_segment(&data(&sent[..1], 1), Duration::ZERO, &mut out);
+        feed(&mut r, &data(&sent[..1], 1), Duration::ZERO, &mut out);
         assert!(stream(&out) == sent, "reassembled stream differs");
         assert_eq!(r.counters().out_of_order, N as u64);
         assert_eq!(r.counters().bytes_dropped_over_cap, 0);
@@ -764,7 +836,8 @@ mod tests {
             let mut r = Reassembler::new(config);
             let mut out = run(&mut r, &[syn(0)]);
             for (i, byte) in sent.iter().enumerate().skip(1) {
-                r.on_segment(
+                feed(
+                    &mut r,
                     &data(std::slice::from_ref(byte), 1 + i as u32),
                     Duration::ZERO,
                     &mut out,
@@ -773,9 +846,10 @@ mod tests {
             }
             assert_eq!(r.buffered_bytes(), kept * (1 + SEGMENT_OVERHEAD));
             assert_eq!(r.counters().bytes_dropped_over_cap, (N - kept) as u64);
-            r.on_segment(&data(&sent[..1], 1), Duration::ZERO, &mut out);
+            feed(&mut r, &data(&sent[..1], 1), Duration::ZERO, &mut out);
             assert!(stream(&out) == sent[..=kept], "delivered the kept prefix");
-            r.on_segment(
+            feed(
+                &mut r,
                 &data(&sent[kept + 1..], 2 + kept as u32),
                 Duration::ZERO,
                 &mut out,
@@ -830,7 +904,12 @@ mod tests {
             let mut out = run(&mut r, &[syn(base.wrapping_sub(1))]);
             for &(start, end) in &ranges {
                 let seq = base.wrapping_add(start as u32);
-                r.on_segment(&data(&sent[start..end], seq), Duration::ZERO, &mut out);
+                feed(
+                    &mut r,
+                    &data(&sent[start..end], seq),
+                    Duration::ZERO,
+                    &mut out,
+                );
             }
             assert!(stream(&out) == sent, "round {round}: stream differs");
             assert!(

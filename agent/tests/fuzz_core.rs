@@ -31,7 +31,9 @@ use kafka_shock_agent::decode::{
     REQUEST_PROBE_LEN, decode_request, decode_response, plausible_request_start,
 };
 use kafka_shock_agent::event::Event;
-use kafka_shock_agent::frame::{BoundaryCheck, FrameEvent, Framer, FramerConfig, FramingCounters};
+use kafka_shock_agent::frame::{
+    BoundaryCheck, FrameBytes, FrameEvent, Framer, FramerConfig, FramingCounters,
+};
 use kafka_shock_agent::packet::LinkType;
 use kafka_shock_agent::sniffer::{Counters, Sniffer, SnifferConfig};
 use serde_json::Value;
@@ -489,7 +491,16 @@ fn drive_framer(rng: &mut Rng, seed: u64, frames: &[Vec<u8>]) {
         if rng.one_in(50) {
             framer.resync(&mut counters);
         }
+        let first = out.len();
         framer.push(chunk, &Requests, &mut counters, &mut out);
+        // Frames may borrow the chunk: keep their bytes.
+        for event in out.iter_mut().skip(first) {
+            match event {
+                FrameEvent::Frame(bytes) | FrameEvent::Oversized { head: bytes, .. } => {
+                    *bytes = FrameBytes::Buffered(bytes.bytes(chunk).to_vec());
+                }
+            }
+        }
         let limit = config.max_frame.max(REQUEST_PROBE_LEN) + 4;
         let buffered = framer.buffered_bytes();
         assert!(buffered < limit, "seed {seed}: framer holds {buffered}");
@@ -497,13 +508,15 @@ fn drive_framer(rng: &mut Rng, seed: u64, frames: &[Vec<u8>]) {
     for event in out {
         match event {
             FrameEvent::Frame(frame) => {
+                let frame = frame.bytes(&[]);
                 assert!(frame.len() <= config.max_frame, "seed {seed}");
-                decode_request(&frame, frame.len());
+                decode_request(frame, frame.len());
             }
             FrameEvent::Oversized { declared, head } => {
+                let head = head.bytes(&[]);
                 assert!(declared > config.max_frame, "seed {seed}");
                 assert!(head.len() <= config.oversized_head, "seed {seed}");
-                decode_request(&head, declared);
+                decode_request(head, declared);
             }
         }
     }

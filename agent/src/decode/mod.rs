@@ -1,9 +1,11 @@
-//! Kafka decoding of framed requests and responses, with kafka-protocol.
+//! Kafka decoding of framed requests and responses, with kafka-protocol, and
+//! with a hand-written reader for Produce, which is most of the traffic.
 //!
 //! Decoding never fails the stream: whatever cannot be decoded is reported
 //! with what is known (api key, version, client id) and the reason, because
 //! the point of the sniffer is to show what is on the wire, odd or not.
 
+mod fast;
 mod guard;
 pub(crate) mod records;
 mod request;

@@ -5,6 +5,7 @@ use kafka_protocol::messages::{self, ApiKey, RequestHeader, RequestKind};
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
+use super::fast::{self, ProduceRequestView};
 use super::guard::decode_guarded;
 use super::records::count_records;
 use super::{DecodeError, TopicRef, api_name, for_each_api};
@@ -42,7 +43,7 @@ pub struct RequestInfo {
 /// size the prefix declared: when larger than `frame`, only `frame`'s head
 /// was kept and only the header is decoded. `None` when the frame is too
 /// short to carry even a correlation id, so it cannot be reported usefully.
-pub fn decode_request(frame: &Bytes, declared: usize) -> Option<RequestInfo> {
+pub fn decode_request(frame: &[u8], declared: usize) -> Option<RequestInfo> {
     let fixed = frame.get(..8)?;
     let api_key = i16::from_be_bytes([fixed[0], fixed[1]]);
     let api_version = i16::from_be_bytes([fixed[2], fixed[3]]);
@@ -62,14 +63,22 @@ pub fn decode_request(frame: &Bytes, declared: usize) -> Option<RequestInfo> {
     let header_version = key
         .map_or(1, |k| k.request_header_version(api_version))
         .max(1);
-    let body = match decode_guarded::<RequestHeader>(frame, header_version) {
-        Ok((header, body)) => {
-            info.client_id = header.client_id.map(|id| id.to_string());
-            body
+    let body_at = match fast::request_header(frame, header_version) {
+        Some((client_id, header_len)) => {
+            info.client_id = client_id.map(str::to_owned);
+            header_len
         }
-        Err(e) => {
-            info.error = Some(DecodeError::Header(e.to_string()));
-            return Some(info);
+        None => {
+            match decode_guarded::<RequestHeader>(&Bytes::copy_from_slice(frame), header_version) {
+                Ok((header, body)) => {
+                    info.client_id = header.client_id.map(|id| id.to_string());
+                    frame.len() - body.len()
+                }
+                Err(e) => {
+                    info.error = Some(DecodeError::Header(e.to_string()));
+                    return Some(info);
+                }
+            }
         }
     };
     info.error = match key {
@@ -79,15 +88,35 @@ pub fn decode_request(frame: &Bytes, declared: usize) -> Option<RequestInfo> {
             api: api_name(api_key),
             version: api_version,
         }),
-        Some(k) => match decode_body(k, api_version, &body) {
-            Ok(request) => {
-                Extract(&mut info).request(&request);
-                None
-            }
-            Err(e) => Some(DecodeError::Body(e.to_string())),
-        },
+        Some(k) => decode_known_body(&mut info, k, frame, body_at),
     };
     Some(info)
+}
+
+/// Decodes the body of a request of a known api and supported version, which
+/// starts at `body_at` in `frame`, into `info`: Produce by the fast path when it
+/// can, everything else (and Produce it cannot read) with kafka-protocol.
+fn decode_known_body(
+    info: &mut RequestInfo,
+    key: ApiKey,
+    frame: &[u8],
+    body_at: usize,
+) -> Option<DecodeError> {
+    let version = info.api_version;
+    let body = frame.get(body_at..).unwrap_or_default();
+    if key == ApiKey::Produce
+        && let Some(view) = fast::produce_request(body, version)
+    {
+        Extract(info).produce(&view);
+        return None;
+    }
+    match decode_body(key, version, &Bytes::copy_from_slice(body)) {
+        Ok(request) => {
+            Extract(info).request(&request);
+            None
+        }
+        Err(e) => Some(DecodeError::Body(e.to_string())),
+    }
 }
 
 /// Whether a request plausibly starts at `probe` (size prefix first): used
@@ -126,6 +155,26 @@ macro_rules! decode_request_body {
     };
 }
 for_each_api!(decode_request_body);
+
+/// What the sniffer reports of a Produce request decoded by kafka-protocol,
+/// as the fast path reads it.
+pub(super) fn produce_view(r: &messages::ProduceRequest) -> ProduceRequestView<'_> {
+    let mut records = Some(0u64);
+    for partition in r.topic_data.iter().flat_map(|t| &t.partition_data) {
+        let count = partition.records.as_deref().map_or(Some(0), count_records);
+        records = records.zip(count).and_then(|(a, b)| a.checked_add(b));
+    }
+    ProduceRequestView {
+        transactional_id: r.transactional_id.as_deref().map(StrBytes::as_str),
+        acks: r.acks,
+        topics: r
+            .topic_data
+            .iter()
+            .map(|t| (t.name.as_str(), t.topic_id))
+            .collect(),
+        records,
+    }
+}
 
 /// Fills a [`RequestInfo`] from a decoded request.
 struct Extract<'a>(&'a mut RequestInfo);
@@ -167,7 +216,7 @@ impl Extract<'_> {
     fn request(&mut self, request: &RequestKind) {
         use RequestKind as K;
         match request {
-            K::Produce(r) => self.produce(r),
+            K::Produce(r) => self.produce(&produce_view(r)),
             K::Fetch(r) => r
                 .topics
                 .iter()
@@ -292,17 +341,12 @@ impl Extract<'_> {
         }
     }
 
-    fn produce(&mut self, r: &messages::ProduceRequest) {
-        self.transaction(r.transactional_id.as_deref().map_or("", StrBytes::as_str));
-        self.0.expects_response = r.acks != 0;
-        let mut records = Some(0u64);
-        for topic in &r.topic_data {
-            self.topic(&topic.name, topic.topic_id);
-            for partition in &topic.partition_data {
-                let count = partition.records.as_deref().map_or(Some(0), count_records);
-                records = records.zip(count).and_then(|(a, b)| a.checked_add(b));
-            }
+    fn produce(&mut self, view: &ProduceRequestView<'_>) {
+        self.transaction(view.transactional_id.unwrap_or(""));
+        self.0.expects_response = view.acks != 0;
+        for &(name, id) in &view.topics {
+            self.topic(name, id);
         }
-        self.0.records = records;
+        self.0.records = view.records;
     }
 }

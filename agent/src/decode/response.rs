@@ -5,6 +5,7 @@ use kafka_protocol::messages::{self, ApiKey, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
+use super::fast;
 use super::guard::decode_guarded;
 use super::{DecodeError, error_name, for_each_api};
 
@@ -29,7 +30,7 @@ pub fn response_correlation_id(frame: &[u8]) -> Option<i32> {
 /// this api key and version. `declared` as for requests: when larger than
 /// `frame`, the body is not decoded.
 pub fn decode_response(
-    frame: &Bytes,
+    frame: &[u8],
     api_key: i16,
     api_version: i16,
     declared: usize,
@@ -43,10 +44,19 @@ pub fn decode_response(
         info.error = Some(DecodeError::Oversized(declared));
         return info;
     }
+    if key == ApiKey::Produce
+        && let Some(codes) = fast::produce_response(frame, api_version)
+    {
+        let mut found = Codes::default();
+        codes.into_iter().for_each(|code| found.add(code));
+        info.errors = found.names();
+        return info;
+    }
+    let frame = Bytes::copy_from_slice(frame);
     // ApiVersions answers with header v0 whatever the version, so that a
     // client can read it before versions are agreed; the crate encodes that.
     let header_version = key.response_header_version(api_version);
-    let body = match decode_guarded::<ResponseHeader>(frame, header_version) {
+    let body = match decode_guarded::<ResponseHeader>(&frame, header_version) {
         Ok((_, body)) => body,
         Err(e) => {
             info.error = Some(DecodeError::Header(e.to_string()));

@@ -8,7 +8,6 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde::Serialize;
 
 use crate::FastMap;
@@ -206,6 +205,10 @@ pub struct Sniffer {
     counters: DecodeCounters,
     framing: FramingCounters,
     fresh_requests: Vec<Event>,
+    /// What the reassembler reported for the packet being handled, kept for its capacity.
+    stream: Vec<StreamEvent>,
+    /// The frames cut from the data being handled, kept for its capacity.
+    frames: Vec<FrameEvent>,
 }
 
 /// Decoded requests kept for `take_requests` between two calls; older ones are dropped.
@@ -222,6 +225,8 @@ impl Sniffer {
             counters: DecodeCounters::default(),
             framing: FramingCounters::default(),
             fresh_requests: Vec::new(),
+            stream: Vec::new(),
+            frames: Vec::new(),
         }
     }
 
@@ -248,9 +253,11 @@ impl Sniffer {
 
     /// Feeds one TCP segment captured at `ts`.
     pub fn on_segment(&mut self, segment: &TcpSegment<'_>, ts: Duration) -> Vec<Event> {
-        let mut stream = Vec::new();
+        let mut stream = std::mem::take(&mut self.stream);
         self.reassembler.on_segment(segment, ts, &mut stream);
-        self.handle(stream, ts)
+        let events = self.handle(&mut stream, segment.payload, ts);
+        self.stream = stream;
+        events
     }
 
     /// Lets time pass without packets (a quiet live capture), so that stale
@@ -258,14 +265,14 @@ impl Sniffer {
     pub fn tick(&mut self, now: Duration) -> Vec<Event> {
         let mut stream = Vec::new();
         self.reassembler.expire_idle(now, &mut stream);
-        self.handle(stream, now)
+        self.handle(&mut stream, &[], now)
     }
 
     /// Ends the input: every request still pending is reported unanswered.
     pub fn finish(&mut self) -> Vec<Event> {
         let mut stream = Vec::new();
         self.reassembler.finish(&mut stream);
-        let mut events = self.handle(stream, Duration::ZERO);
+        let mut events = self.handle(&mut stream, &[], Duration::ZERO);
         let mut rest = Vec::new();
         let mut keys: Vec<FlowKey> = self.connections.keys().copied().collect();
         keys.sort();
@@ -307,15 +314,22 @@ impl Sniffer {
         self.reassembler.buffered_bytes() + framed
     }
 
-    fn handle(&mut self, stream: Vec<StreamEvent>, ts: Duration) -> Vec<Event> {
+    /// Handles what the reassembler reported (and empties `stream`); `payload` is that of
+    /// the segment just fed, which in-order data borrows from.
+    fn handle(
+        &mut self,
+        stream: &mut Vec<StreamEvent>,
+        payload: &[u8],
+        ts: Duration,
+    ) -> Vec<Event> {
         let mut events = Vec::new();
-        for item in stream {
+        for item in stream.drain(..) {
             match item {
                 StreamEvent::Data {
                     flow,
                     direction,
                     bytes,
-                } => self.on_data(flow, direction, &bytes, ts, &mut events),
+                } => self.on_data(flow, direction, bytes.bytes(payload), ts, &mut events),
                 StreamEvent::Discontinuity { flow, direction } => {
                     let connection = connection(&mut self.connections, self.config.framer, flow);
                     match direction {
@@ -339,7 +353,7 @@ impl Sniffer {
         events: &mut Vec<Event>,
     ) {
         let max_frame = self.config.framer.max_frame;
-        let mut frames = Vec::new();
+        let mut frames = std::mem::take(&mut self.frames);
         let connection = connection(&mut self.connections, self.config.framer, flow);
         match direction {
             Direction::ToBroker => {
@@ -357,29 +371,59 @@ impl Sniffer {
                     .push(bytes, &check, &mut self.framing, &mut frames);
             }
         }
-        for frame in frames {
-            let (bytes, declared) = match frame {
-                FrameEvent::Frame(bytes) => {
-                    let len = bytes.len();
-                    (bytes, len)
+        let mut pairing = Pairing {
+            config: &self.config,
+            topic_ids: &mut self.topic_ids,
+            counters: &mut self.counters,
+            fresh_requests: &mut self.fresh_requests,
+            pending: &mut connection.pending,
+            flow,
+            ts,
+            events,
+        };
+        for frame in frames.drain(..) {
+            let (frame, declared) = match &frame {
+                FrameEvent::Frame(frame) => {
+                    let frame = frame.bytes(bytes);
+                    (frame, frame.len())
                 }
-                FrameEvent::Oversized { declared, head } => (head, declared),
+                FrameEvent::Oversized { declared, head } => (head.bytes(bytes), *declared),
             };
             match direction {
-                Direction::ToBroker => self.on_request(flow, &bytes, declared, ts, events),
-                Direction::ToClient => self.on_response(flow, &bytes, declared, ts, events),
+                Direction::ToBroker => pairing.on_request(frame, declared),
+                Direction::ToClient => pairing.on_response(frame, declared),
             }
         }
+        self.frames = frames;
     }
 
-    fn on_request(
-        &mut self,
-        flow: FlowKey,
-        frame: &Bytes,
-        declared: usize,
-        ts: Duration,
-        events: &mut Vec<Event>,
-    ) {
+    fn close(&mut self, flow: FlowKey, events: &mut Vec<Event>) {
+        let Some(mut connection) = self.connections.remove(&flow) else {
+            return;
+        };
+        while let Some(request) = connection.pending.pop_oldest() {
+            self.counters.unanswered += 1;
+            events.push(request.event);
+        }
+    }
+}
+
+/// What handling the frames of one connection needs, borrowed from the [`Sniffer`] with
+/// that connection's pending requests, so that the connection is looked up once.
+struct Pairing<'a> {
+    config: &'a SnifferConfig,
+    topic_ids: &'a mut TopicIds,
+    counters: &'a mut DecodeCounters,
+    fresh_requests: &'a mut Vec<Event>,
+    pending: &'a mut Pending,
+    flow: FlowKey,
+    ts: Duration,
+    events: &'a mut Vec<Event>,
+}
+
+impl Pairing<'_> {
+    fn on_request(&mut self, frame: &[u8], declared: usize) {
+        let flow = self.flow;
         let Some(info) = decode_request(frame, declared) else {
             self.counters.short_frames += 1;
             return;
@@ -400,7 +444,7 @@ impl Sniffer {
             })
             .collect();
         let event = Event {
-            ts,
+            ts: self.ts,
             client: flow.client,
             broker: flow.broker,
             client_id: info.client_id,
@@ -421,55 +465,48 @@ impl Sniffer {
             self.fresh_requests.push(event.clone());
         }
         if !info.expects_response {
-            events.push(event);
+            self.events.push(event);
             return;
         }
         let max_pending = self.config.max_pending_per_connection.max(1);
-        let pending = &mut connection(&mut self.connections, self.config.framer, flow).pending;
         let request = PendingRequest {
             event,
             api_key: info.api_key,
             api_version: info.api_version,
         };
-        let mut unanswered = Vec::new();
-        unanswered.extend(pending.insert(info.correlation_id, request));
+        let before = self.events.len();
+        self.events.extend(
+            self.pending
+                .insert(info.correlation_id, request)
+                .map(|p| p.event),
+        );
         let mut evicted = 0;
-        while pending.by_id.len() > max_pending {
-            unanswered.extend(pending.pop_oldest());
+        while self.pending.by_id.len() > max_pending {
+            self.events
+                .extend(self.pending.pop_oldest().map(|p| p.event));
             evicted += 1;
         }
         self.counters.pending_evicted += evicted;
-        self.counters.unanswered += unanswered.len() as u64;
-        events.extend(unanswered.into_iter().map(|p| p.event));
+        self.counters.unanswered += (self.events.len() - before) as u64;
     }
 
-    fn on_response(
-        &mut self,
-        flow: FlowKey,
-        frame: &Bytes,
-        declared: usize,
-        ts: Duration,
-        events: &mut Vec<Event>,
-    ) {
+    fn on_response(&mut self, frame: &[u8], declared: usize) {
         let Some(correlation_id) = response_correlation_id(frame) else {
             self.counters.short_frames += 1;
             return;
         };
-        let Some(request) = connection(&mut self.connections, self.config.framer, flow)
-            .pending
-            .take(correlation_id)
-        else {
+        let Some(request) = self.pending.take(correlation_id) else {
             self.counters.unmatched_responses += 1;
             return;
         };
         self.counters.responses += 1;
         let info = decode_response(frame, request.api_key, request.api_version, declared);
         for (id, name) in &info.topic_ids {
-            self.topic_ids.learn(flow.broker, *id, name);
+            self.topic_ids.learn(self.flow.broker, *id, name);
         }
         let mut event = request.event;
         event.latency_us =
-            Some(u64::try_from(ts.saturating_sub(event.ts).as_micros()).unwrap_or(u64::MAX));
+            Some(u64::try_from(self.ts.saturating_sub(event.ts).as_micros()).unwrap_or(u64::MAX));
         event.errors = Some(info.errors);
         event.response_bytes = Some(declared as u64 + 4);
         if let Some(error) = info.error {
@@ -478,17 +515,7 @@ impl Sniffer {
                 .decode_error
                 .get_or_insert_with(|| format!("response {error}"));
         }
-        events.push(event);
-    }
-
-    fn close(&mut self, flow: FlowKey, events: &mut Vec<Event>) {
-        let Some(mut connection) = self.connections.remove(&flow) else {
-            return;
-        };
-        while let Some(request) = connection.pending.pop_oldest() {
-            self.counters.unanswered += 1;
-            events.push(request.event);
-        }
+        self.events.push(event);
     }
 }
 
