@@ -112,9 +112,11 @@ fn drive_clients(lab: &Lab) -> Traffic {
             bootstrap,
             "-L",
             "-t",
-            "sniff-no-such-topic",
+            &topic("no-such-topic"),
             "-X",
             "client.id=sniff-missing",
+            "-X",
+            "allow.auto.create.topics=false",
         ])
         .output();
 
@@ -309,6 +311,7 @@ fn sniff_live_and_from_pcap_agrees_with_real_clients() {
                 "-i",
                 "eth0",
                 "-U",
+                "--immediate-mode",
                 "-s",
                 "0",
                 "-w",
@@ -322,7 +325,9 @@ fn sniff_live_and_from_pcap_agrees_with_real_clients() {
     .expect("tcpdump starts");
 
     let traffic = drive_clients(&lab);
-    std::thread::sleep(Duration::from_millis(500));
+    // Let both captures take in the last packets before they are stopped: tcpdump runs in
+    // immediate mode, and the live sniffer drains its queue before it exits.
+    std::thread::sleep(Duration::from_millis(1500));
     tcpdump.interrupt().expect("tcpdump stops");
     live.interrupt().expect("live sniff exits 0 on SIGINT");
 
