@@ -75,20 +75,26 @@ for _ in $(seq "$ROUNDS"); do
 done
 
 echo "== 4. produce throughput of a non-matching client, fault vs none"
+# Three variants, alternating: no fault; inject running (its rules plus its live sniffer,
+# which shares this machine's cores with the broker and the client); the rules alone
+# (the engine SIGKILLed, its chain left in place, then swept).
 perf() {
   "$LAB" client kafka-class org.apache.kafka.tools.ProducerPerformance --topic perf-bench \
-    --num-records 300000 --record-size 100 --throughput -1 \
+    --num-records 1000000 --record-size 100 --throughput -1 \
     --producer-props "bootstrap.servers=$KSHOCK_LAB_BOOTSTRAP" acks=1 client.id=bench-b 2>/dev/null |
     tail -1 | grep -o '[0-9.]* records/sec' | cut -d' ' -f1
 }
-: >"$WORK/none"; : >"$WORK/fault"
+signature=$(fault signature-a "match: {apiKeys: [Produce], clientId: {exact: bench-a}, topics: [orders]}" "action: {type: Reject}" "enforcement: Signature")
+: >"$WORK/none"; : >"$WORK/fault"; : >"$WORK/rules"
 for round in $(seq "$ROUNDS"); do
   perf >>"$WORK/none"
-  start_inject "$reset" "$WORK/inject4.out"
+  start_inject "$signature" "$WORK/inject4.out"
   wait_line "$WORK/inject4.out" "inject: active"
   perf >>"$WORK/fault"
-  stop_inject "$pid"
-  echo "round $round: none $(tail -1 "$WORK/none") rec/s, with fault $(tail -1 "$WORK/fault") rec/s"
+  kill -9 "$pid"; wait "$pid" 2>/dev/null || true
+  perf >>"$WORK/rules"
+  "$KS" rules --netns "$NS" >/dev/null
+  echo "round $round: none $(tail -1 "$WORK/none"), inject running $(tail -1 "$WORK/fault"), rules only $(tail -1 "$WORK/rules") rec/s"
 done
-none=$(median <"$WORK/none"); with=$(median <"$WORK/fault")
-echo "median: none $none rec/s, with a signature fault $with rec/s: $(python3 -c "print(round(100*$with/$none, 1))")%"
+none=$(median <"$WORK/none"); with=$(median <"$WORK/fault"); rules=$(median <"$WORK/rules")
+echo "median: none $none rec/s; inject running $with ($(python3 -c "print(round(100*$with/$none, 1))")%); rules only $rules ($(python3 -c "print(round(100*$rules/$none, 1))")%)"
