@@ -64,16 +64,30 @@ fn clean_start(lab: &Lab) {
 }
 
 fn start_inject(lab: &Lab, fault: &Path) -> Background {
+    start_inject_in(fault, &["--netns", &broker_netns(lab)])
+}
+
+/// `inject` with the broker's namespace named by `target` (`--netns …` or `--pid …`).
+fn start_inject_in(fault: &Path, target: &[&str]) -> Background {
     Background::start(
         Command::new(kafka_shock_bin().expect("kafka-shock"))
             .args(["inject", "-f"])
             .arg(fault)
-            .args(["--netns", &broker_netns(lab)]),
+            .args(target),
         Stream::Stdout,
         "inject: active",
         Duration::from_secs(20),
     )
     .expect("inject becomes active")
+}
+
+/// The pid of broker 0's JVM, whose network namespace is the broker's.
+fn broker_pid() -> String {
+    let state = std::env::var("KSHOCK_LAB_STATE").unwrap_or_else(|_| "/run/kafka-shock-lab".into());
+    std::fs::read_to_string(format!("{state}/broker-0/pid"))
+        .expect("broker pid file")
+        .trim()
+        .to_owned()
 }
 
 /// Sends `count` records one by one with kafka-python; returns how many were acknowledged.
@@ -386,7 +400,8 @@ fn a_fault_ends_by_itself_at_the_end_of_its_duration() {
         "short",
         "  match: {apiKeys: [Produce], clientId: {exact: client-d}}\n  action: {type: Reject}\n  duration: 3s\n",
     );
-    let mut inject = start_inject(&lab, &fault);
+    // Named by the broker's process this time, as `--pid` users do.
+    let mut inject = start_inject_in(&fault, &["--pid", &broker_pid()]);
     assert_eq!(python_acked(&lab, "orders", "client-d", 3), 0);
     assert!(
         inject.wait_for(Duration::from_secs(15), |lines| lines
