@@ -6,7 +6,7 @@
 //! arrives. After a discontinuity (mid-stream join, skipped hole, bad size)
 //! the framer scans for an offset where a plausible frame starts.
 
-use std::ops::Range;
+use crate::span::Span;
 
 use serde::Serialize;
 
@@ -28,42 +28,22 @@ impl Default for FramerConfig {
     }
 }
 
-/// Where the bytes of an emitted frame are.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FrameBytes {
-    /// This range of the data just pushed: a frame that arrives whole in one
-    /// push, the usual case, is not copied.
-    Pushed(Range<usize>),
-    /// A frame assembled from several pushes.
-    Buffered(Vec<u8>),
-}
-
-impl FrameBytes {
-    /// The bytes, given the data that was pushed when the frame was emitted.
-    pub fn bytes<'a>(&'a self, pushed: &'a [u8]) -> &'a [u8] {
-        match self {
-            FrameBytes::Pushed(range) => pushed.get(range.clone()).unwrap_or_default(),
-            FrameBytes::Buffered(bytes) => bytes,
-        }
-    }
-}
-
 /// What the framer emits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FrameEvent {
     /// A complete frame, without its size prefix.
-    Frame(FrameBytes),
+    Frame(Span),
     /// A frame over the cap: only its first bytes and its declared size.
     Oversized {
         /// The size the prefix declared (excluding the prefix).
         declared: usize,
         /// The first bytes of the frame.
-        head: FrameBytes,
+        head: Span,
     },
 }
 
 impl FrameEvent {
-    fn bytes_mut(&mut self) -> &mut FrameBytes {
+    fn bytes_mut(&mut self) -> &mut Span {
         match self {
             FrameEvent::Frame(bytes) | FrameEvent::Oversized { head: bytes, .. } => bytes,
         }
@@ -133,7 +113,7 @@ impl Framer {
     }
 
     /// Feeds the next bytes of the stream; complete frames go to `out`, as
-    /// ranges of `data` when they lie in it (see [`FrameBytes`]).
+    /// ranges of `data` when they lie in it (see [`Span`]).
     pub fn push(
         &mut self,
         data: &[u8],
@@ -157,11 +137,11 @@ impl Framer {
         // Frames that began in earlier pushes are copied out of the buffer before it moves on.
         for event in out.iter_mut().skip(first) {
             let bytes = event.bytes_mut();
-            if let FrameBytes::Pushed(range) = bytes {
+            if let Span::Within(range) = bytes {
                 *bytes = if range.start >= held {
-                    FrameBytes::Pushed(range.start - held..range.end - held)
+                    Span::Within(range.start - held..range.end - held)
                 } else {
-                    FrameBytes::Buffered(buf.get(range.clone()).unwrap_or_default().to_vec())
+                    Span::Owned(buf.get(range.clone()).unwrap_or_default().to_vec())
                 };
             }
         }
@@ -204,7 +184,7 @@ impl Framer {
                 State::InSync => match next_frame(&self.config, avail, counters) {
                     Some((consumed, event, state)) => {
                         out.extend(event.map(|mut event| {
-                            if let FrameBytes::Pushed(range) = event.bytes_mut() {
+                            if let Span::Within(range) = event.bytes_mut() {
                                 *range = range.start + pos..range.end + pos;
                             }
                             event
@@ -239,7 +219,7 @@ fn next_frame(
     if size <= config.max_frame {
         avail.get(4..4 + size)?;
         counters.frames += 1;
-        let event = FrameEvent::Frame(FrameBytes::Pushed(4..4 + size));
+        let event = FrameEvent::Frame(Span::Within(4..4 + size));
         return Some((4 + size, Some(event), State::InSync));
     }
     let keep = config.oversized_head.min(config.max_frame).min(size);
@@ -247,7 +227,7 @@ fn next_frame(
     counters.oversized_frames += 1;
     let event = FrameEvent::Oversized {
         declared: size,
-        head: FrameBytes::Pushed(4..4 + keep),
+        head: Span::Within(4..4 + keep),
     };
     let state = match size - keep {
         0 => State::InSync,
@@ -302,7 +282,7 @@ mod tests {
         f.push(data, &Marker, c, out);
         for event in out.iter_mut().skip(first) {
             let bytes = event.bytes_mut();
-            *bytes = FrameBytes::Buffered(bytes.bytes(data).to_vec());
+            bytes.detach(data);
         }
     }
 
@@ -357,9 +337,9 @@ mod tests {
             vec![
                 FrameEvent::Oversized {
                     declared: 20,
-                    head: FrameBytes::Buffered(vec![0xAA; 3])
+                    head: Span::Owned(vec![0xAA; 3])
                 },
-                FrameEvent::Frame(FrameBytes::Buffered(vec![0xAA, 9])),
+                FrameEvent::Frame(Span::Owned(vec![0xAA, 9])),
             ]
         );
         assert_eq!(c.oversized_frames, 1);

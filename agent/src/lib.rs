@@ -17,7 +17,10 @@ pub mod plan;
 pub mod reassembly;
 pub mod rules;
 pub mod sniffer;
+pub mod span;
 pub mod summary;
+#[cfg(test)]
+mod test_rng;
 
 /// A hash map for the per-packet lookups (connections, correlation ids, topic ids): foldhash is
 /// several times faster than std's SipHash on these small keys, and its per-process random

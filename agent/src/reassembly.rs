@@ -15,13 +15,14 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
-use std::ops::Range;
+
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::FastMap;
 use crate::packet::TcpSegment;
+use crate::span::Span;
 
 /// Identifies one Kafka connection, whichever way its segments travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -96,26 +97,6 @@ impl Default for ReassemblyConfig {
 /// [`ReassemblyConfig::max_buffered_per_flow`].
 pub const SEGMENT_OVERHEAD: usize = 64;
 
-/// The bytes of a [`StreamEvent::Data`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivered {
-    /// This range of the payload of the segment being fed: in-order data, the
-    /// usual case, is not copied.
-    Segment(Range<usize>),
-    /// Data that waited out of order.
-    Buffered(Vec<u8>),
-}
-
-impl Delivered {
-    /// The bytes, given the payload of the segment that was fed (empty when none was).
-    pub fn bytes<'a>(&'a self, payload: &'a [u8]) -> &'a [u8] {
-        match self {
-            Delivered::Segment(range) => payload.get(range.clone()).unwrap_or_default(),
-            Delivered::Buffered(bytes) => bytes,
-        }
-    }
-}
-
 /// What the reassembler reports, in stream order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamEvent {
@@ -126,7 +107,7 @@ pub enum StreamEvent {
         /// Direction of the bytes.
         direction: Direction,
         /// The bytes.
-        bytes: Delivered,
+        bytes: Span,
     },
     /// The bytes that follow do not continue the previous ones (the capture
     /// joined mid-stream or a hole was skipped): the reader must resynchronise.
@@ -431,7 +412,7 @@ struct Emitter<'a> {
 }
 
 impl Emitter<'_> {
-    fn data(&mut self, bytes: Delivered) {
+    fn data(&mut self, bytes: Span) {
         self.out.push(StreamEvent::Data {
             flow: self.flow,
             direction: self.direction,
@@ -473,7 +454,7 @@ impl HalfStream {
                 }
                 if let Some(fresh) = payload.get(already..).filter(|rest| !rest.is_empty()) {
                     self.advance(fresh, counters);
-                    emit.data(Delivered::Segment(already..payload.len()));
+                    emit.data(Span::Within(already..payload.len()));
                 }
             }
         }
@@ -547,7 +528,7 @@ impl HalfStream {
             if already < bytes.len() {
                 bytes.drain(..already);
                 self.advance(&bytes, counters);
-                emit.data(Delivered::Buffered(bytes));
+                emit.data(Span::Owned(bytes));
             }
         }
         // A hole that just closed restarts the clock for the next one.
@@ -676,7 +657,7 @@ mod tests {
         r.on_segment(seg, now, out);
         for event in &mut out[from..] {
             if let StreamEvent::Data { bytes, .. } = event {
-                *bytes = Delivered::Buffered(bytes.bytes(seg.payload).to_vec());
+                bytes.detach(seg.payload);
             }
         }
     }
@@ -859,22 +840,7 @@ mod tests {
         }
     }
 
-    /// SplitMix64: deterministic test input without a dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    use crate::test_rng::Rng;
 
     #[test]
     fn overlapping_duplicates_in_random_order_across_wraparound() {

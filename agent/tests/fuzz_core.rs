@@ -31,9 +31,7 @@ use kafka_shock_agent::decode::{
     REQUEST_PROBE_LEN, decode_request, decode_response, plausible_request_start,
 };
 use kafka_shock_agent::event::Event;
-use kafka_shock_agent::frame::{
-    BoundaryCheck, FrameBytes, FrameEvent, Framer, FramerConfig, FramingCounters,
-};
+use kafka_shock_agent::frame::{BoundaryCheck, FrameEvent, Framer, FramerConfig, FramingCounters};
 use kafka_shock_agent::packet::LinkType;
 use kafka_shock_agent::sniffer::{Counters, Sniffer, SnifferConfig};
 use serde_json::Value;
@@ -497,7 +495,7 @@ fn drive_framer(rng: &mut Rng, seed: u64, frames: &[Vec<u8>]) {
         for event in out.iter_mut().skip(first) {
             match event {
                 FrameEvent::Frame(bytes) | FrameEvent::Oversized { head: bytes, .. } => {
-                    *bytes = FrameBytes::Buffered(bytes.bytes(chunk).to_vec());
+                    bytes.detach(chunk);
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! End-to-end tests of the pure core: real Kafka frames, encoded with
 //! kafka-protocol, carried in IPv4/TCP packets through the whole pipeline.
 
+use crate::test_rng::Rng;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -565,26 +566,6 @@ fn unknown_api_key_and_bad_body_are_reported() {
         events[2]
     );
     assert_eq!(wire.sniffer.counters().decode.decode_errors, 3);
-}
-
-/// xorshift64*: deterministic, so a failure reproduces.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
 }
 
 fn mutate(rng: &mut Rng, mut data: Vec<u8>) -> Vec<u8> {
