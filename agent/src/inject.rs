@@ -117,7 +117,8 @@ impl Draw {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(1);
-        Draw(u64::from(nanos) | 1 ^ (u64::from(std::process::id()) << 32))
+        // Never zero: xorshift would stay at zero forever.
+        Draw((u64::from(nanos) ^ (u64::from(std::process::id()) << 32)) | 1)
     }
 
     /// True with `percent`% probability.
