@@ -6,6 +6,7 @@
 //! leaves a chain whose owner is dead; the next run, `rules` or `clean` removes it.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,6 +47,12 @@ pub struct InjectArgs {
     /// The network namespace of this process (e.g. the broker's JVM).
     #[arg(long, value_name = "PID", group = "target")]
     pid: Option<u32>,
+    /// The network namespace of the broker pod with this UID (found in /proc).
+    #[arg(long, value_name = "UID", group = "target")]
+    pod_uid: Option<String>,
+    /// The network namespace of the broker pod with this IP (found in /proc).
+    #[arg(long, value_name = "IP", group = "target")]
+    pod_ip: Option<IpAddr>,
     /// Print the rules the fault compiles to, and change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -156,11 +163,19 @@ pub fn run(args: InjectArgs) -> anyhow::Result<()> {
         print_rules(&plan, &[]);
         return Ok(());
     }
-    let netns = match (&args.netns, args.pid) {
-        (Some(name), _) => NetnsTarget::from_arg(name).path()?,
-        (None, Some(pid)) => NetnsTarget::Process(pid).path()?,
-        (None, None) => bail!("say where to inject: --netns NAME|PATH or --pid PID (or --dry-run)"),
+    let target = NetnsTarget::from_args(
+        args.netns.as_deref(),
+        args.pid,
+        args.pod_uid.as_deref(),
+        args.pod_ip,
+    );
+    let Some(target) = target else {
+        bail!(
+            "say where to inject: --netns NAME|PATH, --pid PID, --pod-uid UID or --pod-ip IP \
+             (or --dry-run)"
+        );
     };
+    let netns = target.path()?;
     let enforcer = Enforcer::new(Some(&netns))?;
     // The capture starts first, so a namespace we cannot sniff fails before any rule exists.
     let capture = LiveCapture::start(LiveOptions {

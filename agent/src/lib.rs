@@ -14,6 +14,7 @@ pub mod lease;
 pub mod matching;
 pub mod packet;
 pub mod plan;
+pub mod pod_netns;
 pub mod reassembly;
 pub mod rules;
 pub mod sniffer;

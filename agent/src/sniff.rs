@@ -2,6 +2,7 @@
 //! decodes, as human lines, NDJSON, and an optional summary table.
 
 use std::io::{BufWriter, ErrorKind, Write};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +35,12 @@ pub struct SniffArgs {
     /// Capture live in the network namespace of this process.
     #[arg(long, value_name = "PID", group = "source")]
     pid: Option<u32>,
+    /// Capture live in the network namespace of the pod with this UID (found in /proc).
+    #[arg(long, value_name = "UID", group = "source")]
+    pod_uid: Option<String>,
+    /// Capture live in the network namespace of the pod with this IP (found in /proc).
+    #[arg(long, value_name = "IP", group = "source")]
+    pod_ip: Option<IpAddr>,
     /// Capture only on this interface (in the chosen namespace; default: all).
     #[arg(long, value_name = "IFACE")]
     iface: Option<String>,
@@ -105,12 +112,18 @@ impl Source {
             }
             return Ok(Source::File(CaptureFile::open(path)?));
         }
-        let netns = match (&args.netns, args.pid) {
-            (Some(name), _) => Some(NetnsTarget::from_arg(name).path()?),
-            (None, Some(pid)) => Some(NetnsTarget::Process(pid).path()?),
-            (None, None) if args.iface.is_some() => None,
-            (None, None) => bail!(
-                "say what to sniff: --pcap FILE, --netns NAME|PATH, --pid PID or --iface IFACE"
+        let target = NetnsTarget::from_args(
+            args.netns.as_deref(),
+            args.pid,
+            args.pod_uid.as_deref(),
+            args.pod_ip,
+        );
+        let netns = match target {
+            Some(target) => Some(target.path()?),
+            None if args.iface.is_some() => None,
+            None => bail!(
+                "say what to sniff: --pcap FILE, --netns NAME|PATH, --pid PID, --pod-uid UID, \
+                 --pod-ip IP or --iface IFACE"
             ),
         };
         let live = LiveCapture::start(LiveOptions {
