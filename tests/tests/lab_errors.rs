@@ -53,9 +53,29 @@ fn netns_names() -> String {
 
 #[test]
 fn up_as_non_root_says_root_is_needed() {
+    // A copy of the lab's scripts in a world-readable place: the checkout itself may sit
+    // below a directory that user `nobody` cannot enter.
+    let copy = TempDir::new("nonroot");
+    let lab_dir = lab_script()
+        .parent()
+        .map(Path::to_path_buf)
+        .expect("lab dir");
+    let copied = Command::new("cp")
+        .arg("-r")
+        .arg(&lab_dir)
+        .arg(copy.path())
+        .status()
+        .expect("cp");
+    assert!(copied.success());
+    let readable = Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(copy.path())
+        .status()
+        .expect("chmod");
+    assert!(readable.success());
     let output = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(lab_script())
+        .arg(copy.path().join("lab/lab.sh"))
         .arg("up")
         .output()
         .expect("setpriv");
