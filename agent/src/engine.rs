@@ -11,6 +11,7 @@ use kafka_shock_agent::rules::{
     Actual, Compiled, Family, OwnedChain, SavedRule, owned_chains, parse_save, plan, sweep,
 };
 
+use crate::clock::since_epoch;
 use crate::firewall::{Firewall, FirewallError};
 
 /// Both families; a namespace without IPv6 support only has IPv4 rules.
@@ -62,20 +63,13 @@ fn process_alive(pid: u32, start_ticks: u64) -> bool {
         == Some(start_ticks)
 }
 
-fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs())
-        .unwrap_or(0)
-}
-
 /// A chain the CLI installed whose owner is gone or whose fault expired.
 pub fn is_cli_leftover(chain: &OwnedChain) -> bool {
     chain
         .ids
         .iter()
         .filter_map(|id| CliLease::parse(id))
-        .any(|lease| lease.is_stale(now_unix(), process_alive))
+        .any(|lease| lease.is_stale(since_epoch().as_secs(), process_alive))
 }
 
 impl Enforcer {

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -23,6 +23,7 @@ use kafka_shock_crds::{ActionType, KafkaFaultSpec};
 
 use crate::capture::Next;
 use crate::capture::live::{LiveCapture, LiveOptions};
+use crate::clock::since_epoch;
 use crate::engine::{Enforcer, is_cli_leftover};
 use crate::netns::NetnsTarget;
 use crate::output::say;
@@ -97,20 +98,15 @@ pub fn read_fault(path: &Path) -> anyhow::Result<FaultFile> {
     Ok(FaultFile { name, spec })
 }
 
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// This process's lease on the chain it installs.
 fn own_lease(name: &str, duration: Option<Duration>) -> anyhow::Result<CliLease> {
     let stat = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
     Ok(CliLease {
         pid: std::process::id(),
         start_ticks: start_ticks_of_stat(&stat).context("parsing /proc/self/stat")?,
-        expires_unix: duration.map_or(0, |duration| now_unix() + duration.as_secs().max(1)),
+        expires_unix: duration.map_or(0, |duration| {
+            since_epoch().as_secs() + duration.as_secs().max(1)
+        }),
         name: name.to_owned(),
     })
 }
@@ -120,10 +116,7 @@ struct Draw(u64);
 
 impl Draw {
     fn seeded() -> Draw {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(1);
+        let nanos = since_epoch().subsec_nanos();
         // Never zero: xorshift would stay at zero forever.
         Draw((u64::from(nanos) ^ (u64::from(std::process::id()) << 32)) | 1)
     }
@@ -259,8 +252,8 @@ fn enforce(
     let started = Instant::now();
     let mut flows: BTreeSet<Flow> = BTreeSet::new();
     learn_topic_ids_from_broker(plan, netns, &fault.spec.ports);
-    let applied = enforcer.install(&plan.compile(&[]), is_cli_leftover)?;
     let compiled = plan.compile(&[]);
+    let applied = enforcer.install(&compiled, is_cli_leftover)?;
     say!(
         "inject: {} in chain {} ({} backend, {:?} rules, {applied} changes, {} ms)",
         fault.name,
@@ -301,7 +294,7 @@ fn enforce(
     {
         match capture.next(Duration::from_millis(100))? {
             Next::Packet(packet) => drop(sniffer.on_packet(packet.link, &packet.data, packet.ts)),
-            Next::Idle => drop(sniffer.tick(now())),
+            Next::Idle => drop(sniffer.tick(since_epoch())),
             Next::End => bail!("the capture in the broker's namespace stopped"),
         }
         let mut changed = false;
@@ -338,30 +331,27 @@ fn enforce(
                 changed = true;
             }
         }
-        if changed {
+        if changed || last_reconcile.elapsed() >= RECONCILE_EVERY {
+            last_reconcile = Instant::now();
             let flows: Vec<Flow> = flows.iter().copied().collect();
             let took = Instant::now();
-            enforcer.install(&plan.compile(&flows), |_| false)?;
-            let since_request = oldest_cut
-                .map(|request_ts| {
-                    format!(
-                        ", {} us after the request",
-                        now().saturating_sub(request_ts).as_micros()
-                    )
-                })
-                .unwrap_or_default();
-            say!(
-                "inject: rules updated in {} us ({} connection rules{since_request})",
-                took.elapsed().as_micros(),
-                flows.len()
-            );
-            last_reconcile = Instant::now();
-        } else if last_reconcile.elapsed() >= RECONCILE_EVERY {
-            last_reconcile = Instant::now();
-            let flows: Vec<Flow> = flows.iter().copied().collect();
-            let fixed = enforcer.install(&plan.compile(&flows), |_| false)?;
-            if fixed > 0 {
-                say!("inject: reconcile: restored the fault's rules ({fixed} changes)");
+            let applied = enforcer.install(&plan.compile(&flows), |_| false)?;
+            if changed {
+                let since_request = oldest_cut
+                    .map(|request_ts| {
+                        format!(
+                            ", {} us after the request",
+                            since_epoch().saturating_sub(request_ts).as_micros()
+                        )
+                    })
+                    .unwrap_or_default();
+                say!(
+                    "inject: rules updated in {} us ({} connection rules{since_request})",
+                    took.elapsed().as_micros(),
+                    flows.len()
+                );
+            } else if applied > 0 {
+                say!("inject: reconcile: restored the fault's rules ({applied} changes)");
             }
         }
     }
@@ -399,10 +389,4 @@ fn on_match(
     };
     say!("match: {} → {verb} ({outcome})", request.to_line());
     false
-}
-
-fn now() -> Duration {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
 }

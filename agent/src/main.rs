@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod capture;
+mod clock;
 mod engine;
 mod firewall;
 mod inject;

@@ -35,11 +35,12 @@ pub struct CleanArgs {
 
 impl TargetArgs {
     fn path(&self) -> anyhow::Result<Option<PathBuf>> {
-        Ok(match (&self.netns, self.pid) {
-            (Some(name), _) => Some(NetnsTarget::from_arg(name).path()?),
-            (None, Some(pid)) => Some(NetnsTarget::Process(pid).path()?),
-            (None, None) => None,
-        })
+        Ok(
+            match NetnsTarget::from_args(self.netns.as_deref(), self.pid, None, None) {
+                Some(target) => Some(target.path()?),
+                None => None,
+            },
+        )
     }
 }
 

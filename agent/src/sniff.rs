@@ -19,6 +19,7 @@ use crate::capture::file::CaptureFile;
 use crate::capture::live::{LiveCapture, LiveOptions};
 use crate::capture::writer::MatchWriter;
 use crate::capture::{Next, Packet};
+use crate::clock::since_epoch;
 use crate::netns::NetnsTarget;
 
 /// How long a live capture waits for a packet before letting the decoder's clock move on.
@@ -272,7 +273,7 @@ pub fn run(args: SniffArgs) -> anyhow::Result<()> {
                 offer_to_pcap(&args, &mut output, &packet)?;
                 sniffer.on_packet(packet.link, &packet.data, packet.ts)
             }
-            Next::Idle => sniffer.tick(now()),
+            Next::Idle => sniffer.tick(since_epoch()),
             Next::End => break,
         };
         output.emit(events)?;
@@ -334,12 +335,6 @@ fn offer_to_pcap(args: &SniffArgs, output: &mut Output, packet: &Packet<'_>) -> 
         writer.offer(packet).context("writing --write-pcap")?;
     }
     Ok(())
-}
-
-fn now() -> Duration {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
 }
 
 /// The process's peak resident memory (VmHWM), for `--stats` and the memory-bound tests.

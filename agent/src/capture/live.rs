@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use kafka_shock_agent::bpf::{SNAP_LEN, broker_port_filter};
 use kafka_shock_agent::packet::LinkType;
@@ -21,6 +21,7 @@ use nix::sys::time::TimeVal;
 use socket2::{Domain, Protocol, SockFilter, Socket, Type};
 
 use super::{CaptureError, Next, Packet};
+use crate::clock::since_epoch;
 use crate::netns::enter_current_thread;
 
 /// pcap's LINKTYPE_RAW: a `SOCK_DGRAM` packet socket delivers packets from the IP header on.
@@ -191,11 +192,7 @@ fn capture_loop(
             link: LinkType::RawIp,
             linktype: LINKTYPE_RAW,
             data: buffer[..len.min(buffer.len())].to_vec().into(),
-            ts: kernel_ts.unwrap_or_else(|| {
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default()
-            }),
+            ts: kernel_ts.unwrap_or_else(since_epoch),
         };
         match packets.try_send(Ok(packet)) {
             Ok(()) => {}
