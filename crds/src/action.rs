@@ -50,9 +50,10 @@ pub struct Action {
     #[x_kube(validation = crate::duration::bounded_duration())]
     pub jitter: Option<String>,
 
-    /// The percentage (0-100) of matched requests the action applies to; the rest pass.
+    /// The percentage (1-100) of matched requests the action applies to; the rest pass. Zero
+    /// would hit nothing: to rehearse a fault without effect, use dryRun.
     #[serde(default = "default_probability")]
-    #[schemars(range(max = 100))]
+    #[schemars(range(min = 1, max = 100))]
     pub probability: u8,
 }
 

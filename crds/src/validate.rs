@@ -131,9 +131,9 @@ pub enum SpecError {
         /// The action type given.
         action: ActionType,
     },
-    /// A probability above 100 percent.
-    #[error("spec.action.probability: {0} is not a percentage (0-100)")]
-    ProbabilityTooHigh(u8),
+    /// A probability of zero (it would hit nothing) or above 100 percent.
+    #[error("spec.action.probability: {0} is not a percentage from 1 to 100")]
+    BadProbability(u8),
     /// Delay with an enforcement that cannot hold requests.
     #[error(
         "spec.enforcement: {0:?} cannot delay requests; action type Delay needs Inline (or Auto)"
@@ -304,8 +304,8 @@ fn check_action(action: &Action, errors: &mut Vec<SpecError>) {
         }),
         None => {}
     }
-    if action.probability > 100 {
-        errors.push(SpecError::ProbabilityTooHigh(action.probability));
+    if !(1..=100).contains(&action.probability) {
+        errors.push(SpecError::BadProbability(action.probability));
     }
 }
 
@@ -380,7 +380,7 @@ mod tests {
                 "groupId": "billing", "transactionalId": "tx-1",
                 "sourceCIDRs": ["10.0.0.0/8", "fd00::/8"],
             },
-            "action": {"type": "Delay", "delay": "1m30s", "jitter": "0s", "probability": 0},
+            "action": {"type": "Delay", "delay": "1m30s", "jitter": "0s", "probability": 1},
             "enforcement": "Inline", "duration": "8760h",
         }));
         assert_eq!(rich.validate(), Ok(()));
@@ -541,7 +541,11 @@ mod tests {
             ),
             (
                 json!({"action": {"probability": 101}}),
-                "spec.action.probability: 101 is not a percentage",
+                "spec.action.probability: 101 is not a percentage from 1 to 100",
+            ),
+            (
+                json!({"action": {"probability": 0}}),
+                "spec.action.probability: 0 is not a percentage from 1 to 100",
             ),
             (
                 {

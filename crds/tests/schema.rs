@@ -1,6 +1,6 @@
 //! The CRD schema the API server enforces: its CEL rules are present, compile, and accept and
 //! reject what `KafkaFaultSpec::validate` does, evaluated client-side with kube's CEL
-//! validator (kube-cel). Also checks the shipped examples.
+//! validator (kube-cel). Also checks the examples in the repository's `examples/`.
 
 use std::{fs, path::Path};
 
@@ -71,7 +71,7 @@ fn schemas_carry_the_expected_cel_rules_and_they_compile() {
             .map(|(_, r)| r.as_str())
             .collect()
     };
-    assert_eq!(at(".spec.selector").len(), 1);
+    assert_eq!(at(".spec.selector").len(), 4);
     assert!(at(".spec")[0].contains("has(self.value)"));
     assert!(
         at(".spec")
@@ -91,7 +91,7 @@ fn schemas_carry_the_expected_cel_rules_and_they_compile() {
     assert!(at(".spec.match.apiVersions")[0].contains("self.min <= self.max"));
     assert!(at(".spec.match.sourceCIDRs")[0].contains("isCIDR"));
     assert!(at(".spec.match.topics")[0].contains("'..'"));
-    assert_eq!(found.len(), 18, "{found:#?}");
+    assert_eq!(found.len(), 21, "{found:#?}");
 
     let injection = schema_of(KafkaFaultInjection::crd());
     let mut found = Vec::new();
@@ -128,6 +128,7 @@ fn schema_constrains_what_cel_does_not() {
         spec["action"]["properties"]["probability"]["maximum"],
         100.0
     );
+    assert_eq!(spec["action"]["properties"]["probability"]["minimum"], 1.0);
     assert_eq!(spec["action"]["properties"]["probability"]["default"], 100);
     assert_eq!(
         spec["duration"]["pattern"],
@@ -175,6 +176,26 @@ fn cel_rules_reject_what_validate_rejects() {
             with(json!({"selector": {"matchLabels": {}}})),
             "selector must set matchLabels or matchExpressions",
             "spec.selector:",
+        ),
+        (
+            with(json!({"selector": {"matchExpressions": [{"key": "a", "operator": "Equals"}]}})),
+            "operator must be In, NotIn, Exists or DoesNotExist",
+            "spec.selector.matchExpressions[0]:",
+        ),
+        (
+            with(json!({"selector": {"matchExpressions": [
+                {"key": "a", "operator": "Exists"},
+                {"key": "b", "operator": "NotIn", "values": []},
+            ]}})),
+            "with operator In or NotIn need values",
+            "spec.selector.matchExpressions[1]:",
+        ),
+        (
+            with(json!({"selector": {"matchExpressions": [
+                {"key": "a", "operator": "DoesNotExist", "values": ["x"]},
+            ]}})),
+            "with operator Exists or DoesNotExist take no values",
+            "spec.selector.matchExpressions[0]:",
         ),
         (
             with(json!({"mode": "Fixed"})),
@@ -297,7 +318,7 @@ fn cel_rules_accept_a_rich_valid_fault() {
             "clientId": {"regex": "^a"}, "topics": ["orders"],
             "sourceCIDRs": ["10.0.0.1/8", "fd00::/8"],
         },
-        "action": {"type": "Delay", "delay": "1m30s", "jitter": "0s", "probability": 0},
+        "action": {"type": "Delay", "delay": "1m30s", "jitter": "0s", "probability": 1},
         "enforcement": "Inline", "duration": "8760h",
     });
     assert_eq!(cel_failures(&schema, &fault(spec)), Vec::<String>::new());
@@ -328,10 +349,14 @@ fn injection_rules_guard_the_copied_match_and_action() {
 #[test]
 fn examples_parse_validate_and_pass_the_cel_rules() {
     let schema = schema_of(KafkaFault::crd());
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    // The examples users copy live at the top of the repository.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let mut names = Vec::new();
     for entry in fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
+        if path.extension().is_none_or(|ext| ext != "yaml") {
+            continue;
+        }
         let text = fs::read_to_string(&path).unwrap();
         let fault: KafkaFault =
             serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -353,8 +378,11 @@ fn examples_parse_validate_and_pass_the_cel_rules() {
         names,
         [
             "blackhole-consumer-group.yaml",
+            "delay-metadata.yaml",
             "dry-run.yaml",
-            "reset-producer.yaml"
+            "probability.yaml",
+            "reset-producer.yaml",
+            "timed.yaml",
         ]
     );
 }

@@ -517,7 +517,7 @@ fn chart_installs_on_the_lab_apiserver_with_least_privilege() {
 
     // The examples pass the server's schema and CEL validation, in their own namespace.
     for example in ["reset-producer", "blackhole-consumer-group", "dry-run"] {
-        let path = workspace_root().join(format!("crds/examples/{example}.yaml"));
+        let path = workspace_root().join(format!("examples/{example}.yaml"));
         let manifest = std::fs::read_to_string(&path).expect("example");
         let namespace = manifest
             .lines()
