@@ -171,9 +171,10 @@ pub fn injection_for(
 /// - Every injection keeps the start it was built with, and new ones take the fault's start
 ///   (`now` for the first), so `expireTime` never moves on re-reconcile and all targets end
 ///   together.
-/// - Once the fault has expired no new injection is created; the existing ones stay, so their
-///   Recovered status can be rolled up into Completed.
-/// - A fault being deleted or in dry run wants no injection.
+/// - A fault that is being deleted, is in dry run, or whose duration is over wants no
+///   injection: the existing ones are deleted, and each goes once its agent has removed the
+///   rules (or its pod or node is gone). The agents end an expired fault on their own too; the
+///   deletion makes the end visible in the API and lets the fault roll up to Completed.
 /// - An injection already being deleted is left alone: its successor is created once it is
 ///   gone (the controller's watch on injections brings it back).
 pub fn plan_injections(
@@ -182,10 +183,10 @@ pub fn plan_injections(
     existing: &[KafkaFaultInjection],
     now: &Time,
 ) -> Result<InjectionPlan, InjectionError> {
-    let wants_none = fault.metadata.deletion_timestamp.is_some() || fault.spec.dry_run;
+    let expired = expiry(fault, existing).is_some_and(|end| end <= now.0);
+    let wants_none = fault.metadata.deletion_timestamp.is_some() || fault.spec.dry_run || expired;
     let wanted = if wants_none { &[][..] } else { targets };
     let fault_start = started_at(fault, existing).unwrap_or(now.0);
-    let expired = expiry(fault, existing).is_some_and(|end| end <= now.0);
     let stored: BTreeMap<String, &KafkaFaultInjection> =
         existing.iter().map(|i| (i.name_any(), i)).collect();
 
@@ -194,7 +195,6 @@ pub fn plan_injections(
     for target in wanted {
         let name = injection_name(&fault.name_any(), &target.pod_name);
         match stored.get(&name) {
-            None if expired => {}
             None => plan
                 .create
                 .push(injection_for(fault, target, &Time(fault_start))?),
@@ -634,7 +634,7 @@ mod tests {
     }
 
     #[test]
-    fn expired_fault_creates_nothing_new() {
+    fn expired_fault_creates_nothing_and_deletes_its_injections() {
         let mut f = fault("All", None);
         f.spec.duration = Some("1m".into());
         let all = [target("broker-0"), target("broker-1")];
@@ -644,10 +644,20 @@ mod tests {
             .into_iter()
             .map(stored)
             .collect();
-        let plan = plan_injections(&f, &all, &existing, &time("2025-01-02T03:05:05Z")).unwrap();
-        assert!(plan.is_empty(), "{plan:?}");
+        let expired = time("2025-01-02T03:05:05Z");
+        let plan = plan_injections(&f, &all, &existing, &expired).unwrap();
+        assert!(plan.create.is_empty() && plan.update.is_empty(), "{plan:?}");
+        assert_eq!(plan.delete, ["reset-orders-broker-0"]);
         let plan = plan_injections(&f, &all, &existing, &time("2025-01-02T03:05:04Z")).unwrap();
         assert_eq!(plan.create.len(), 1, "one second before expiry");
+        assert!(plan.delete.is_empty());
+
+        // Once deleted, the start kept in the status still says it is over: nothing comes back.
+        f.status = Some(kafka_shock_crds::KafkaFaultStatus {
+            start_time: Some("2025-01-02T03:04:05Z".into()),
+            ..Default::default()
+        });
+        assert!(plan_injections(&f, &all, &[], &expired).unwrap().is_empty());
     }
 
     #[test]

@@ -15,21 +15,31 @@
 //!
 //! Keeping these pure (after linkerd's policy-controller index) lets them be tested without an
 //! API server, and makes their output depend only on their input, so an unchanged world gives a
-//! byte-identical object and no write.
+//! byte-identical object and no write. [`notices`] (which Events a status change deserves) and
+//! [`triggers`] (which faults a pod or node change wakes) are pure too.
+//!
+//! The I/O edges are apart: [`controller`] (watches, reconcile, writes, Events), [`metrics`]
+//! (`/metrics`, `/healthz`) and [`preflight`] (the CRDs and RBAC are there); the
+//! `kafka-shock-operator` binary wires them up.
 #![forbid(unsafe_code)]
 
+pub mod controller;
 mod hash;
 pub mod injections;
+pub mod metrics;
+pub mod notices;
+pub mod preflight;
 pub mod rollup;
 pub mod schedule;
 pub mod selector;
 pub mod targets;
+pub mod triggers;
 
 pub use injections::{
     InjectionError, InjectionPlan, finalizer_releasable, injection_for, injection_name,
     label_value, plan_injections,
 };
-pub use rollup::{roll_up, validity};
+pub use rollup::{current_phase, roll_up, validity};
 pub use schedule::{START_ANNOTATION, expiry, rfc3339, started_at};
 pub use selector::{Selector, SelectorError};
 pub use targets::{SelectError, Target, select_targets};

@@ -18,6 +18,10 @@ use crate::{
     targets::Target,
 };
 
+/// The reason of the Injected condition when an agent reports an injection Failed; the
+/// operator's Events key on it.
+pub(crate) const INJECTION_FAILED: &str = "InjectionFailed";
+
 /// Whether the fault's spec can be acted on: `Err` holds every problem `KafkaFaultSpec::validate`
 /// found, joined with "; ", for the `Valid` condition. It catches what the API server cannot
 /// (e.g. a clientId regex that does not compile); the controller injects nothing while invalid.
@@ -92,19 +96,29 @@ pub fn roll_up(
         })
         .collect();
     for target in targets {
+        let (phase, message) = match () {
+            () if ending => (
+                InjectionPhase::Recovered,
+                "the fault has ended; nothing is injected",
+            ),
+            () if spec.dry_run => (
+                InjectionPhase::Pending,
+                "dry run: selected, nothing injected",
+            ),
+            () => (
+                InjectionPhase::Pending,
+                "waiting for its injection to be created",
+            ),
+        };
         rows.entry(&target.pod_name)
             .or_insert_with(|| TargetStatus {
                 pod: target.pod_name.clone(),
                 node: Some(target.node_name.clone()),
                 pod_ip: Some(target.pod_ip.clone()),
-                phase: InjectionPhase::Pending,
+                phase,
                 rules: 0,
                 matched_requests: 0,
-                message: Some(if spec.dry_run {
-                    "dry run: selected, nothing injected".to_owned()
-                } else {
-                    "waiting for its injection to be created".to_owned()
-                }),
+                message: Some(message.to_owned()),
             });
     }
 
@@ -149,7 +163,7 @@ pub fn roll_up(
             "FaultExpired",
             "spec.duration is over; the rules are removed",
         ),
-        () if !failures.is_empty() => no("InjectionFailed", failures.join("; ")),
+        () if !failures.is_empty() => no(INJECTION_FAILED, failures.join("; ")),
         () if spec.paused => no("Paused", "the fault is paused; its rules are removed"),
         () if spec.dry_run => no(
             "DryRun",
@@ -278,8 +292,9 @@ fn current_status(injection: &KafkaFaultInjection) -> Option<&KafkaFaultInjectio
     }
 }
 
-/// The injection's phase for its current spec: Pending until the agent has acted on it.
-fn current_phase(injection: &KafkaFaultInjection) -> InjectionPhase {
+/// The injection's phase for its current spec: Pending until the agent has acted on it (also
+/// what the operator's metrics count injections by).
+pub fn current_phase(injection: &KafkaFaultInjection) -> InjectionPhase {
     current_status(injection).map_or(InjectionPhase::Pending, |s| s.phase)
 }
 
@@ -362,6 +377,7 @@ mod tests {
                     last_error: (phase == InjectionPhase::Failed)
                         .then(|| "no network namespace for the pod".into()),
                     observed_generation: Some(1),
+                    ..KafkaFaultInjectionStatus::default()
                 });
                 injection
             })
@@ -613,6 +629,19 @@ mod tests {
         let stored = injections(&f, &targets, &[Recovered, Recovered]);
         let status = roll_up(&f, &targets, &stored, &after);
         assert_eq!(status.phase, FaultPhase::Completed);
+
+        // The injections are deleted once it is over; the start kept in the status remains.
+        let mut ended = f.clone();
+        ended.status = Some(status.clone());
+        let gone = roll_up(&ended, &targets, &[], &after);
+        assert_eq!(gone.phase, FaultPhase::Completed);
+        assert_eq!(gone.expire_time, status.expire_time);
+        assert!(
+            gone.targets.iter().all(|t| t.phase == Recovered
+                && t.message.as_deref() == Some("the fault has ended; nothing is injected")),
+            "{:?}",
+            gone.targets
+        );
         assert_eq!(
             state(&status, conditions::RECOVERED),
             is("True", "RulesRemoved")

@@ -115,6 +115,29 @@ impl Selector {
     }
 }
 
+/// The selector in the API's `labelSelector` query syntax (`k=v,k in (a,b),k notin (c),k,!k`),
+/// so the API server sends only the pods it selects; [`Selector::matches`] stays the judge.
+impl std::fmt::Display for Selector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = |values: &BTreeSet<String>| values.iter().cloned().collect::<Vec<_>>().join(",");
+        for (index, requirement) in self.requirements.iter().enumerate() {
+            if index > 0 {
+                f.write_str(",")?;
+            }
+            match requirement {
+                Requirement::In(key, values) if values.len() == 1 => {
+                    write!(f, "{key}={}", list(values))?
+                }
+                Requirement::In(key, values) => write!(f, "{key} in ({})", list(values))?,
+                Requirement::NotIn(key, values) => write!(f, "{key} notin ({})", list(values))?,
+                Requirement::Exists(key) => write!(f, "{key}")?,
+                Requirement::DoesNotExist(key) => write!(f, "!{key}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
@@ -197,6 +220,29 @@ mod tests {
             ("canary", "1")
         ]))));
         assert!(!s.matches(Some(&labels(&[("role", "broker")]))));
+    }
+
+    #[test]
+    fn writes_the_api_query_syntax() {
+        let s = selector(
+            &[("app", "kafka"), ("strimzi.io/cluster", "lab")],
+            vec![
+                expression("role", "In", &["broker", "dual"]),
+                expression("zone", "NotIn", &["a"]),
+                expression("broker-id", "Exists", &[]),
+                expression("canary", "DoesNotExist", &[]),
+            ],
+        );
+        assert_eq!(
+            s.to_string(),
+            "app=kafka,strimzi.io/cluster=lab,role in (broker,dual),zone notin (a),broker-id,!canary"
+        );
+        assert_eq!(
+            Selector::new(&LabelSelector::default())
+                .unwrap()
+                .to_string(),
+            ""
+        );
     }
 
     #[test]

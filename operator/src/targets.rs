@@ -64,7 +64,10 @@ pub enum SelectError {
 /// A `value` given with mode All or One is ignored (validation reports it); Fixed beyond the
 /// eligible pods takes them all; Percent rounds up, so it takes at least one pod when any is
 /// eligible.
-pub fn select_targets(fault: &KafkaFault, pods: &[Pod]) -> Result<Vec<Target>, SelectError> {
+pub fn select_targets<'a>(
+    fault: &KafkaFault,
+    pods: impl IntoIterator<Item = &'a Pod>,
+) -> Result<Vec<Target>, SelectError> {
     let spec = &fault.spec;
     let selector = Selector::new(&spec.selector)?;
     if selector.is_empty() {
@@ -75,7 +78,7 @@ pub fn select_targets(fault: &KafkaFault, pods: &[Pod]) -> Result<Vec<Target>, S
     let namespace = fault.namespace();
 
     let mut eligible: Vec<Target> = pods
-        .iter()
+        .into_iter()
         .filter(|pod| {
             pod.namespace() == namespace && selector.matches(pod.metadata.labels.as_ref())
         })

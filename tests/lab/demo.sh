@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # The kafka-shock demo on the built-in lab, with real Kafka, a real Kubernetes API and real
 # clients: it brings the lab up (building what it needs on the first run), shows the broker
-# pods as an operator sees them, sniffs the broker's Kafka traffic while clients produce and
-# consume, then injects "reset every Produce to demo-orders from checkout-svc": the client
-# fails while another client goes on, and everything recovers when the fault ends. The lab
-# stays up afterwards; `tests/lab/lab.sh down` removes it.
+# pods, sniffs the broker's Kafka traffic while clients produce and consume, then runs the
+# whole product: the Helm chart's CRDs and RBAC, the operator and one agent per lab node (each
+# with its own ServiceAccount's token), and `kubectl apply -f examples/reset-producer.yaml`
+# ("reset every Produce to orders from checkout-svc"): that client fails while another goes
+# on, and after `kubectl delete` everything recovers and no rule is left. The lab stays up
+# afterwards; `tests/lab/lab.sh down` removes it.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$(readlink -f "$0")")/../.." && pwd)
 LAB=$ROOT/tests/lab/lab.sh
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-say "building kafka-shock"
-cargo build -q --release -p kafka-shock-agent --manifest-path "$ROOT/Cargo.toml"
+say "building kafka-shock (the agent/CLI and the operator)"
+cargo build -q --release -p kafka-shock-agent -p kafka-shock-operator --manifest-path "$ROOT/Cargo.toml"
 KS=${CARGO_TARGET_DIR:-$ROOT/target}/release/kafka-shock
+OPERATOR=${CARGO_TARGET_DIR:-$ROOT/target}/release/kafka-shock-operator
 
 say "bringing up the lab (Kafka in network namespaces, kube-apiserver, clients)"
 "$LAB" up
@@ -22,7 +25,7 @@ BROKER_NS=${KSHOCK_LAB_BROKER_NETNS%%,*}
 say "the broker pods, as an operator sees them (kubectl get nodes,pods -A -o wide)"
 kubectl get nodes,pods -A -o wide
 
-topic=demo-orders
+topic=orders
 "$LAB" topic "$topic" >/dev/null
 produce() { # CLIENT-ID: five orders, acks=all, 3 s to deliver
   for i in 1 2 3 4 5; do echo "order-$i from $1"; done |
@@ -37,31 +40,28 @@ produce checkout-svc
 "$LAB" client kcat -b "$KSHOCK_LAB_BOOTSTRAP" -t "$topic" -C -o beginning -e -q -X client.id=demo-reader >/dev/null
 wait "$sniffer"
 
-cat >"${TMPDIR:-/tmp}/kafka-shock-demo-fault.yaml" <<YAML
-apiVersion: kafkashock.io/v1alpha1
-kind: KafkaFault
-metadata: {name: reset-demo-orders}
-spec:
-  selector: {matchLabels: {strimzi.io/broker-role: "true"}}
-  match: {apiKeys: [Produce], clientId: {exact: checkout-svc}, topics: [$topic]}
-  action: {type: Reject}
-  duration: 2m
-YAML
-say "injecting: reset every Produce to $topic from checkout-svc"
-"$KS" inject -f "${TMPDIR:-/tmp}/kafka-shock-demo-fault.yaml" --netns "$BROKER_NS" &
-injector=$!
-trap 'kill -INT $injector 2>/dev/null || true' EXIT
-sleep 2
+FAULT=$ROOT/examples/reset-producer.yaml
+say "installing kafka-shock with Helm (CRDs, ServiceAccounts, least-privilege RBAC), then the"
+say "operator and one agent per lab node, each with its own ServiceAccount's token"
+"$LAB" product start "$(dirname "$KS")"
+trap '"$LAB" product stop' EXIT
+
+say "kubectl apply -f examples/reset-producer.yaml (reset every Produce to $topic from checkout-svc)"
+kubectl apply -f "$FAULT"
+kubectl wait --for=condition=Injected kf/reset-orders-producer -n kafka --timeout=60s
+kubectl get kf,kfi -n kafka
 say "checkout-svc produces (its connection is reset, kcat gives up)"
 produce checkout-svc && echo "unexpected: delivered" || echo ">> checkout-svc: delivery FAILED, as the fault says"
 say "billing-svc produces to the same topic (not matched)"
 produce billing-svc && echo ">> billing-svc: delivered"
-say "the rules kafka-shock installed in $BROKER_NS"
+say "the rules the agent installed in $BROKER_NS"
 "$KS" rules --netns "$BROKER_NS"
 
-say "ending the fault (Ctrl-C to inject)"
-kill -INT "$injector"; wait "$injector" || true; trap - EXIT
+say "kubectl delete -f examples/reset-producer.yaml (the rules go before the fault does)"
+kubectl delete -f "$FAULT" --wait=false
+kubectl wait --for=delete kf/reset-orders-producer -n kafka --timeout=60s
 produce checkout-svc && echo ">> checkout-svc: delivered again"
 "$KS" rules --netns "$BROKER_NS"
 
+"$LAB" product stop; trap - EXIT
 say "done: the lab is still up. Try: eval \"\$($LAB env)\"; kubectl get pods -n kafka. Remove it with: $LAB down"

@@ -9,14 +9,27 @@
 #   lab.sh env                   print the lab's environment (eval "$(lab.sh env)")
 #   lab.sh topic NAME [PARTITIONS] [REPLICAS]
 #   lab.sh client CMD [ARGS...]  run a command in the client namespace (kcat, kafka-class, python)
+#   lab.sh restart-broker ID     recreate broker ID's pod: new network namespace, new Pod UID
+#   lab.sh product up            install the chart; print kubeconfigs of the operator's and agent's accounts
+#   lab.sh product start BIN_DIR run the operator and one agent per node from BIN_DIR (their own tokens)
+#   lab.sh product stop          stop them (SIGTERM: agents remove their rules)
 set -euo pipefail
 shopt -s nullglob
+# The lab's daemons outlive this script: they must not inherit its caller's descriptors (a
+# `flock` around a test run, a pipe a harness waits to see closed). Bash keeps the script on
+# 255; everything else above stderr goes.
+for fd_path in /proc/$$/fd/*; do
+  fd=${fd_path##*/}
+  if ((fd > 2 && fd < 255)); then eval "exec $fd>&-"; fi
+done
+unset fd_path fd
 LIB=$(dirname "$(readlink -f "$0")")/lib
 source "$LIB/common.sh"
 source "$LIB/build.sh"
 source "$LIB/net.sh"
 source "$LIB/kafka.sh"
 source "$LIB/kube.sh"
+source "$LIB/product.sh"
 
 lab_path() { echo "$LAB_DIR/bin:$K8S_BIN:$HELM_BIN:$PY_VENV/bin:$PATH"; }
 
@@ -94,7 +107,7 @@ cmd_up() {
 # the pid files) from command lines only the lab's processes have.
 lab_pids() {
   local pidfile ns
-  for pidfile in "$LAB_STATE"/broker-*/pid "$KUBE_DIR"/*.pid; do cat "$pidfile"; done
+  for pidfile in "$LAB_STATE"/broker-*/pid "$KUBE_DIR"/*.pid "$PRODUCT_DIR"/*.pid; do cat "$pidfile"; done
   for ns in $(ip netns list | awk '$1 ~ /^ksl-/ {print $1}'); do ip netns pids "$ns"; done
   pgrep -f -- "^$K8S_BIN/(etcd|kube-apiserver) " || true
   pgrep -f -- "kafka\.Kafka $LAB_STATE/" || true
@@ -117,6 +130,7 @@ undo_failed_up() {
 
 cmd_down() {
   require_root down
+  product_stop
   local pids
   pids=$(lab_pids | sort -u)
   # shellcheck disable=SC2086
@@ -142,6 +156,30 @@ cmd_status() {
   return $bad
 }
 
+# Broker $1's pod recreated, as a StatefulSet does after a node drain: its network namespace
+# (and every rule in it) is gone and made anew, the broker restarts on the same data, and its
+# Pod object is replaced, so it gets a new UID.
+cmd_restart_broker() {
+  require_root restart-broker
+  [[ -f $LAB_STATE/env ]] || die "the lab is not up: run 'lab.sh up' first"
+  local id=${1:?restart-broker needs a broker id} count ns dir veth
+  count=$(running_brokers)
+  [[ $id =~ ^[0-9]+$ ]] && ((id < count)) || die "restart-broker: no broker $id (the lab has $count)"
+  ns=$(broker_ns "$id") dir=$LAB_STATE/broker-$id veth=ksl-${ns#ksl-}
+  veth=${veth:0:14}
+  ip netns pids "$ns" | xargs -r kill -9 2>/dev/null || true
+  wait_for 15 bash -c "! ip netns pids $ns | grep -q ." || die "broker $id survived SIGKILL"
+  rm -f "$dir/pid"
+  ip netns delete "$ns"
+  wait_for 10 bash -c "! ip link show $veth >/dev/null 2>&1" || ip link delete "$veth" 2>/dev/null || true
+  net_up_namespace "$ns" "$(broker_ip "$id")" "$(broker_ip6 "$id")"
+  kubectl -n "$POD_NAMESPACE" delete pod "kafka-broker-$id" --grace-period=0 --force --ignore-not-found >/dev/null 2>&1
+  kube_register_broker_pod "$id"
+  kafka_start_broker "$id" "$count"
+  wait_for 90 kafka_brokers_ready "$count" || die "broker $id did not come back in 90 s (log: $dir/broker.log)"
+  log "broker $id restarted in a new network namespace; pod kafka-broker-$id has a new UID"
+}
+
 cmd_client() {
   [[ -f $LAB_STATE/env ]] || die "the lab is not up: run 'lab.sh up' first"
   (($#)) || die "client: which command?"
@@ -157,5 +195,13 @@ case $cmd in
   env) [[ -f $LAB_STATE/env ]] || die "the lab is not up"; sed 's/^/export /' "$LAB_STATE/env" ;;
   topic) [[ -f $LAB_STATE/env ]] || die "the lab is not up"; kafka_create_topic "$@" ;;
   client) cmd_client "$@" ;;
+  restart-broker) cmd_restart_broker "$@" ;;
+  product)
+    case ${1:-} in
+      up) product_up ;;
+      start) product_start "${@:2}" ;;
+      stop) product_stop ;;
+      *) die "product: up | start BIN_DIR | stop" ;;
+    esac ;;
   *) sed -n '2,13s/^# \{0,1\}//p' "$0"; [[ -z $cmd ]] || die "unknown command: $cmd" ;;
 esac

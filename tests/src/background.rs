@@ -88,6 +88,11 @@ impl Background {
         })
     }
 
+    /// Its process id, while it runs (to read its memory in /proc).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The lines it has written so far on the captured outputs.
     pub fn output(&mut self) -> &[String] {
         self.seen.extend(self.lines.try_iter());

@@ -8,6 +8,7 @@
 mod background;
 mod error;
 mod lab;
+mod product;
 
 pub use background::{Background, Stream};
 
@@ -15,4 +16,8 @@ pub use error::LabError;
 pub use lab::{
     Lab, LabDownGuard, TempDir, exclusive, kafka_shock_bin, lab_script, run, stdout,
     stdout_with_input, workspace_root,
+};
+pub use product::{
+    AGENT_READY, Component, NAMESPACE, OPERATOR_READY, Product, RELEASE, free_loopback_addr,
+    http_get, operator_bin,
 };

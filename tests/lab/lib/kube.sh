@@ -105,11 +105,16 @@ YAML
 
 # One Running, Ready pod per broker, on its lab node, with the broker's namespace address.
 kube_register_broker_pods() {
-  local count=$1 id now
-  now=$(kube_now)
+  local count=$1 id
   kubectl create namespace "$POD_NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-  for ((id = 0; id < count; id++)); do
-    kubectl apply -f - <<YAML >/dev/null
+  for ((id = 0; id < count; id++)); do kube_register_broker_pod "$id"; done
+}
+
+# The Pod object of broker $1, Running and Ready (no kubelet writes its status here).
+kube_register_broker_pod() {
+  local id=$1 now
+  now=$(kube_now)
+  kubectl apply -f - <<YAML >/dev/null
 apiVersion: v1
 kind: Pod
 metadata:
@@ -127,17 +132,16 @@ spec:
     image: apache/kafka:$KAFKA_VERSION
     ports: [{name: kafka, containerPort: $KAFKA_PORT}]
 YAML
-    kubectl -n "$POD_NAMESPACE" patch pod "kafka-broker-$id" --subresource=status --type=merge -p "{\"status\":{
-      \"phase\":\"Running\",\"hostIP\":\"$HOST_IP\",\"podIP\":\"$(broker_ip "$id")\",
-      \"podIPs\":[{\"ip\":\"$(broker_ip "$id")\"},{\"ip\":\"$(broker_ip6 "$id")\"}],\"startTime\":\"$now\",
-      \"conditions\":[
-        {\"type\":\"PodScheduled\",\"status\":\"True\",\"lastTransitionTime\":\"$now\"},
-        {\"type\":\"Initialized\",\"status\":\"True\",\"lastTransitionTime\":\"$now\"},
-        {\"type\":\"ContainersReady\",\"status\":\"True\",\"lastTransitionTime\":\"$now\"},
-        {\"type\":\"Ready\",\"status\":\"True\",\"lastTransitionTime\":\"$now\"}],
-      \"containerStatuses\":[{\"name\":\"kafka\",\"ready\":true,\"started\":true,\"restartCount\":0,
-        \"image\":\"apache/kafka:$KAFKA_VERSION\",\"imageID\":\"\",\"state\":{\"running\":{\"startedAt\":\"$now\"}}}]}}" >/dev/null
-  done
+  kubectl -n "$POD_NAMESPACE" patch pod "kafka-broker-$id" --subresource=status --type=merge -p "{\"status\":{
+    \"phase\":\"Running\",\"hostIP\":\"$HOST_IP\",\"podIP\":\"$(broker_ip "$id")\",
+    \"podIPs\":[{\"ip\":\"$(broker_ip "$id")\"},{\"ip\":\"$(broker_ip6 "$id")\"}],\"startTime\":\"$now\",
+    \"conditions\":[
+      {\"type\":\"PodScheduled\",\"status\":\"True\",\"lastTransitionTime\":\"$now\"},
+      {\"type\":\"Initialized\",\"status\":\"True\",\"lastTransitionTime\":\"$now\"},
+      {\"type\":\"ContainersReady\",\"status\":\"True\",\"lastTransitionTime\":\"$now\"},
+      {\"type\":\"Ready\",\"status\":\"True\",\"lastTransitionTime\":\"$now\"}],
+    \"containerStatuses\":[{\"name\":\"kafka\",\"ready\":true,\"started\":true,\"restartCount\":0,
+      \"image\":\"apache/kafka:$KAFKA_VERSION\",\"imageID\":\"\",\"state\":{\"running\":{\"startedAt\":\"$now\"}}}]}}" >/dev/null
 }
 
 kube_up() {

@@ -1,0 +1,379 @@
+//! [`reconcile`] against a mocked API server (tower-test, as in controller-rs's fixtures): each
+//! test scripts the requests a reconcile must make, in order, answers them, and fails on any
+//! other request (the reconcile would wait for an answer forever, so it times out).
+
+use std::{sync::Arc, time::Duration};
+
+use http::{Method, Request, Response, StatusCode};
+use kafka_shock_crds::{FaultPhase, KafkaFault, fault::conditions};
+use kube::{Client, client::Body, runtime::controller::Action};
+use serde_json::{Value, json};
+use tower_test::mock::{self, SendResponse};
+
+use super::{Context, FAULT_FINALIZER, RECOVERY_POLL, RESYNC, reconcile};
+use crate::{
+    metrics::Metrics,
+    targets::tests::{fault, pod},
+};
+
+const FAULTS: &str = "/apis/kafkashock.io/v1alpha1/namespaces/kafka/kafkafaults";
+const INJECTIONS: &str = "/apis/kafkashock.io/v1alpha1/namespaces/kafka/kafkafaultinjections";
+const PODS: &str = "/api/v1/namespaces/kafka/pods";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/kafka/events";
+
+/// One request the reconcile made: its query, its body (JSON, or Null), and where to answer.
+struct Call {
+    query: String,
+    body: Value,
+    reply: SendResponse<Response<Body>>,
+}
+
+impl Call {
+    fn answer(self, body: Value) {
+        self.answer_with(StatusCode::OK, body);
+    }
+
+    fn answer_with(self, status: StatusCode, body: Value) {
+        let response = Response::builder()
+            .status(status)
+            .body(Body::from(serde_json::to_vec(&body).unwrap()))
+            .unwrap();
+        self.reply.send_response(response);
+    }
+
+    fn not_found(self) {
+        self.answer_with(
+            StatusCode::NOT_FOUND,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
+        );
+    }
+}
+
+/// The mocked API server's side.
+struct ApiServer(mock::Handle<Request<Body>, Response<Body>>);
+
+impl ApiServer {
+    /// The next request, which must be `method` on `path`.
+    async fn expect(&mut self, method: Method, path: &str) -> Call {
+        let (request, reply) = self
+            .0
+            .next_request()
+            .await
+            .unwrap_or_else(|| panic!("expected {method} {path}; the client went away"));
+        assert_eq!(
+            (request.method(), request.uri().path()),
+            (&method, path),
+            "unexpected request {}",
+            request.uri()
+        );
+        let query = request.uri().query().unwrap_or_default().to_owned();
+        let bytes = request.into_body().collect_bytes().await.unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        Call { query, body, reply }
+    }
+
+    /// Answers an Event POST with the Event itself, returning its reason.
+    async fn event(&mut self) -> String {
+        let call = self.expect(Method::POST, EVENTS).await;
+        let reason = call.body["reason"].as_str().unwrap().to_owned();
+        let body = call.body.clone();
+        call.answer(body);
+        reason
+    }
+}
+
+fn context() -> (Arc<Context>, ApiServer) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let context = Context::new(client, Arc::new(Metrics::default()));
+    (Arc::new(context), ApiServer(handle))
+}
+
+/// Runs one reconcile of `fault` against the `scenario`, which must see every request.
+async fn run<F>(fault: KafkaFault, scenario: impl FnOnce(ApiServer) -> F) -> Action
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let (ctx, server) = context();
+    let server = tokio::spawn(scenario(server));
+    let result = tokio::time::timeout(Duration::from_secs(10), reconcile(Arc::new(fault), ctx))
+        .await
+        .expect("reconcile hung: it made a request the scenario does not answer");
+    server.await.expect("the API server scenario failed");
+    result.expect("reconcile failed")
+}
+
+/// The test fault, stored with the operator's finalizer.
+fn finalized(mut fault: KafkaFault) -> KafkaFault {
+    fault.metadata.finalizers = Some(vec![FAULT_FINALIZER.into()]);
+    fault
+}
+
+/// What the API server answers a write of the fault with (the tests do not read it).
+fn stored_fault() -> Value {
+    serde_json::to_value(finalized(fault("All", None))).unwrap()
+}
+
+fn list(kind: &str, items: Vec<Value>) -> Value {
+    json!({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": "1"}, "items": items})
+}
+
+/// `injection` as the API server stores it: with a UID, a generation and `status`.
+fn stored(mut injection: Value, status: Value) -> Value {
+    injection["metadata"]["uid"] = json!(format!("uid-{}", injection["metadata"]["name"]));
+    injection["metadata"]["resourceVersion"] = json!("7");
+    injection["metadata"]["generation"] = json!(1);
+    injection["status"] = status;
+    injection
+}
+
+#[tokio::test]
+async fn a_new_fault_first_gets_the_operators_finalizer() {
+    let action = run(fault("All", None), |mut server| async move {
+        let call = server
+            .expect(Method::PATCH, &format!("{FAULTS}/reset-orders"))
+            .await;
+        assert_eq!(
+            call.body,
+            json!([
+                {"op": "test", "path": "/metadata/finalizers", "value": null},
+                {"op": "add", "path": "/metadata/finalizers", "value": [FAULT_FINALIZER]},
+            ])
+        );
+        call.answer(serde_json::to_value(finalized(fault("All", None))).unwrap());
+    })
+    .await;
+    assert_eq!(action, Action::await_change(), "the patch wakes it again");
+}
+
+#[tokio::test]
+async fn a_valid_fault_creates_one_injection_per_ready_pod_and_reports() {
+    let action = run(finalized(fault("All", None)), |mut server| async move {
+        let call = server.expect(Method::GET, INJECTIONS).await;
+        assert!(
+            call.query
+                .contains("labelSelector=kafkashock.io%2Ffault%3Dreset-orders"),
+            "{}",
+            call.query
+        );
+        call.answer(list("KafkaFaultInjectionList", vec![]));
+
+        let call = server.expect(Method::GET, PODS).await;
+        assert!(call.query.contains("labelSelector=app%3Dkafka"), "{}", call.query);
+        let mut not_ready = pod("broker-9");
+        not_ready.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].status = "False".into();
+        let pods = [pod("broker-0"), pod("broker-1"), not_ready]
+            .iter()
+            .map(|p| serde_json::to_value(p).unwrap())
+            .collect();
+        call.answer(list("PodList", pods));
+
+        for target in ["broker-0", "broker-1"] {
+            let name = format!("reset-orders-{target}");
+            let call = server
+                .expect(Method::PATCH, &format!("{INJECTIONS}/{name}"))
+                .await;
+            assert!(
+                call.query.contains("fieldManager=kafka-shock-operator")
+                    && call.query.contains("force=true"),
+                "{}",
+                call.query
+            );
+            let injection = &call.body;
+            let metadata = &injection["metadata"];
+            assert_eq!(metadata["name"], name.as_str());
+            assert_eq!(metadata["finalizers"], json!(["kafkashock.io/rules"]));
+            assert_eq!(
+                metadata["labels"],
+                json!({"kafkashock.io/fault": "reset-orders", "kafkashock.io/node": format!("node-{target}")})
+            );
+            assert_eq!(
+                metadata["ownerReferences"],
+                json!([{"apiVersion": "kafkashock.io/v1alpha1", "kind": "KafkaFault", "name": "reset-orders",
+                        "uid": "fault-uid-1", "controller": true, "blockOwnerDeletion": true}])
+            );
+            assert_eq!(injection["spec"]["podUID"], format!("uid-{target}").as_str());
+            assert_eq!(injection["spec"]["nodeName"], format!("node-{target}").as_str());
+            let body = stored(injection.clone(), Value::Null);
+            call.answer(body);
+        }
+
+        let call = server
+            .expect(Method::PATCH, &format!("{FAULTS}/reset-orders/status"))
+            .await;
+        let status = &call.body["status"];
+        assert_eq!(status["phase"], "Injecting");
+        assert_eq!(status["observedGeneration"], 2);
+        assert_eq!((status["totalTargets"].clone(), status["injectedTargets"].clone()), (json!(2), json!(0)));
+        assert_eq!(status["targets"].as_array().unwrap().len(), 2);
+        assert!(status["startTime"].is_string(), "{status}");
+        call.answer(stored_fault());
+
+        assert_eq!(server.event().await, "Selected");
+    })
+    .await;
+    assert_eq!(action, Action::requeue(RESYNC));
+}
+
+#[tokio::test]
+async fn an_invalid_fault_reports_why_and_creates_nothing() {
+    let mut invalid = finalized(fault("All", None));
+    invalid.spec.match_.client_id = Some(kafka_shock_crds::ClientIdMatch {
+        regex: Some("(unclosed".into()),
+        ..Default::default()
+    });
+    let action = run(invalid, |mut server| async move {
+        server
+            .expect(Method::GET, INJECTIONS)
+            .await
+            .answer(list("KafkaFaultInjectionList", vec![]));
+        // No pod list, no injection: straight to the status.
+        let call = server
+            .expect(Method::PATCH, &format!("{FAULTS}/reset-orders/status"))
+            .await;
+        let status = &call.body["status"];
+        assert_eq!(status["phase"], "Failed");
+        let valid = status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == conditions::VALID)
+            .unwrap();
+        assert_eq!(valid["status"], "False");
+        assert_eq!(valid["reason"], "SpecInvalid");
+        assert!(
+            valid["message"]
+                .as_str()
+                .unwrap()
+                .contains("spec.match.clientId.regex: invalid regex"),
+            "{valid}"
+        );
+        call.answer(stored_fault());
+        assert_eq!(server.event().await, "SpecInvalid");
+    })
+    .await;
+    assert_eq!(action, Action::requeue(RESYNC));
+}
+
+/// The fault being deleted, with two injections the agents have made Active.
+fn deleting_with_active_injections() -> (KafkaFault, Vec<Value>) {
+    let mut deleting = finalized(fault("All", None));
+    deleting.metadata.deletion_timestamp = Some(crate::injections::time("2025-01-02T03:04:05Z"));
+    let live = fault("All", None);
+    let targets = crate::select_targets(&live, &[pod("broker-0"), pod("broker-1")]).unwrap();
+    let now = crate::injections::time("2025-01-02T03:00:00Z");
+    let injections = crate::plan_injections(&live, &targets, &[], &now)
+        .unwrap()
+        .create
+        .into_iter()
+        .map(|i| {
+            stored(
+                serde_json::to_value(i).unwrap(),
+                json!({"phase": "Active", "rulesInstalled": 2, "observedGeneration": 1}),
+            )
+        })
+        .collect();
+    (deleting, injections)
+}
+
+/// The answer to a DELETE of an injection with a finalizer: it stays, marked for deletion.
+fn terminating(mut injection: Value) -> Value {
+    injection["metadata"]["deletionTimestamp"] = json!("2025-01-02T03:04:06Z");
+    injection
+}
+
+#[tokio::test]
+async fn a_deleted_fault_deletes_its_injections_and_waits_for_the_agents() {
+    let (deleting, injections) = deleting_with_active_injections();
+    let action = run(deleting, |mut server| async move {
+        server
+            .expect(Method::GET, INJECTIONS)
+            .await
+            .answer(list("KafkaFaultInjectionList", injections.clone()));
+        for injection in &injections {
+            let name = injection["metadata"]["name"].as_str().unwrap();
+            server
+                .expect(Method::DELETE, &format!("{INJECTIONS}/{name}"))
+                .await
+                .answer(terminating(injection.clone()));
+        }
+        // Each pod and node is still there, so only its agent may release it.
+        for target in ["broker-0", "broker-1"] {
+            server
+                .expect(Method::GET, &format!("{PODS}/{target}"))
+                .await
+                .answer(serde_json::to_value(pod(target)).unwrap());
+            server
+                .expect(Method::GET, &format!("/api/v1/nodes/node-{target}"))
+                .await
+                .answer(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": format!("node-{target}")}}));
+        }
+        let call = server
+            .expect(Method::PATCH, &format!("{FAULTS}/reset-orders/status"))
+            .await;
+        assert_eq!(call.body["status"]["phase"], "Recovering");
+        call.answer(stored_fault());
+    })
+    .await;
+    // No PATCH removing the fault's finalizer: it stays until the injections are gone.
+    assert_eq!(action, Action::requeue(RECOVERY_POLL));
+}
+
+#[tokio::test]
+async fn a_deleted_fault_whose_pods_are_gone_releases_everything_and_goes() {
+    let (deleting, injections) = deleting_with_active_injections();
+    let injections: Vec<Value> = injections.into_iter().map(terminating).collect();
+    let action = run(deleting, |mut server| async move {
+        server
+            .expect(Method::GET, INJECTIONS)
+            .await
+            .answer(list("KafkaFaultInjectionList", injections.clone()));
+        // Already being deleted: not deleted again. Their pods are gone.
+        for injection in &injections {
+            let target = injection["spec"]["podName"].as_str().unwrap();
+            server
+                .expect(Method::GET, &format!("{PODS}/{target}"))
+                .await
+                .not_found();
+        }
+        for injection in &injections {
+            let name = injection["metadata"]["name"].as_str().unwrap();
+            let call = server
+                .expect(Method::PATCH, &format!("{INJECTIONS}/{name}"))
+                .await;
+            assert_eq!(
+                call.body,
+                json!({"metadata": {"finalizers": [], "resourceVersion": "7"}})
+            );
+            let mut released = injection.clone();
+            released["metadata"]["finalizers"] = json!([]);
+            call.answer(released);
+        }
+        let call = server
+            .expect(Method::PATCH, &format!("{FAULTS}/reset-orders/status"))
+            .await;
+        assert_eq!(
+            call.body["status"]["phase"],
+            format!("{:?}", FaultPhase::Completed)
+        );
+        call.answer(stored_fault());
+        assert_eq!(server.event().await, "Recovered");
+        let call = server
+            .expect(Method::PATCH, &format!("{FAULTS}/reset-orders"))
+            .await;
+        assert_eq!(
+            call.body,
+            json!([
+                {"op": "test", "path": "/metadata/finalizers/0", "value": FAULT_FINALIZER},
+                {"op": "remove", "path": "/metadata/finalizers/0"},
+            ])
+        );
+        call.answer(stored_fault());
+    })
+    .await;
+    assert_eq!(action, Action::await_change());
+}
