@@ -1,6 +1,9 @@
 //! From a user's fault to what the engine enforces in one network namespace: the rule
 //! compiler's input, the matcher the sniffer applies, and which kinds of rules carry the fault
-//! (Auto: the signature when it is exact, plus connection rules as a backstop when not).
+//! (Auto: Inline for a Delay or a match the kernel cannot express at all, else the signature
+//! when it is exact, plus connection rules as a backstop when not).
+
+use std::time::Duration;
 
 use kafka_shock_crds::matching::api_key_by_name;
 use kafka_shock_crds::{ActionType, Enforcement, KafkaFaultSpec, SpecError};
@@ -8,6 +11,7 @@ use kafka_shock_crds::{ActionType, Enforcement, KafkaFaultSpec, SpecError};
 use crate::matching::{MatchError, RequestMatcher};
 use crate::rules::{
     ClientIdPattern, Compiled, Flow, Injection, IpCidr, Layers, Signature, Verdict, compile,
+    inline_queue,
 };
 
 /// Why a fault cannot be enforced; nothing is installed when planning fails.
@@ -29,6 +33,11 @@ pub struct FaultPlan {
     injection: Injection,
     enforcement: Enforcement,
     topics: Vec<String>,
+    /// Delay's hold and its largest random extra (zero for other actions).
+    delay: (Duration, Duration),
+    /// The NFQUEUE number of the Inline chain: first the id's hash, then what the engine
+    /// managed to bind.
+    queue: u16,
     /// The user's match, evaluated on sniffed requests (Connection mode, and reporting).
     pub matcher: RequestMatcher,
 }
@@ -40,17 +49,17 @@ impl FaultPlan {
         let verdict = match spec.action.type_ {
             ActionType::Reject => Verdict::Reject,
             ActionType::Drop => Verdict::Drop,
-            ActionType::Delay => {
-                return Err(PlanError::Unsupported(
-                    "spec.action.type: Delay needs Inline enforcement (NFQUEUE), which this version cannot install yet; use Reject or Drop",
-                ));
-            }
+            ActionType::Delay => Verdict::Delay,
         };
-        if spec.enforcement == Enforcement::Inline {
+        if verdict == Verdict::Delay && !spec.enforcement.can_delay() {
             return Err(PlanError::Unsupported(
-                "spec.enforcement: Inline (NFQUEUE) cannot be installed by this version yet; use Auto, Signature or Connection",
+                "spec.action.type: Delay needs enforcement Inline (or Auto): only Inline can hold a request",
             ));
         }
+        let delay = (
+            spec.action.delay().unwrap_or_default(),
+            spec.action.jitter().unwrap_or_default(),
+        );
         let matched = &spec.match_;
         let client_id =
             matched
@@ -110,6 +119,8 @@ impl FaultPlan {
             },
             enforcement: spec.enforcement,
             topics: matched.topics.clone(),
+            delay,
+            queue: inline_queue(id),
             matcher: RequestMatcher::new(matched)?,
         })
     }
@@ -117,6 +128,11 @@ impl FaultPlan {
     /// The topic names the fault matches, whose ids the sniffer should learn.
     pub fn topics(&self) -> &[String] {
         &self.topics
+    }
+
+    /// The ids learned for the fault's topics.
+    pub fn topic_ids(&self) -> &[[u8; 16]] {
+        &self.injection.signature.topic_ids
     }
 
     /// The injection id.
@@ -138,20 +154,58 @@ impl FaultPlan {
         known.len() != before
     }
 
-    /// Which kinds of rule carry the fault: as the user chose, or for Auto the signature
-    /// alone when it is exact, else the signature plus connection rules.
+    /// Which kinds of rule carry the fault: as the user chose; for Auto, Inline when the
+    /// action is Delay or the kernel cannot express the match at all (a regex client id, ids
+    /// too long for a pattern), else the signature alone when it is exact, else the signature
+    /// plus connection rules.
     pub fn layers(&self) -> Layers {
+        let inline = Layers::Inline { queue: self.queue };
         match self.enforcement {
             Enforcement::Signature => Layers::Signature,
             Enforcement::Connection => Layers::Connection,
-            Enforcement::Auto | Enforcement::Inline => {
-                if compile(&self.injection, &[]).exactness.is_exact() {
+            Enforcement::Inline => inline,
+            Enforcement::Auto => {
+                let exactness = compile(&self.injection, &[]).exactness;
+                if self.injection.verdict == Verdict::Delay || exactness.signature_disabled() {
+                    inline
+                } else if exactness.is_exact() {
                     Layers::Signature
                 } else {
                     Layers::Both
                 }
             }
         }
+    }
+
+    /// Whether the agent decides every packet itself (NFQUEUE) rather than the kernel's rules.
+    pub fn is_inline(&self) -> bool {
+        matches!(self.layers(), Layers::Inline { .. })
+    }
+
+    /// The NFQUEUE number the Inline chain sends segments to.
+    pub fn queue(&self) -> u16 {
+        self.queue
+    }
+
+    /// Records the queue number the engine bound (the first choice may be taken); the rules
+    /// compiled afterwards send segments there.
+    pub fn set_queue(&mut self, queue: u16) {
+        self.queue = queue;
+    }
+
+    /// What is done to a hit request.
+    pub fn verdict(&self) -> Verdict {
+        self.injection.verdict
+    }
+
+    /// Delay's hold and the largest random extra added to it (zero for other actions).
+    pub fn delay(&self) -> (Duration, Duration) {
+        self.delay
+    }
+
+    /// The broker ports.
+    pub fn ports(&self) -> &[u16] {
+        &self.injection.ports
     }
 
     /// Whether connections caught by the sniffer get rules of their own.
@@ -173,6 +227,10 @@ impl FaultPlan {
         let mut injection = self.injection.clone();
         injection.layers = self.layers();
         let mut compiled = compile(&injection, flows);
+        if self.is_inline() {
+            // The engine sees every request; members need no rules of their own.
+            return compiled;
+        }
         for (address, client_id) in self.matcher.group_members() {
             let Some(client_id) = client_id else { continue };
             let Ok(source) = IpCidr::new(*address, if address.is_ipv4() { 32 } else { 128 }) else {
@@ -270,10 +328,11 @@ action: {type: Drop}
 selector: {matchLabels: {app: kafka}}
 match: {clientId: {regex: '^svc-[0-9]+$'}}
 action: {type: Drop}
+enforcement: Connection
 ",
         );
         let plan = FaultPlan::new("t2", &regex).expect("plan");
-        assert_eq!(plan.layers(), Layers::Both);
+        assert_eq!(plan.layers(), Layers::Connection);
         assert!(plan.cuts_connections());
     }
 
@@ -295,9 +354,80 @@ action: {type: Reject, probability: 100}
             "
 selector: {matchLabels: {app: kafka}}
 action: {type: Delay, delay: 500ms}
+enforcement: Signature
 ",
         );
         let error = FaultPlan::new("t4", &delay).expect_err("delay");
-        assert!(error.to_string().contains("Delay needs Inline"), "{error}");
+        assert!(error.to_string().contains("Inline"), "{error}");
+    }
+
+    #[test]
+    fn auto_goes_inline_for_delay_and_for_regexes() {
+        let delay = spec(
+            "
+selector: {matchLabels: {app: kafka}}
+match: {apiKeys: [Produce], topics: [orders]}
+action: {type: Delay, delay: 500ms, jitter: 20ms}
+",
+        );
+        let plan = FaultPlan::new("t7", &delay).expect("plan");
+        assert_eq!(
+            plan.layers(),
+            Layers::Inline {
+                queue: plan.queue()
+            }
+        );
+        assert_eq!(
+            plan.delay(),
+            (Duration::from_millis(500), Duration::from_millis(20))
+        );
+        assert!(!plan.cuts_connections());
+        let regex = spec(
+            "
+selector: {matchLabels: {app: kafka}}
+match: {clientId: {regex: '^svc-[0-9]+$'}}
+action: {type: Reject}
+",
+        );
+        assert!(FaultPlan::new("t8", &regex).expect("plan").is_inline());
+    }
+
+    #[test]
+    fn an_inline_chain_queues_the_broker_ports_and_resets_marked_segments() {
+        let reset = spec(
+            "
+selector: {matchLabels: {app: kafka}}
+ports: [9092, 9093]
+match: {apiKeys: [Produce], sourceCIDRs: [10.77.0.0/24]}
+action: {type: Reject}
+enforcement: Inline
+",
+        );
+        let mut plan = FaultPlan::new("t9", &reset).expect("plan");
+        plan.set_queue(4242);
+        let compiled = plan.compile(&[]);
+        let rules: Vec<String> = compiled.v4.rules.iter().map(|rule| rule.render()).collect();
+        assert_eq!(rules.len(), 2, "{rules:#?}");
+        assert!(
+            rules[0].starts_with("-p tcp -m mark --mark 0x4b531092 ")
+                && rules[0].ends_with("-j REJECT --reject-with tcp-reset"),
+            "{}",
+            rules[0]
+        );
+        assert!(
+            rules[1].starts_with("-s 10.77.0.0/24 -p tcp -m multiport --dports 9092,9093 ")
+                && rules[1].ends_with("-j NFQUEUE --queue-num 4242 --queue-bypass"),
+            "{}",
+            rules[1]
+        );
+        assert!(
+            compiled
+                .v6
+                .rules
+                .iter()
+                .all(|rule| !rule.render().contains("NFQUEUE")),
+            "no IPv6 source: nothing queued"
+        );
+        assert_eq!(compiled.v4.jumps.len(), 1);
     }
 }

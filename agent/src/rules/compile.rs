@@ -3,8 +3,8 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use super::names::{chain_name, sanitise_id, stamp};
-use super::spec::{ClientIdPattern, Family, Flow, Injection, IpCidr, Signature, Verdict};
+use super::names::{chain_name, reject_mark, sanitise_id, stamp};
+use super::spec::{ClientIdPattern, Family, Flow, Injection, IpCidr, Layers, Signature, Verdict};
 use super::wire::{self, ApiWord, ClientIdLen, StringMatch};
 
 /// The most ports one `multiport` match takes.
@@ -117,6 +117,8 @@ pub enum Gap {
     TransactionalIdAnywhere,
     /// The transactional id is too long for an xt_string pattern: no signature rules at all.
     TransactionalIdTooLong,
+    /// Delay cannot be done by kernel rules: no signature or connection rules at all.
+    DelayNeedsInline,
 }
 
 impl Gap {
@@ -128,6 +130,7 @@ impl Gap {
                 | Self::ClientIdTooLong { .. }
                 | Self::GroupIdTooLong
                 | Self::TransactionalIdTooLong
+                | Self::DelayNeedsInline
         )
     }
 }
@@ -184,13 +187,21 @@ pub fn compile(injection: &Injection, flows: &[Flow]) -> Compiled {
     let id = sanitise_id(&injection.id);
     let name = chain_name(&injection.id);
     let ports = port_matches(&injection.ports);
-    let (alternatives, exactness) = SignatureParts::of(&injection.signature);
+    let (alternatives, mut exactness) = SignatureParts::of(&injection.signature);
+    let delay = injection.verdict == Verdict::Delay;
+    if delay && !matches!(injection.layers, Layers::Inline { .. }) {
+        exactness.gaps.push(Gap::DelayNeedsInline);
+    }
     let chain = |family: Family| {
         let mut rules = Vec::new();
-        if injection.layers.connection() {
+        if let Layers::Inline { queue } = injection.layers {
+            rules.extend(inline_rules(&id, family, injection, &ports, queue));
+        } else if delay {
+            // Nothing the kernel can do alone; see Gap::DelayNeedsInline.
+        } else if injection.layers.connection() {
             rules.extend(connection_rules(&id, family, injection.verdict, flows));
         }
-        if injection.layers.signature() {
+        if injection.layers.signature() && !delay {
             let sources = sources(&injection.source_cidrs, family);
             for source in &sources {
                 for port in &ports {
@@ -273,6 +284,42 @@ fn sources(cidrs: &[IpCidr], family: Family) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// The Inline chain: first (Reject only) the reset of segments the agent re-marked for it,
+/// which come back through the chain by NF_REPEAT; then every segment to the broker ports,
+/// per source CIDR, to the queue. `--queue-bypass` lets traffic through untouched while no
+/// agent reads the queue, so a dead agent fails open.
+fn inline_rules(
+    id: &str,
+    family: Family,
+    injection: &Injection,
+    ports: &[Vec<String>],
+    queue: u16,
+) -> Vec<Rule> {
+    let mut rules = Vec::new();
+    if injection.verdict == Verdict::Reject {
+        let args = ["-p", "tcp", "-m", "mark", "--mark"]
+            .map(String::from)
+            .into_iter()
+            .chain([format!("{:#x}", reject_mark(queue))])
+            .collect();
+        rules.push(Rule::new(id, args, target(Verdict::Reject)));
+    }
+    for source in sources(&injection.source_cidrs, family) {
+        for port in ports {
+            let mut args = source.clone();
+            args.extend(["-p", "tcp"].map(String::from));
+            args.extend(port.iter().cloned());
+            let target = ["-j", "NFQUEUE", "--queue-num"]
+                .map(String::from)
+                .into_iter()
+                .chain([queue.to_string(), "--queue-bypass".to_owned()])
+                .collect();
+            rules.push(Rule::new(id, args, target));
+        }
+    }
+    rules
+}
+
 fn probability(percent: u8) -> Vec<String> {
     let percent = percent.clamp(1, 100);
     if percent == 100 {
@@ -295,6 +342,8 @@ fn target(verdict: Verdict) -> Vec<String> {
     match verdict {
         Verdict::Reject => vec!["-j", "REJECT", "--reject-with", "tcp-reset"],
         Verdict::Drop => vec!["-j", "DROP"],
+        // Never asked for: compile leaves Delay to the Inline chain.
+        Verdict::Delay => vec!["-j", "ACCEPT"],
     }
     .into_iter()
     .map(String::from)

@@ -5,7 +5,9 @@
 //! [`Batch`] that makes the kernel match, which the I/O edge renders once and applies with
 //! `iptables-restore --noflush`. Nothing here runs a command, and no byte a user wrote reaches
 //! the batch text except as hex (client ids, topics, group and transactional ids) or through
-//! [`sanitise_id`] (the comment), so no quoting of user strings is ever needed.
+//! [`sanitise_id`] (the comment), so no quoting of user strings is ever needed. An Inline
+//! injection compiles to a chain that sends the broker's segments to an NFQUEUE (and resets
+//! what the agent marks for it); the decisions are then [`crate::inline`]'s.
 //!
 //! What users get, per TCP reality: a Reject resets the connection, killing every request in
 //! flight on it; a Drop blackholes the segment, and since TCP retransmits it, the whole
@@ -25,7 +27,10 @@ mod tests;
 
 pub use batch::{Batch, Op, OwnedChain, owned_chains, plan, sweep};
 pub use compile::{Chain, Compiled, Exactness, Gap, Rule, compile};
-pub use names::{CHAIN_PREFIX, COMMENT_PREFIX, chain_name, sanitise_id};
+pub use names::{
+    CHAIN_PREFIX, COMMENT_PREFIX, INLINE_QUEUE_TRIES, chain_name, inline_queue, reject_mark,
+    sanitise_id,
+};
 pub use save::{Actual, SavedJump, SavedRule, parse_save};
 pub use spec::{
     CidrError, ClientIdPattern, Family, Flow, Injection, IpCidr, Layers, Signature, Verdict,

@@ -38,6 +38,27 @@ pub fn chain_name(id: &str) -> String {
     format!("{CHAIN_PREFIX}{hash:012X}")
 }
 
+/// The NFQUEUE number an Inline injection asks for first: 1024 plus a hash of the id, so that
+/// two faults in one namespace almost never want the same queue. Binding is what decides: a
+/// queue someone else holds is refused by the kernel, and the engine tries the next numbers
+/// ([`INLINE_QUEUE_TRIES`]).
+pub fn inline_queue(id: &str) -> u16 {
+    const FIRST: u64 = 1024;
+    const SPAN: u64 = 60_000;
+    (FIRST + fnv1a64(&[b"queue", id.as_bytes()]) % SPAN) as u16
+}
+
+/// How many consecutive queue numbers, from [`inline_queue`], an engine tries to bind.
+pub const INLINE_QUEUE_TRIES: u16 = 32;
+
+/// The packet mark with which the Inline engine sends a segment back through the chain of
+/// `queue` (NF_REPEAT) to be answered with a TCP reset by that chain's first rule. "KS" in the
+/// high half, the queue number in the low half: unique per chain in the namespace, and clear
+/// of the low bits kube-proxy and CNIs use.
+pub fn reject_mark(queue: u16) -> u32 {
+    0x4b53_0000 | u32::from(queue)
+}
+
 /// The id as a comment may carry it: only `[A-Za-z0-9._:-]` (anything else becomes `_`), at
 /// most 200 characters, never empty. iptables-save then prints it without escapes.
 pub fn sanitise_id(id: &str) -> String {

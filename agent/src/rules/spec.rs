@@ -29,7 +29,7 @@ pub struct Injection {
 
 /// The kinds of rule a chain holds. The caller maps the fault's enforcement onto it: Signature
 /// → [`Layers::Signature`], Connection → [`Layers::Connection`], Auto → [`Layers::Both`] when
-/// the signature is not exact (see [`crate::rules::Exactness`]).
+/// the signature is not exact (see [`crate::rules::Exactness`]), Inline → [`Layers::Inline`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layers {
     /// Rules on the request bytes only.
@@ -38,6 +38,13 @@ pub enum Layers {
     Connection,
     /// Flow rules first, then the signature rules.
     Both,
+    /// Every segment to the broker ports goes to this NFQUEUE number, where the agent decides
+    /// per packet with the whole stream in view (`--queue-bypass`: traffic flows untouched
+    /// when nobody reads the queue).
+    Inline {
+        /// The queue number; see [`crate::rules::inline_queue`].
+        queue: u16,
+    },
 }
 
 impl Layers {
@@ -89,6 +96,10 @@ pub enum Verdict {
     Reject,
     /// A blackhole: the client's TCP retransmits until it gives up or times out.
     Drop,
+    /// Hold the request, then let it through: only an Inline chain can (the kernel's rules
+    /// cannot wait), so signature and connection rules of a Delay are left out
+    /// ([`crate::rules::Gap::DelayNeedsInline`]).
+    Delay,
 }
 
 /// A TCP connection the sniffer saw carry a matching request; Connection mode cuts it.

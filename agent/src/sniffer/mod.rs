@@ -11,8 +11,10 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::FastMap;
+use uuid::Uuid;
+
 use crate::decode::{
-    REQUEST_PROBE_LEN, TopicIds, TopicRef, api_name, decode_request, decode_response,
+    REQUEST_PROBE_LEN, RequestInfo, TopicIds, TopicRef, api_name, decode_request, decode_response,
     plausible_request_start, response_correlation_id,
 };
 use crate::event::Event;
@@ -142,9 +144,48 @@ impl Pending {
     }
 }
 
+/// The event of a request decoded from a frame of `declared` bytes on `flow` at `ts`, without
+/// its response; `name_of` names the topic ids it knows (the others stay as UUIDs). Shared by
+/// the sniffer and the Inline engine, so that both report and match requests alike.
+pub(crate) fn request_event(
+    info: RequestInfo,
+    flow: FlowKey,
+    ts: Duration,
+    declared: usize,
+    name_of: impl Fn(Uuid) -> Option<String>,
+) -> Event {
+    let topics = info
+        .topics
+        .iter()
+        .map(|topic| match topic {
+            TopicRef::Name(name) => name.clone(),
+            TopicRef::Id(id) => name_of(*id).unwrap_or_else(|| id.to_string()),
+        })
+        .collect();
+    Event {
+        ts,
+        client: flow.client,
+        broker: flow.broker,
+        client_id: info.client_id,
+        api: api_name(info.api_key),
+        api_version: info.api_version,
+        correlation_id: info.correlation_id,
+        topics,
+        records: info.records,
+        request_bytes: declared as u64 + 4,
+        latency_us: None,
+        errors: None,
+        group_id: info.group_id,
+        transactional_id: info.transactional_id,
+        response_bytes: None,
+        decode_error: info.error.map(|e| e.to_string()),
+    }
+}
+
 /// Requests resynchronise on a plausible request header.
-struct RequestBoundary {
-    max_frame: usize,
+pub(crate) struct RequestBoundary {
+    /// The largest frame a plausible size prefix may declare.
+    pub(crate) max_frame: usize,
 }
 
 impl BoundaryCheck for RequestBoundary {
@@ -432,52 +473,30 @@ impl Pairing<'_> {
         if info.error.is_some() {
             self.counters.decode_errors += 1;
         }
-        let topics = info
-            .topics
-            .iter()
-            .map(|topic| match topic {
-                TopicRef::Name(name) => name.clone(),
-                TopicRef::Id(id) => self
-                    .topic_ids
-                    .resolve(flow.broker, *id)
-                    .map_or_else(|| id.to_string(), str::to_owned),
-            })
-            .collect();
-        let event = Event {
-            ts: self.ts,
-            client: flow.client,
-            broker: flow.broker,
-            client_id: info.client_id,
-            api: api_name(info.api_key),
-            api_version: info.api_version,
-            correlation_id: info.correlation_id,
-            topics,
-            records: info.records,
-            request_bytes: declared as u64 + 4,
-            latency_us: None,
-            errors: None,
-            group_id: info.group_id,
-            transactional_id: info.transactional_id,
-            response_bytes: None,
-            decode_error: info.error.map(|e| e.to_string()),
-        };
+        let (api_key, api_version, expects_response) =
+            (info.api_key, info.api_version, info.expects_response);
+        let correlation_id = info.correlation_id;
+        let topic_ids = &*self.topic_ids;
+        let event = request_event(info, flow, self.ts, declared, |id| {
+            topic_ids.resolve(flow.broker, id).map(str::to_owned)
+        });
         if self.config.report_requests && self.fresh_requests.len() < MAX_FRESH_REQUESTS {
             self.fresh_requests.push(event.clone());
         }
-        if !info.expects_response {
+        if !expects_response {
             self.events.push(event);
             return;
         }
         let max_pending = self.config.max_pending_per_connection.max(1);
         let request = PendingRequest {
             event,
-            api_key: info.api_key,
-            api_version: info.api_version,
+            api_key,
+            api_version,
         };
         let before = self.events.len();
         self.events.extend(
             self.pending
-                .insert(info.correlation_id, request)
+                .insert(correlation_id, request)
                 .map(|p| p.event),
         );
         let mut evicted = 0;
@@ -520,4 +539,4 @@ impl Pairing<'_> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

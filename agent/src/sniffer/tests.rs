@@ -41,12 +41,12 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
 }
 
-fn topic(name: &'static str) -> TopicName {
+pub(crate) fn topic(name: &'static str) -> TopicName {
     TopicName(StrBytes::from_static_str(name))
 }
 
 /// A size-prefixed request frame.
-fn request<R: Encodable>(
+pub(crate) fn request<R: Encodable>(
     key: ApiKey,
     version: i16,
     correlation_id: i32,
