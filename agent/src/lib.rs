@@ -6,10 +6,12 @@
 //! summaries `kafka-shock sniff` prints. The binary wires these to capture.
 #![forbid(unsafe_code)]
 
+pub mod assignment;
 pub mod bpf;
 pub mod decode;
 pub mod event;
 pub mod frame;
+pub mod inline;
 pub mod lease;
 pub mod matching;
 pub mod packet;

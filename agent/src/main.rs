@@ -8,11 +8,15 @@ mod engine;
 mod firewall;
 mod inject;
 mod netns;
+mod nfqueue;
+mod node;
 mod output;
 mod rules_cmd;
+mod session;
 mod sniff;
 mod topic_probe;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -38,21 +42,33 @@ enum Command {
     Rules(rules_cmd::TargetArgs),
     /// Remove every rule kafka-shock installed, in one namespace or all of them.
     Clean(rules_cmd::CleanArgs),
+    /// Run as the node agent: enforce the KafkaFaultInjections of this node (Kubernetes).
+    Agent(node::AgentArgs),
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The CLI speaks through its own output and logs only warnings; the agent is a daemon whose
+    // logs are its story. KAFKA_SHOCK_LOG, then RUST_LOG (the chart's), override either.
+    let default_level = if matches!(cli.command, Command::Agent(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KAFKA_SHOCK_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KAFKA_SHOCK_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
-    let outcome = match Cli::parse().command {
+    let outcome = match cli.command {
         Command::Sniff(args) => sniff::run(args),
         Command::Inject(args) => inject::run(args),
         Command::Rules(args) => rules_cmd::list(args),
         Command::Clean(args) => rules_cmd::clean(args),
+        Command::Agent(args) => node::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

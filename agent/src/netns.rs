@@ -113,6 +113,25 @@ impl NetnsTarget {
     }
 }
 
+/// `/proc/<pid>/ns/net` of the one namespace that belongs to the pod `wanted` (by UID first,
+/// by address else), and its inode, which changes when the pod's sandbox is recreated.
+pub fn find_pod_namespace(wanted: &PodKey) -> Result<(PathBuf, u64), NetnsError> {
+    let path = find_pod(wanted)?;
+    let inode = std::fs::metadata(&path)
+        .map_err(NetnsError::ScanProc)?
+        .ino();
+    Ok((path, inode))
+}
+
+/// `/proc/<pid>/ns/net` of every network namespace a process is in, the host's included: where
+/// the agent looks for chains nobody wants.
+pub fn every_namespace() -> Result<Vec<PathBuf>, NetnsError> {
+    Ok(scan_namespaces()?
+        .into_iter()
+        .map(|candidate| PathBuf::from(format!("/proc/{}/ns/net", candidate.pid)))
+        .collect())
+}
+
 /// `/proc/<pid>/ns/net` of the one namespace that belongs to the pod `wanted`.
 fn find_pod(wanted: &PodKey) -> Result<PathBuf, NetnsError> {
     // The CLI and the agent run in the host's namespace, so ours stands in for pid 1's when

@@ -114,6 +114,23 @@ pub struct KafkaFaultInjectionStatus {
     #[serde(default)]
     pub matched_requests: u64,
 
+    /// Inline enforcement: requests held for the action's delay.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub delayed_requests: u64,
+
+    /// Inline enforcement: requests whose segments were dropped.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropped_requests: u64,
+
+    /// Inline enforcement: requests whose connection was reset.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reset_requests: u64,
+
+    /// Inline enforcement: times the agent's hold budget was full and traffic was let through
+    /// untouched rather than held (it fails open, never stalls the broker).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed_open: u64,
+
     /// The last error the agent met enforcing or removing the rules; null once resolved.
     pub last_error: Option<String>,
 
@@ -137,6 +154,11 @@ pub enum InjectionPhase {
     Recovered,
     /// The agent could not enforce it; lastError says why.
     Failed,
+}
+
+/// Inline counters stay out of the status of faults that never queue a packet.
+fn is_zero(count: &u64) -> bool {
+    *count == 0
 }
 
 #[cfg(test)]

@@ -1,0 +1,298 @@
+//! What the node agent decides about one KafkaFaultInjection, as pure functions of the object
+//! and the clock: which fault spec it enforces, the id its rules carry, what state its rules
+//! must be in, which chains in a namespace nobody wants any more, and the status to report.
+//! The agent's watch loop (in the binary) only reads objects, calls these, and acts.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::jiff::Timestamp;
+use kafka_shock_crds::{
+    InjectionPhase, KafkaFaultInjection, KafkaFaultInjectionStatus, KafkaFaultSpec, TargetMode,
+};
+
+use crate::rules::OwnedChain;
+
+/// Prefix of the injection ids the agent puts on its rules; CLI runs use `cli.`.
+const AGENT_ID_PREFIX: &str = "kfi.";
+
+/// The label the synthetic one-pod selector of [`fault_spec_of`] uses.
+const POD_LABEL: &str = "kafkashock.io/pod";
+
+/// The fault an injection enforces on its one pod, as a `KafkaFaultSpec`, so the agent plans
+/// and validates it exactly as `kafka-shock inject` does with a user's file. The selector names
+/// the pod (the operator has chosen it already); duration and pause are the injection's own
+/// business (`expireTime`, `paused`), so they are left out.
+pub fn fault_spec_of(injection: &KafkaFaultInjection) -> KafkaFaultSpec {
+    let spec = &injection.spec;
+    KafkaFaultSpec {
+        selector: LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                POD_LABEL.to_owned(),
+                spec.pod_name.clone(),
+            )])),
+            match_expressions: None,
+        },
+        mode: TargetMode::All,
+        value: None,
+        ports: spec.ports.clone(),
+        match_: spec.match_.clone(),
+        action: spec.action.clone(),
+        enforcement: spec.enforcement,
+        duration: None,
+        paused: false,
+        dry_run: false,
+    }
+}
+
+/// The id the rules of injection `uid` carry when the agent of `node` installs them. The node
+/// is part of it so that agents sharing one kernel (as the lab's do) never sweep each other's.
+pub fn rule_id(node: &str, uid: &str) -> String {
+    format!("{AGENT_ID_PREFIX}{node}.{uid}")
+}
+
+/// The node and injection UID of an agent rule id; `None` for anything else (CLI leases).
+/// UIDs hold no '.', node names may.
+pub fn parse_rule_id(id: &str) -> Option<(&str, &str)> {
+    let rest = id.strip_prefix(AGENT_ID_PREFIX)?;
+    let (node, uid) = rest.rsplit_once('.')?;
+    (!node.is_empty() && !uid.is_empty()).then_some((node, uid))
+}
+
+/// Whether `chain` was installed by the agent of `node` for an injection not in `live`: a
+/// leftover of an injection deleted while the agent was down, to be swept at start. Chains of
+/// other nodes and of CLI runs are never this agent's to judge.
+pub fn is_orphan(chain: &OwnedChain, node: &str, live: &HashSet<String>) -> bool {
+    let mut ours = chain
+        .ids
+        .iter()
+        .filter_map(|id| parse_rule_id(id))
+        .filter(|(owner, _)| *owner == node)
+        .peekable();
+    ours.peek().is_some() && ours.all(|(_, uid)| !live.contains(uid))
+}
+
+/// The state an injection's rules must be in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Desired {
+    /// Rules in place until `until` (or until the injection changes).
+    Enforce { until: Option<Timestamp> },
+    /// Rules out, object kept: the fault is paused.
+    Paused,
+    /// Rules out for good: `expireTime` has passed.
+    Expired,
+    /// Rules out, then the finalizer released: the injection is being deleted.
+    Deleting,
+}
+
+/// Why an injection cannot be acted on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AssignmentError {
+    #[error("spec.expireTime {0:?} is not an RFC 3339 time")]
+    BadExpireTime(String),
+}
+
+/// What the injection asks for at `now`. Deletion wins over everything, then expiry (the agent
+/// enforces `expireTime` itself, also when the operator is down), then pause.
+pub fn desired(
+    injection: &KafkaFaultInjection,
+    now: Timestamp,
+) -> Result<Desired, AssignmentError> {
+    if injection.metadata.deletion_timestamp.is_some() {
+        return Ok(Desired::Deleting);
+    }
+    let until = injection
+        .spec
+        .expire_time
+        .as_deref()
+        .map(|text| {
+            text.parse::<Timestamp>()
+                .map_err(|_| AssignmentError::BadExpireTime(text.to_owned()))
+        })
+        .transpose()?;
+    Ok(match until {
+        Some(until) if until <= now => Desired::Expired,
+        _ if injection.spec.paused => Desired::Paused,
+        _ => Desired::Enforce { until },
+    })
+}
+
+/// How long until `until`, from `now`; zero once passed.
+pub fn time_until(until: Timestamp, now: Timestamp) -> Duration {
+    let nanos = until.as_nanosecond().saturating_sub(now.as_nanosecond());
+    Duration::from_nanos(u64::try_from(nanos).unwrap_or(0))
+}
+
+/// What a session has done, as the status reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub rules_installed: usize,
+    pub matched: u64,
+    /// Inline enforcement only.
+    pub delayed: u64,
+    pub dropped: u64,
+    pub reset: u64,
+    pub failed_open: u64,
+}
+
+/// The status the agent reports for `injection`: its own observation of the spec's generation,
+/// so the operator can tell a status of an older spec from a current one.
+pub fn status_for(
+    injection: &KafkaFaultInjection,
+    phase: InjectionPhase,
+    tally: Tally,
+    last_error: Option<String>,
+) -> KafkaFaultInjectionStatus {
+    KafkaFaultInjectionStatus {
+        phase,
+        rules_installed: u32::try_from(tally.rules_installed).unwrap_or(u32::MAX),
+        matched_requests: tally.matched,
+        delayed_requests: tally.delayed,
+        dropped_requests: tally.dropped,
+        reset_requests: tally.reset,
+        failed_open: tally.failed_open,
+        last_error,
+        observed_generation: injection.metadata.generation,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use kafka_shock_crds::{Action, ActionType, Enforcement, FaultMatch, KafkaFaultInjectionSpec};
+
+    fn injection(expire: Option<&str>, paused: bool) -> KafkaFaultInjection {
+        let mut object = KafkaFaultInjection::new(
+            "reset-orders-kafka-broker-0",
+            KafkaFaultInjectionSpec {
+                fault_name: "reset-orders".into(),
+                pod_name: "kafka-broker-0".into(),
+                pod_uid: "0b0f6c6e-1b7a-4d0e-9a51-3f1c4e8b2a10".into(),
+                pod_ip: "10.77.0.10".into(),
+                pod_ips: vec![],
+                node_name: "ksl-node-1".into(),
+                ports: vec![9092],
+                match_: FaultMatch {
+                    api_keys: vec!["Produce".into()],
+                    topics: vec!["orders".into()],
+                    ..FaultMatch::default()
+                },
+                action: Action::new(ActionType::Reject),
+                enforcement: Enforcement::Auto,
+                expire_time: expire.map(str::to_owned),
+                paused,
+            },
+        );
+        object.metadata.generation = Some(3);
+        object
+    }
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn the_fault_spec_validates_and_names_the_pod() {
+        let spec = fault_spec_of(&injection(Some("2026-01-01T00:00:00Z"), true));
+        spec.validate()
+            .expect("a valid injection gives a valid spec");
+        assert_eq!(spec.match_.topics, ["orders"]);
+        assert_eq!(
+            spec.selector.match_labels.unwrap()[POD_LABEL],
+            "kafka-broker-0"
+        );
+        assert!(!spec.paused && spec.duration.is_none());
+    }
+
+    #[test]
+    fn rule_ids_round_trip_with_dotted_node_names() {
+        let id = rule_id("node-1.eu-west.internal", "0b0f6c6e-1b7a");
+        assert_eq!(
+            parse_rule_id(&id),
+            Some(("node-1.eu-west.internal", "0b0f6c6e-1b7a"))
+        );
+        assert_eq!(parse_rule_id("cli.1.2.3.x"), None);
+        assert_eq!(parse_rule_id("kfi.nodeonly"), None);
+        assert_eq!(parse_rule_id("kfi..uid"), None);
+    }
+
+    #[test]
+    fn only_this_nodes_dead_injections_are_orphans() {
+        let chain = |ids: &[&str]| OwnedChain {
+            name: "KSHOCK-000000000001".into(),
+            ids: ids.iter().map(|id| id.to_string()).collect(),
+            rules: 1,
+            jumps: vec![],
+        };
+        let live: HashSet<String> = ["alive".to_owned()].into();
+        assert!(is_orphan(&chain(&["kfi.n1.dead"]), "n1", &live));
+        assert!(!is_orphan(&chain(&["kfi.n1.alive"]), "n1", &live));
+        assert!(!is_orphan(&chain(&["kfi.n2.dead"]), "n1", &live));
+        assert!(!is_orphan(&chain(&["cli.1.2.0.x"]), "n1", &live));
+        assert!(!is_orphan(&chain(&[]), "n1", &live));
+        assert!(!is_orphan(
+            &chain(&["kfi.n1.dead", "kfi.n1.alive"]),
+            "n1",
+            &live
+        ));
+    }
+
+    #[test]
+    fn deletion_beats_expiry_beats_pause() {
+        let now = at("2026-11-25T12:00:00Z");
+        let mut deleting = injection(Some("2026-11-25T11:00:00Z"), true);
+        deleting.metadata.deletion_timestamp = Some(Time(now));
+        assert_eq!(desired(&deleting, now), Ok(Desired::Deleting));
+        assert_eq!(
+            desired(&injection(Some("2026-11-25T12:00:00Z"), true), now),
+            Ok(Desired::Expired)
+        );
+        assert_eq!(
+            desired(&injection(Some("2026-11-25T12:00:01Z"), true), now),
+            Ok(Desired::Paused)
+        );
+        assert_eq!(
+            desired(&injection(Some("2026-11-25T12:00:01Z"), false), now),
+            Ok(Desired::Enforce {
+                until: Some(at("2026-11-25T12:00:01Z"))
+            })
+        );
+        assert_eq!(
+            desired(&injection(None, false), now),
+            Ok(Desired::Enforce { until: None })
+        );
+        assert_eq!(
+            desired(&injection(Some("tomorrow"), false), now),
+            Err(AssignmentError::BadExpireTime("tomorrow".into()))
+        );
+    }
+
+    #[test]
+    fn time_until_saturates_at_zero() {
+        let now = at("2026-11-25T12:00:00Z");
+        assert_eq!(
+            time_until(at("2026-11-25T12:00:01.5Z"), now),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(time_until(at("2026-11-25T11:00:00Z"), now), Duration::ZERO);
+    }
+
+    #[test]
+    fn status_reports_the_observed_generation() {
+        let tally = Tally {
+            rules_installed: 7,
+            matched: 42,
+            delayed: 40,
+            failed_open: 1,
+            ..Tally::default()
+        };
+        let status = status_for(&injection(None, false), InjectionPhase::Active, tally, None);
+        assert_eq!(status.observed_generation, Some(3));
+        assert_eq!(status.rules_installed, 7);
+        assert_eq!(status.matched_requests, 42);
+        assert_eq!((status.delayed_requests, status.failed_open), (40, 1));
+        assert_eq!(status.phase, InjectionPhase::Active);
+    }
+}
