@@ -97,7 +97,7 @@ impl Product {
         })
     }
 
-/// kubectl against the lab as `component`'s ServiceAccount, e.g. to do what the agent does.
+    /// kubectl against the lab as `component`'s ServiceAccount, e.g. to do what the agent does.
     pub fn kubectl_as(&self, component: Component) -> Result<Command, LabError> {
         let mut kubectl = self.lab.kubectl();
         kubectl.env("KUBECONFIG", self.kubeconfig_for(component)?);
