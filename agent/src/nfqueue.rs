@@ -8,9 +8,12 @@
 //! drop) held packets are released in order and the queue is unbound; a process killed
 //! outright closes its netlink socket, and the kernel forgets the queue.
 //!
-//! The nfq crate offers no file descriptor to poll, so the thread reads without blocking and
-//! naps between empty reads, never longer than [`MAX_NAP`] (which bounds the latency added to
-//! the first packet after a quiet spell) nor past the next held packet's release.
+//! While nothing is held, the thread blocks in its read: a segment is decided as soon as it is
+//! queued, and an idle queue costs no CPU. The nfq crate offers no file descriptor to poll or
+//! time out, so to stop a blocked reader [`InlineEnforcer::stop`] sends a datagram to the
+//! chain's wake port ([`wake_port`]), which the chain queues too. While packets are held
+//! (Delay), it reads without blocking and naps between empty reads, never longer than
+//! [`MAX_NAP`] nor past the next held packet's release.
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -27,7 +30,9 @@ use kafka_shock_agent::inline::{
 };
 use kafka_shock_agent::matching::RequestMatcher;
 use kafka_shock_agent::plan::FaultPlan;
-use kafka_shock_agent::rules::{INLINE_QUEUE_TRIES, Verdict as RuleVerdict, reject_mark};
+use kafka_shock_agent::rules::{
+    INLINE_QUEUE_TRIES, Verdict as RuleVerdict, reject_mark, wake_port,
+};
 use nfq::{Message, Queue, Verdict};
 
 use crate::clock::since_epoch;
@@ -43,6 +48,11 @@ const MAX_NAP: Duration = Duration::from_micros(250);
 const MAX_PENDING_HITS: usize = 1024;
 /// Packets between two publications of the counters under load.
 const PUBLISH_EVERY: u64 = 256;
+/// How often the decider's clock is advanced while the reader blocks between packets.
+const TICK_EVERY: Duration = Duration::from_millis(100);
+/// How long a stop waits for the reader, waking it every [`WAKE_EVERY`].
+const STOP_WAIT: Duration = Duration::from_secs(3);
+const WAKE_EVERY: Duration = Duration::from_millis(10);
 
 /// Why the Inline engine could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -82,9 +92,10 @@ pub struct InlineOptions {
 }
 
 /// A running Inline engine. Its rules are its caller's: install them (with [`Self::queue`])
-/// after start, remove them before [`Self::stop`].
+/// after start, and remove them after [`Self::stop`], whose wake-up goes through them.
 pub struct InlineEnforcer {
     queue: u16,
+    netns: PathBuf,
     stop: Arc<AtomicBool>,
     counters: Arc<SharedCounters>,
     hits: Receiver<Hit>,
@@ -130,6 +141,7 @@ impl InlineEnforcer {
         let counters = Arc::new(SharedCounters::default());
         let (ready_tx, ready_rx) = sync_channel(1);
         let (hits_tx, hits) = sync_channel(MAX_PENDING_HITS);
+        let netns = options.netns.clone();
         let thread = {
             let stop = stop.clone();
             let counters = counters.clone();
@@ -141,6 +153,7 @@ impl InlineEnforcer {
         match ready_rx.recv() {
             Ok(queue) => Ok(InlineEnforcer {
                 queue,
+                netns,
                 stop,
                 counters,
                 hits,
@@ -187,12 +200,29 @@ impl InlineEnforcer {
         Ok(self.counters.load())
     }
 
+    /// Tells the reader to stop, wakes it while its chain still queues the wake port (so stop
+    /// before removing the rules), and waits for it.
     fn shut_down(&mut self) -> Result<(), InlineError> {
         self.stop.store(true, Ordering::Relaxed);
-        match self.thread.take().map(JoinHandle::join) {
-            None | Some(Ok(Ok(()))) => Ok(()),
-            Some(Ok(Err(error))) => Err(error),
-            Some(Err(_)) => Err(InlineError::Thread("panicked".to_owned())),
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + STOP_WAIT;
+        while !thread.is_finished() {
+            if Instant::now() >= deadline {
+                // Left blocked: it holds only its socket, which the process's exit closes.
+                return Err(InlineError::Thread(format!(
+                    "the reader of NFQUEUE {} did not stop within {STOP_WAIT:?} (is the chain's wake rule gone?)",
+                    self.queue
+                )));
+            }
+            wake(&self.netns, wake_port(self.queue));
+            std::thread::sleep(WAKE_EVERY);
+        }
+        match thread.join() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(InlineError::Thread("panicked".to_owned())),
         }
     }
 }
@@ -203,6 +233,19 @@ impl Drop for InlineEnforcer {
             tracing::warn!("inline engine: {error}");
         }
     }
+}
+
+/// Sends one datagram to the loopback `port` from inside the namespace at `netns`. Best
+/// effort: the caller retries until the reader has stopped.
+fn wake(netns: &Path, port: u16) {
+    let netns = netns.to_path_buf();
+    let _ = std::thread::spawn(move || -> std::io::Result<()> {
+        enter_current_thread(&netns).map_err(std::io::Error::other)?;
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        socket.send_to(b"kafka-shock: wake", ("127.0.0.1", port))?;
+        Ok(())
+    })
+    .join();
 }
 
 /// The engine's thread: enter the namespace, bind, then decide until stopped.
@@ -300,16 +343,29 @@ impl Engine {
         let now = || epoch + started.elapsed();
         let mut next_id: PacketId = 0;
         let mut nap = MIN_NAP;
+        let mut blocking = false;
+        let mut last_tick = Instant::now();
         while !stop.load(Ordering::Relaxed) {
+            // Block only when no held packet waits for its release time.
+            let idle = self.held.is_empty() && decider.next_release().is_none();
+            if idle != blocking {
+                self.queue.set_nonblocking(!idle);
+                blocking = idle;
+            }
             match self.queue.recv() {
                 Ok(message) => {
                     let id = next_id;
                     next_id += 1;
                     decider.on_packet(id, message.get_payload(), now(), &mut self.out);
                     self.held.insert(id, message);
+                    if blocking && last_tick.elapsed() >= TICK_EVERY {
+                        last_tick = Instant::now();
+                        decider.tick(now(), &mut self.out);
+                    }
                     self.apply()?;
                     nap = MIN_NAP;
-                    if next_id.is_multiple_of(PUBLISH_EVERY) {
+                    // A blocked reader may wait long for the next packet: publish now.
+                    if blocking || next_id.is_multiple_of(PUBLISH_EVERY) {
                         publish(decider, counters, hits);
                     }
                 }
@@ -368,6 +424,7 @@ impl Engine {
 
     /// Lets held packets go, accepts what is still queued, and unbinds.
     fn finish(&mut self, decider: &mut Decider) -> Result<(), InlineError> {
+        self.queue.set_nonblocking(true);
         decider.release_all(&mut self.out);
         let released = self.apply();
         for (_, mut message) in self.held.drain() {

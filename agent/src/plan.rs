@@ -407,18 +407,24 @@ enforcement: Inline
         plan.set_queue(4242);
         let compiled = plan.compile(&[]);
         let rules: Vec<String> = compiled.v4.rules.iter().map(|rule| rule.render()).collect();
-        assert_eq!(rules.len(), 2, "{rules:#?}");
+        assert_eq!(rules.len(), 3, "{rules:#?}");
         assert!(
-            rules[0].starts_with("-p tcp -m mark --mark 0x4b531092 ")
-                && rules[0].ends_with("-j REJECT --reject-with tcp-reset"),
-            "{}",
+            rules[0].starts_with("-s 127.0.0.1/32 -d 127.0.0.1/32 -p udp -m udp --dport 44242 ")
+                && rules[0].ends_with("-j NFQUEUE --queue-num 4242 --queue-bypass"),
+            "the engine's wake-up: {}",
             rules[0]
         );
         assert!(
-            rules[1].starts_with("-s 10.77.0.0/24 -p tcp -m multiport --dports 9092,9093 ")
-                && rules[1].ends_with("-j NFQUEUE --queue-num 4242 --queue-bypass"),
+            rules[1].starts_with("-p tcp -m mark --mark 0x4b531092 ")
+                && rules[1].ends_with("-j REJECT --reject-with tcp-reset"),
             "{}",
             rules[1]
+        );
+        assert!(
+            rules[2].starts_with("-s 10.77.0.0/24 -p tcp -m multiport --dports 9092,9093 ")
+                && rules[2].ends_with("-j NFQUEUE --queue-num 4242 --queue-bypass"),
+            "{}",
+            rules[2]
         );
         assert!(
             compiled
@@ -428,6 +434,12 @@ enforcement: Inline
                 .all(|rule| !rule.render().contains("NFQUEUE")),
             "no IPv6 source: nothing queued"
         );
-        assert_eq!(compiled.v4.jumps.len(), 1);
+        // The broker ports, and the engine's wake-up datagrams.
+        assert_eq!(compiled.v4.jumps.len(), 2);
+        assert!(
+            compiled.v4.jumps[1]
+                .render()
+                .contains("-p udp -m udp --dport 44242")
+        );
     }
 }

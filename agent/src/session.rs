@@ -303,8 +303,8 @@ impl Session {
     pub fn stop(&mut self) -> anyhow::Result<Removal> {
         self.capture = None;
         self.removed = true;
-        let removal = remove_fault(&self.enforcer, self.plan.id());
-        // The rules are gone first, so nothing new is queued while held packets are let go.
+        // The engine stops first, woken through its chain's wake rule; segments arriving after
+        // it unbinds pass untouched (`--queue-bypass`) until the rules are gone.
         if let Some(inline) = self.inline.take() {
             match inline.stop() {
                 Ok(counters) => {
@@ -314,7 +314,7 @@ impl Session {
                 Err(error) => (self.log)(&format!("inject: the inline engine failed: {error}")),
             }
         }
-        removal
+        remove_fault(&self.enforcer, self.plan.id())
     }
 
     /// Inline mode's step: the engine decides on its own thread; here its hits are reported,

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use super::names::{chain_name, reject_mark, sanitise_id, stamp};
+use super::names::{chain_name, reject_mark, sanitise_id, stamp, wake_port};
 use super::spec::{ClientIdPattern, Family, Flow, Injection, IpCidr, Layers, Signature, Verdict};
 use super::wire::{self, ApiWord, ClientIdLen, StringMatch};
 
@@ -216,7 +216,7 @@ pub fn compile(injection: &Injection, flows: &[Flow]) -> Compiled {
                 }
             }
         }
-        let jumps = ports
+        let mut jumps: Vec<Rule> = ports
             .iter()
             .map(|port| {
                 let mut args = vec!["-p".to_owned(), "tcp".to_owned()];
@@ -224,6 +224,13 @@ pub fn compile(injection: &Injection, flows: &[Flow]) -> Compiled {
                 Rule::new(&id, args, vec!["-j".to_owned(), name.clone()])
             })
             .collect();
+        if let (Layers::Inline { queue }, Family::V4) = (injection.layers, family) {
+            jumps.push(Rule::new(
+                &id,
+                wake_match(queue),
+                vec!["-j".to_owned(), name.clone()],
+            ));
+        }
         Chain {
             name: name.clone(),
             jumps,
@@ -296,6 +303,10 @@ fn inline_rules(
     queue: u16,
 ) -> Vec<Rule> {
     let mut rules = Vec::new();
+    if family == Family::V4 {
+        // The engine's wake-up call (see `wake_port`), from loopback only.
+        rules.push(Rule::new(id, wake_match(queue), queue_target(queue)));
+    }
     if injection.verdict == Verdict::Reject {
         let args = ["-p", "tcp", "-m", "mark", "--mark"]
             .map(String::from)
@@ -309,12 +320,7 @@ fn inline_rules(
             let mut args = source.clone();
             args.extend(["-p", "tcp"].map(String::from));
             args.extend(port.iter().cloned());
-            let target = ["-j", "NFQUEUE", "--queue-num"]
-                .map(String::from)
-                .into_iter()
-                .chain([queue.to_string(), "--queue-bypass".to_owned()])
-                .collect();
-            rules.push(Rule::new(id, args, target));
+            rules.push(Rule::new(id, args, queue_target(queue)));
         }
     }
     rules
@@ -336,6 +342,34 @@ fn probability(percent: u8) -> Vec<String> {
     ]
     .map(String::from)
     .into()
+}
+
+/// A datagram from loopback to the engine's wake port (see `wake_port`).
+fn wake_match(queue: u16) -> Vec<String> {
+    [
+        "-s",
+        "127.0.0.1/32",
+        "-d",
+        "127.0.0.1/32",
+        "-p",
+        "udp",
+        "-m",
+        "udp",
+        "--dport",
+    ]
+    .map(String::from)
+    .into_iter()
+    .chain([wake_port(queue).to_string()])
+    .collect()
+}
+
+/// To the engine's queue; with no reader bound, past it untouched (`--queue-bypass`).
+fn queue_target(queue: u16) -> Vec<String> {
+    ["-j", "NFQUEUE", "--queue-num"]
+        .map(String::from)
+        .into_iter()
+        .chain([queue.to_string(), "--queue-bypass".to_owned()])
+        .collect()
 }
 
 fn target(verdict: Verdict) -> Vec<String> {

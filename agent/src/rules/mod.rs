@@ -29,7 +29,7 @@ pub use batch::{Batch, Op, OwnedChain, owned_chains, plan, sweep};
 pub use compile::{Chain, Compiled, Exactness, Gap, Rule, compile};
 pub use names::{
     CHAIN_PREFIX, COMMENT_PREFIX, INLINE_QUEUE_TRIES, chain_name, inline_queue, reject_mark,
-    sanitise_id,
+    sanitise_id, wake_port,
 };
 pub use save::{Actual, SavedJump, SavedRule, parse_save};
 pub use spec::{

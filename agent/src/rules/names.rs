@@ -51,6 +51,13 @@ pub fn inline_queue(id: &str) -> u16 {
 /// How many consecutive queue numbers, from [`inline_queue`], an engine tries to bind.
 pub const INLINE_QUEUE_TRIES: u16 = 32;
 
+/// The loopback UDP port whose packets the Inline chain of `queue` also queues. The engine
+/// reads an idle queue blocking (no polling, no latency added); sending one datagram there
+/// wakes it, so it can see it was told to stop.
+pub fn wake_port(queue: u16) -> u16 {
+    40_000 + queue % 20_000
+}
+
 /// The packet mark with which the Inline engine sends a segment back through the chain of
 /// `queue` (NF_REPEAT) to be answered with a TCP reset by that chain's first rule. "KS" in the
 /// high half, the queue number in the low half: unique per chain in the namespace, and clear

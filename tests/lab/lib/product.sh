@@ -7,7 +7,7 @@
 PRODUCT_RELEASE=${KSHOCK_LAB_RELEASE:-kshock-lab}
 PRODUCT_NAMESPACE=${KSHOCK_LAB_RELEASE_NAMESPACE:-kafka-shock-lab}
 PRODUCT_DIR=$LAB_STATE/product
-CHART_DIR=$(cd "$LAB_DIR/../../charts/kafka-shock" && pwd)
+CHART_DIR=$LAB_DIR/../../charts/kafka-shock
 
 # The release's ServiceAccount of a component ("operator" or "agent"): the chart names it
 # <release>-<chart>-<component> unless the release name holds the chart name.
@@ -48,6 +48,7 @@ CFG
 # Installs (or upgrades) the chart and writes both kubeconfigs; idempotent.
 product_up() {
   [[ -f $LAB_STATE/env ]] || die "the lab is not up: run 'lab.sh up' first"
+  [[ -f $CHART_DIR/Chart.yaml ]] || die "no kafka-shock chart at $CHART_DIR"
   mkdir -p "$PRODUCT_DIR"
   step "install the kafka-shock chart (release $PRODUCT_RELEASE in namespace $PRODUCT_NAMESPACE)" \
     "$HELM_BIN/helm" upgrade --install "$PRODUCT_RELEASE" "$CHART_DIR" \
