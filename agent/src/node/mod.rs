@@ -363,9 +363,15 @@ async fn enforce(
         generation: injection.metadata.generation,
     };
     let current = ctx.take_worker(uid);
-    let keep = current
-        .as_ref()
-        .is_some_and(|worker| worker.placement == placement && !worker.progress().finished);
+    // A running session stays; a failed one stays too (its error reported) until RESYNC has
+    // passed, then it is tried again.
+    let keep = current.as_ref().is_some_and(|worker| {
+        let progress = worker.progress();
+        worker.placement == placement
+            && (!progress.finished
+                || (progress.error.is_some()
+                    && progress.ended.is_some_and(|ended| ended.elapsed() < RESYNC)))
+    });
     let worker = match current {
         Some(worker) if keep => worker,
         stale => {
@@ -374,7 +380,19 @@ async fn enforce(
                 let progress = stop(ctx, worker).await;
                 info!(injection = %injection.name_any(), ?old, error = ?progress.error, "session replaced");
             }
-            start_worker(ctx, injection, uid, placement, until)?
+            match start_worker(ctx, injection, uid, placement, until) {
+                Ok(worker) => worker,
+                Err(error) => {
+                    let status = status_for(
+                        injection,
+                        InjectionPhase::Failed,
+                        tally_kept(injection),
+                        Some(error.to_string()),
+                    );
+                    write_status(ctx, injection, status).await?;
+                    return Ok(Action::requeue(RESYNC));
+                }
+            }
         }
     };
     let progress = worker.progress();

@@ -27,6 +27,8 @@ pub struct Progress {
     pub error: Option<String>,
     /// How long removing the rules took, once done.
     pub removal: Option<Duration>,
+    /// When the thread ended.
+    pub ended: Option<Instant>,
 }
 
 /// Where and for which spec a worker enforces: when either changes, it is replaced.
@@ -140,6 +142,7 @@ fn enforce(shared: &Shared, netns: &std::path::Path, assignment: Assignment, log
             shared.update(|progress| {
                 progress.error = Some(format!("{error:#}"));
                 progress.finished = true;
+                progress.ended = Some(Instant::now());
             });
             return;
         }
@@ -166,6 +169,7 @@ fn enforce(shared: &Shared, netns: &std::path::Path, assignment: Assignment, log
         progress.stats.rules_installed = 0;
         progress.installed = false;
         progress.finished = true;
+        progress.ended = Some(Instant::now());
         match removal {
             Ok(Removal { took, .. }) => {
                 progress.removal = Some(took);
