@@ -130,7 +130,7 @@ impl Background {
             command: self.described.clone(),
             source,
         })?;
-        self.seen.extend(self.lines.try_iter());
+        self.drain_until_closed();
         let stderr = self.seen.join("\n");
         if status.success() {
             Ok(stderr)
@@ -140,6 +140,21 @@ impl Background {
                 status,
                 stderr,
             })
+        }
+    }
+}
+
+impl Background {
+    /// Collects the lines still on their way once the process has exited: the forwarding
+    /// threads may not have read its last words yet. They end when the pipes close; a
+    /// grandchild holding a pipe open is waited for five seconds at most.
+    fn drain_until_closed(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => break,
+            }
         }
     }
 }

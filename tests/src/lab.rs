@@ -131,6 +131,25 @@ impl Drop for TempDir {
     }
 }
 
+/// A test's KafkaFault files, in a directory of its own.
+pub struct FaultFiles(TempDir);
+
+impl FaultFiles {
+    pub fn new(name: &str) -> FaultFiles {
+        FaultFiles(TempDir::new(&format!("faults-{name}")))
+    }
+
+    /// Writes the KafkaFault `name` (selecting `app: kafka`) with the spec lines `spec`.
+    pub fn fault(&self, name: &str, spec: &str) -> PathBuf {
+        let path = self.0.path().join(format!("{name}.yaml"));
+        let manifest = format!(
+            "apiVersion: kafkashock.io/v1alpha1\nkind: KafkaFault\nmetadata: {{name: {name}}}\nspec:\n  selector: {{matchLabels: {{app: kafka}}}}\n{spec}"
+        );
+        std::fs::write(&path, manifest).expect("fault file");
+        path
+    }
+}
+
 /// A running lab, as described by the environment file lab.sh writes once it is up.
 #[derive(Debug, Clone)]
 pub struct Lab {
@@ -281,6 +300,26 @@ impl Lab {
     }
 
     /// kubectl against the lab's apiserver, as its admin.
+    /// `iptables-save` and `ip6tables-save` of broker 0's namespace, one after the other.
+    pub fn broker_rules(&self) -> String {
+        ["iptables-save", "ip6tables-save"]
+            .iter()
+            .map(|tool| {
+                stdout(&mut self.in_netns(&self.broker_netns()[0], tool))
+                    .unwrap_or_else(|error| panic!("{error}"))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// How many KSHOCK chains (IPv4 and IPv6) broker 0's namespace holds.
+    pub fn broker_chains(&self) -> usize {
+        self.broker_rules()
+            .lines()
+            .filter(|line| line.starts_with(":KSHOCK-"))
+            .count()
+    }
+
     pub fn kubectl(&self) -> Command {
         self.host("kubectl")
     }

@@ -14,7 +14,7 @@ pub use background::{Background, Stream};
 
 pub use error::LabError;
 pub use lab::{
-    Lab, LabDownGuard, TempDir, exclusive, kafka_shock_bin, lab_script, run, stdout,
+    FaultFiles, Lab, LabDownGuard, TempDir, exclusive, kafka_shock_bin, lab_script, run, stdout,
     stdout_with_input, workspace_root,
 };
 pub use product::{

@@ -2,49 +2,15 @@
 //! exactly the requests they describe, other traffic flows, recovery is complete, and no
 //! KSHOCK rule outlives a test (each test checks the broker's namespace at its end).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lab::{Background, Lab, Stream, TempDir, kafka_shock_bin, workspace_root};
+use lab::{Background, FaultFiles, Lab, Stream, kafka_shock_bin, workspace_root};
 use serde_json::Value;
-
-/// A test's fault files.
-struct Scratch(TempDir);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        Scratch(TempDir::new(&format!("inject-{name}")))
-    }
-
-    fn fault(&self, name: &str, spec: &str) -> PathBuf {
-        let path = self.0.path().join(format!("{name}.yaml"));
-        let manifest = format!(
-            "apiVersion: kafkashock.io/v1alpha1\nkind: KafkaFault\nmetadata: {{name: {name}}}\nspec:\n  selector: {{matchLabels: {{app: kafka}}}}\n{spec}"
-        );
-        std::fs::write(&path, manifest).expect("fault file");
-        path
-    }
-}
 
 fn broker_netns(lab: &Lab) -> String {
     lab.broker_netns()[0].clone()
-}
-
-/// How many KSHOCK chains the broker's namespace holds, IPv4 and IPv6.
-fn kshock_chains(lab: &Lab) -> usize {
-    ["iptables-save", "ip6tables-save"]
-        .iter()
-        .map(|tool| {
-            let saved =
-                lab::stdout(Command::new("ip").args(["netns", "exec", &broker_netns(lab), tool]))
-                    .unwrap_or_else(|error| panic!("{error}"));
-            saved
-                .lines()
-                .filter(|line| line.starts_with(":KSHOCK-"))
-                .count()
-        })
-        .sum()
 }
 
 /// The broker's namespace before a test: leftovers of earlier runs are swept (as every run
@@ -57,7 +23,7 @@ fn clean_start(lab: &Lab) {
     ]))
     .unwrap_or_else(|error| panic!("{error}"));
     assert_eq!(
-        kshock_chains(lab),
+        lab.broker_chains(),
         0,
         "the broker's namespace holds rules of a live fault"
     );
@@ -158,7 +124,7 @@ fn reject_produce_to_orders_from_client_a_only() {
     for topic in ["orders", "other"] {
         lab.create_topic(topic, 1, 1).expect("topic");
     }
-    let scratch = Scratch::new("reject");
+    let scratch = FaultFiles::new("inject-reject");
     let fault = scratch.fault(
         "reset-orders-a",
         "  match: {apiKeys: [Produce], clientId: {prefix: client-a}, topics: [orders]}\n  action: {type: Reject}\n  duration: 5m\n",
@@ -197,7 +163,7 @@ fn reject_produce_to_orders_from_client_a_only() {
 
     let output = inject.interrupt().expect("inject exits 0 on SIGINT");
     assert!(output.is_empty() || !output.contains("error"), "{output}");
-    assert_eq!(kshock_chains(&lab), 0, "rules left after the fault ended");
+    assert_eq!(lab.broker_chains(), 0, "rules left after the fault ended");
     let ended = Instant::now();
     let mut recovered = python_acked(&lab, "orders", "client-a", 5);
     while recovered < 5 && ended.elapsed() < Duration::from_secs(10) {
@@ -254,7 +220,7 @@ fn drop_fetch_for_a_group_stalls_only_that_group_and_loses_nothing() {
     let topic = format!("ledger-{run}");
     lab.create_topic(&topic, 1, 1).expect("topic");
     let (stalled, free) = (format!("billing-{run}"), format!("audit-{run}"));
-    let scratch = Scratch::new("drop-fetch");
+    let scratch = FaultFiles::new("inject-drop-fetch");
     let fault = scratch.fault(
         "blackhole-billing",
         &format!("  match: {{apiKeys: [Fetch], groupId: {stalled}}}\n  action: {{type: Drop}}\n  duration: 5m\n"),
@@ -296,7 +262,7 @@ fn drop_fetch_for_a_group_stalls_only_that_group_and_loses_nothing() {
         !output.contains("consumer-audit Fetch"),
         "the audit group was matched: {output}"
     );
-    assert_eq!(kshock_chains(&lab), 0, "rules left after the fault ended");
+    assert_eq!(lab.broker_chains(), 0, "rules left after the fault ended");
     let removed = Instant::now();
     assert!(
         billing.wait_for(Duration::from_secs(60), |lines| lines
@@ -338,14 +304,14 @@ fn sigkill_then_restart_sweeps_the_leftovers() {
     let _serial = lab::exclusive();
     let lab = Lab::up().expect("lab up");
     clean_start(&lab);
-    let scratch = Scratch::new("sigkill");
+    let scratch = FaultFiles::new("inject-sigkill");
     let fault = scratch.fault(
         "killed",
         "  match: {apiKeys: [Produce], clientId: {exact: client-k}}\n  action: {type: Reject}\n  duration: 5m\n",
     );
     start_inject(&lab, &fault).kill();
     assert!(
-        kshock_chains(&lab) > 0,
+        lab.broker_chains() > 0,
         "SIGKILL leaves the rules of the dead run"
     );
     assert_eq!(
@@ -358,16 +324,16 @@ fn sigkill_then_restart_sweeps_the_leftovers() {
     let owners = rule_owners(&lab);
     assert_eq!(
         owners.matches("owner:").count(),
-        kshock_chains(&lab),
+        lab.broker_chains(),
         "{owners}"
     );
     assert_eq!(
-        kshock_chains(&lab),
+        lab.broker_chains(),
         2,
         "only the new run's IPv4 and IPv6 chains: {owners}"
     );
     restarted.interrupt().expect("inject exits 0");
-    assert_eq!(kshock_chains(&lab), 0);
+    assert_eq!(lab.broker_chains(), 0);
     assert_eq!(python_acked(&lab, "orders", "client-k", 3), 3);
 }
 
@@ -376,17 +342,17 @@ fn a_fault_that_expired_while_its_engine_was_dead_is_removed_at_start() {
     let _serial = lab::exclusive();
     let lab = Lab::up().expect("lab up");
     clean_start(&lab);
-    let scratch = Scratch::new("expired");
+    let scratch = FaultFiles::new("inject-expired");
     let fault = scratch.fault(
         "expired",
         "  match: {apiKeys: [Produce], clientId: {exact: client-e}}\n  action: {type: Reject}\n  duration: 2s\n",
     );
     start_inject(&lab, &fault).kill();
-    assert!(kshock_chains(&lab) > 0);
+    assert!(lab.broker_chains() > 0);
     std::thread::sleep(Duration::from_secs(3));
     let swept = rule_owners(&lab);
     assert!(swept.contains("swept leftovers: KSHOCK-"), "{swept}");
-    assert_eq!(kshock_chains(&lab), 0);
+    assert_eq!(lab.broker_chains(), 0);
     assert_eq!(python_acked(&lab, "orders", "client-e", 3), 3);
 }
 
@@ -395,7 +361,7 @@ fn a_fault_ends_by_itself_at_the_end_of_its_duration() {
     let _serial = lab::exclusive();
     let lab = Lab::up().expect("lab up");
     clean_start(&lab);
-    let scratch = Scratch::new("duration");
+    let scratch = FaultFiles::new("inject-duration");
     let fault = scratch.fault(
         "short",
         "  match: {apiKeys: [Produce], clientId: {exact: client-d}}\n  action: {type: Reject}\n  duration: 3s\n",
@@ -410,7 +376,7 @@ fn a_fault_ends_by_itself_at_the_end_of_its_duration() {
         "{:?}",
         inject.output()
     );
-    assert_eq!(kshock_chains(&lab), 0);
+    assert_eq!(lab.broker_chains(), 0);
     assert_eq!(python_acked(&lab, "orders", "client-d", 3), 3);
 }
 
@@ -440,7 +406,7 @@ fn ipv6_clients_are_hit_by_the_ipv6_chain() {
         kcat_metadata_over_ipv6(&lab, "v6-client"),
         "baseline over IPv6"
     );
-    let scratch = Scratch::new("ipv6");
+    let scratch = FaultFiles::new("inject-ipv6");
     let fault = scratch.fault(
         "reset-v6",
         "  match: {apiKeys: [Metadata], clientId: {exact: v6-client}}\n  action: {type: Reject}\n  enforcement: Signature\n  duration: 5m\n",
@@ -463,7 +429,7 @@ fn ipv6_clients_are_hit_by_the_ipv6_chain() {
     assert!(hit, "Metadata from v6-client over IPv6 must be reset");
     assert!(spared, "another client over IPv6 must get its Metadata");
     assert!(counters.contains("REJECT"), "{counters}");
-    assert_eq!(kshock_chains(&lab), 0);
+    assert_eq!(lab.broker_chains(), 0);
 }
 
 #[test]
@@ -471,7 +437,7 @@ fn clean_all_is_the_way_out_and_dry_run_changes_nothing() {
     let _serial = lab::exclusive();
     let lab = Lab::up().expect("lab up");
     clean_start(&lab);
-    let scratch = Scratch::new("clean");
+    let scratch = FaultFiles::new("inject-clean");
     let fault = scratch.fault(
         "cleaned",
         "  match: {apiKeys: [Produce], clientId: {exact: client-x}}\n  action: {type: Drop}\n  duration: 5m\n",
@@ -488,22 +454,22 @@ fn clean_all_is_the_way_out_and_dry_run_changes_nothing() {
         dry_run.contains("-j DROP") && dry_run.contains("COMMIT"),
         "{dry_run}"
     );
-    assert_eq!(kshock_chains(&lab), 0, "--dry-run installed rules");
+    assert_eq!(lab.broker_chains(), 0, "--dry-run installed rules");
 
     let inject = start_inject(&lab, &fault);
-    assert_eq!(kshock_chains(&lab), 2);
+    assert_eq!(lab.broker_chains(), 2);
     let cleaned = lab::stdout(Command::new(&kafka_shock).args(["clean", "--all"]))
         .unwrap_or_else(|error| panic!("{error}"));
     assert!(cleaned.contains("removed KSHOCK-"), "{cleaned}");
     assert_eq!(
-        kshock_chains(&lab),
+        lab.broker_chains(),
         0,
         "clean --all must remove a live fault's rules too"
     );
     inject
         .interrupt()
         .expect("inject still exits 0 when its rules are already gone");
-    assert_eq!(kshock_chains(&lab), 0);
+    assert_eq!(lab.broker_chains(), 0);
 }
 
 #[test]
@@ -511,7 +477,7 @@ fn rules_removed_behind_the_engines_back_come_back() {
     let _serial = lab::exclusive();
     let lab = Lab::up().expect("lab up");
     clean_start(&lab);
-    let scratch = Scratch::new("reconcile");
+    let scratch = FaultFiles::new("inject-reconcile");
     let fault = scratch.fault(
         "reconciled",
         "  match: {apiKeys: [Produce], clientId: {exact: client-r}}\n  action: {type: Reject}\n  duration: 5m\n",
@@ -549,5 +515,5 @@ fn rules_removed_behind_the_engines_back_come_back() {
         "restored: the fault hits again"
     );
     inject.interrupt().expect("inject exits 0");
-    assert_eq!(kshock_chains(&lab), 0);
+    assert_eq!(lab.broker_chains(), 0);
 }

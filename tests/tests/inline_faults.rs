@@ -5,50 +5,20 @@
 //! the queue neither stalls it nor grows its memory. Every test checks at its end that the
 //! broker's namespace holds no KSHOCK rule.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use lab::{Background, Lab, Stream, TempDir, kafka_shock_bin, workspace_root};
+use lab::{Background, FaultFiles, Lab, Stream, kafka_shock_bin, workspace_root};
 use serde_json::Value;
-
-/// A test's fault files.
-struct Scratch(TempDir);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        Scratch(TempDir::new(&format!("inline-{name}")))
-    }
-
-    fn fault(&self, name: &str, spec: &str) -> PathBuf {
-        let path = self.0.path().join(format!("{name}.yaml"));
-        let manifest = format!(
-            "apiVersion: kafkashock.io/v1alpha1\nkind: KafkaFault\nmetadata: {{name: {name}}}\nspec:\n  selector: {{matchLabels: {{app: kafka}}}}\n{spec}"
-        );
-        std::fs::write(&path, manifest).expect("fault file");
-        path
-    }
-}
 
 fn broker_netns(lab: &Lab) -> String {
     lab.broker_netns()[0].clone()
 }
 
-/// The broker's iptables-save and ip6tables-save output.
-fn saved_rules(lab: &Lab) -> String {
-    ["iptables-save", "ip6tables-save"]
-        .iter()
-        .map(|tool| {
-            lab::stdout(Command::new("ip").args(["netns", "exec", &broker_netns(lab), tool]))
-                .unwrap_or_else(|error| panic!("{error}"))
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// How many KSHOCK chains and NFQUEUE rules the broker's namespace holds.
 fn kshock_rules(lab: &Lab) -> usize {
-    saved_rules(lab)
+    lab.broker_rules()
         .lines()
         .filter(|line| line.starts_with(":KSHOCK-") || line.contains("NFQUEUE"))
         .count()
@@ -66,7 +36,7 @@ fn clean_start(lab: &Lab) {
         kshock_rules(lab),
         0,
         "the broker's namespace holds rules of a live fault:\n{}",
-        saved_rules(lab)
+        lab.broker_rules()
     );
 }
 
@@ -87,7 +57,7 @@ fn start_inject(lab: &Lab, fault: &Path) -> Background {
 fn stop_inject(lab: &Lab, inject: Background) -> String {
     let output = inject.interrupt().expect("inject exits 0 on SIGINT");
     assert!(output.contains("nothing of this fault is left"), "{output}");
-    assert_eq!(kshock_rules(lab), 0, "rules left:\n{}", saved_rules(lab));
+    assert_eq!(kshock_rules(lab), 0, "rules left:\n{}", lab.broker_rules());
     output
 }
 
@@ -156,7 +126,7 @@ fn delay_produce_to_orders_adds_its_delay_once_and_nothing_elsewhere() {
     }
     let base_orders = produce_latencies(&lab, "orders", "delay-base", 30);
     let base_other = produce_latencies(&lab, "other", "delay-base", 30);
-    let scratch = Scratch::new("delay");
+    let scratch = FaultFiles::new("inline-delay");
     // Auto: a Delay can only be Inline.
     let fault = scratch.fault(
         "delay-orders",
@@ -202,7 +172,7 @@ fn probability_hits_its_share_of_requests() {
     let lab = Lab::up().expect("lab up");
     clean_start(&lab);
     lab.create_topic("orders", 1, 1).expect("topic");
-    let scratch = Scratch::new("probability");
+    let scratch = FaultFiles::new("inline-probability");
     let fault = scratch.fault(
         "delay-30",
         "  match: {apiKeys: [Produce], topics: [orders]}\n  action: {type: Delay, delay: 40ms, probability: 30}\n  enforcement: Inline\n  duration: 5m\n",
@@ -294,7 +264,7 @@ fn a_header_straddling_segments_is_matched_inline_and_missed_by_signature() {
     // 40 bytes of client id: with 48-byte segments it ends in the request's second segment.
     let client = "straddling-client-id-of-forty-bytes-0001";
     let match_ = format!("  match: {{apiKeys: [Produce], clientId: {{exact: {client}}}}}\n");
-    let scratch = Scratch::new("straddle");
+    let scratch = FaultFiles::new("inline-straddle");
     let signature = scratch.fault(
         "reset-signature",
         &format!("{match_}  action: {{type: Reject}}\n  enforcement: Signature\n  duration: 5m\n"),
@@ -343,7 +313,7 @@ fn a_killed_engine_fails_open_and_its_leftovers_are_swept() {
     let lab = Lab::up().expect("lab up");
     clean_start(&lab);
     lab.create_topic("orders", 1, 1).expect("topic");
-    let scratch = Scratch::new("sigkill");
+    let scratch = FaultFiles::new("inline-sigkill");
     let fault = scratch.fault(
         "delay-killed",
         "  match: {apiKeys: [Produce], topics: [orders]}\n  action: {type: Delay, delay: 500ms}\n  duration: 5m\n",
@@ -357,7 +327,7 @@ fn a_killed_engine_fails_open_and_its_leftovers_are_swept() {
     );
     inject.kill();
     assert!(
-        saved_rules(&lab).contains("--queue-bypass"),
+        lab.broker_rules().contains("--queue-bypass"),
         "SIGKILL leaves the dead run's queue rule"
     );
     let after = produce_latencies(&lab, "orders", "killed", 20);
@@ -374,7 +344,7 @@ fn a_killed_engine_fails_open_and_its_leftovers_are_swept() {
     );
     let swept = kafka_shock(&["clean", "--netns", &broker_netns(&lab)]);
     eprintln!("{swept}");
-    assert_eq!(kshock_rules(&lab), 0, "rules left:\n{}", saved_rules(&lab));
+    assert_eq!(kshock_rules(&lab), 0, "rules left:\n{}", lab.broker_rules());
     assert_eq!(acked(&lab, "orders", "killed", 3), 3);
 }
 
@@ -427,7 +397,7 @@ fn hostile_traffic_never_stalls_the_queue_nor_grows_its_memory() {
     for topic in ["orders", "other"] {
         lab.create_topic(topic, 1, 1).expect("topic");
     }
-    let scratch = Scratch::new("hostile");
+    let scratch = FaultFiles::new("inline-hostile");
     let fault = scratch.fault(
         "delay-hostile",
         "  match: {apiKeys: [Produce], topics: [orders]}\n  action: {type: Delay, delay: 200ms}\n  duration: 5m\n",

@@ -92,16 +92,7 @@ impl Stack {
 
     /// KSHOCK chains in broker 0's namespace (IPv4 and IPv6).
     fn chains(&self) -> usize {
-        ["iptables-save", "ip6tables-save"]
-            .iter()
-            .map(|tool| {
-                lab::stdout(&mut self.lab.in_netns(&self.lab.broker_netns()[0], tool))
-                    .unwrap_or_else(|error| panic!("{error}"))
-                    .lines()
-                    .filter(|line| line.starts_with(":KSHOCK-"))
-                    .count()
-            })
-            .sum()
+        self.lab.broker_chains()
     }
 
     fn wait_for_chains(&self, wanted: usize, within: Duration) {
@@ -138,6 +129,20 @@ impl Stack {
     fn exists(&self, what: &str) -> bool {
         self.try_kubectl(&["get", "-n", "kafka", what, "-o", "name"])
             .is_ok()
+    }
+
+    fn set_paused(&self, fault: &str, paused: bool) {
+        let patch = format!(r#"{{"spec":{{"paused":{paused}}}}}"#);
+        self.kubectl(&[
+            "patch",
+            "kf",
+            "-n",
+            "kafka",
+            fault,
+            "--type=merge",
+            "-p",
+            &patch,
+        ]);
     }
 
     fn delete_fault(&self, name: &str) {
@@ -242,16 +247,7 @@ fn pause_resume_and_dry_run() {
     stack.apply(&reset_fault("paused-reset", ""));
     stack.wait("kf/paused-reset", "condition=Injected", "60s");
 
-    stack.kubectl(&[
-        "patch",
-        "kf",
-        "-n",
-        "kafka",
-        "paused-reset",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"paused":true}}"#,
-    ]);
+    stack.set_paused("paused-reset", true);
     stack.wait("kf/paused-reset", "condition=Paused", "30s");
     stack.wait_for_chains(0, Duration::from_secs(15));
     assert!(stack.delivers(TOPIC, VICTIM), "paused: the victim works");
@@ -260,16 +256,7 @@ fn pause_resume_and_dry_run() {
         "paused keeps the injection"
     );
 
-    stack.kubectl(&[
-        "patch",
-        "kf",
-        "-n",
-        "kafka",
-        "paused-reset",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"paused":false}}"#,
-    ]);
+    stack.set_paused("paused-reset", false);
     stack.wait("kf/paused-reset", "condition=Injected", "30s");
     assert!(stack.chains() > 0);
     assert!(
