@@ -320,6 +320,21 @@ impl Lab {
             .count()
     }
 
+    /// Runs `tests/clients/<script>` with kafka-python in the client namespace against the
+    /// bootstrap servers, then `args`, and parses the JSON report it prints.
+    pub fn python_report(&self, script: &str, args: &[&str]) -> serde_json::Value {
+        let script = workspace_root().join("tests/clients").join(script);
+        let report = stdout(
+            self.client("python")
+                .arg(&script)
+                .arg(self.bootstrap())
+                .args(args),
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
+        serde_json::from_str(&report)
+            .unwrap_or_else(|error| panic!("{script:?} printed no JSON report ({error}): {report}"))
+    }
+
     pub fn kubectl(&self) -> Command {
         self.host("kubectl")
     }

@@ -6,8 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lab::{Background, FaultFiles, Lab, Stream, kafka_shock_bin, workspace_root};
-use serde_json::Value;
+use lab::{Background, FaultFiles, Lab, Stream, kafka_shock_bin};
 
 fn broker_netns(lab: &Lab) -> String {
     lab.broker_netns()[0].clone()
@@ -58,17 +57,10 @@ fn broker_pid() -> String {
 
 /// Sends `count` records one by one with kafka-python; returns how many were acknowledged.
 fn python_acked(lab: &Lab, topic: &str, client_id: &str, count: u32) -> u64 {
-    let script = workspace_root().join("tests/clients/produce_count.py");
-    let report = lab::stdout(lab.client("python").args([
-        script.to_str().expect("utf-8"),
-        lab.bootstrap(),
-        topic,
-        client_id,
-        &count.to_string(),
-        "2000",
-    ]))
-    .unwrap_or_else(|error| panic!("{error}"));
-    let report: Value = serde_json::from_str(&report).expect("json report");
+    let report = lab.python_report(
+        "produce_count.py",
+        &[topic, client_id, &count.to_string(), "2000"],
+    );
     report["acked"].as_u64().expect("acked count")
 }
 

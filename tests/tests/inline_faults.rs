@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use lab::{Background, FaultFiles, Lab, Stream, kafka_shock_bin, workspace_root};
+use lab::{Background, FaultFiles, Lab, Stream, kafka_shock_bin};
 use serde_json::Value;
 
 fn broker_netns(lab: &Lab) -> String {
@@ -82,17 +82,10 @@ impl Latencies {
 /// Sends `count` records one by one (acks=1, one request in flight) as `client_id`, timing
 /// each acknowledgement.
 fn produce_latencies(lab: &Lab, topic: &str, client_id: &str, count: u32) -> Latencies {
-    let script = workspace_root().join("tests/clients/produce_latency.py");
-    let report = lab::stdout(lab.client("python").args([
-        script.to_str().expect("utf-8"),
-        lab.bootstrap(),
-        topic,
-        client_id,
-        &count.to_string(),
-        "4000",
-    ]))
-    .unwrap_or_else(|error| panic!("{error}"));
-    let report: Value = serde_json::from_str(&report).expect("json report");
+    let report = lab.python_report(
+        "produce_latency.py",
+        &[topic, client_id, &count.to_string(), "4000"],
+    );
     Latencies {
         acked: report["acked"].as_u64().expect("acked"),
         latencies_ms: report["latencies_ms"]

@@ -66,6 +66,16 @@ impl Stack {
             .unwrap_or_else(|| panic!("no agent for node {node}"))
     }
 
+    /// Applies [`reset_fault`] `name`, waits until it is Injected, then SIGKILLs the agent of
+    /// broker 0's node (its rules stay); returns that agent's index for [`Stack::start_agent`].
+    fn inject_then_kill_broker_agent(&mut self, name: &str) -> usize {
+        self.apply(&reset_fault(name, ""));
+        self.wait(&format!("kf/{name}"), "condition=Injected", "60s");
+        let agent = self.broker_agent();
+        self.agents[agent].1.take().expect("agent").kill();
+        agent
+    }
+
     fn kubectl(&self, args: &[&str]) -> String {
         lab::stdout(self.lab.kubectl().args(args)).unwrap_or_else(|error| panic!("{error}"))
     }
@@ -329,10 +339,7 @@ fn a_fault_expires_on_time_with_the_operator_killed() {
 fn a_delete_while_the_agent_is_down_waits_for_the_agent() {
     let _serial = lab::exclusive();
     let mut stack = Stack::up();
-    stack.apply(&reset_fault("agent-down", ""));
-    stack.wait("kf/agent-down", "condition=Injected", "60s");
-    let agent = stack.broker_agent();
-    stack.agents[agent].1.take().expect("agent").kill();
+    let agent = stack.inject_then_kill_broker_agent("agent-down");
 
     stack.delete_fault("agent-down");
     std::thread::sleep(Duration::from_secs(5));
@@ -353,10 +360,7 @@ fn a_delete_while_the_agent_is_down_waits_for_the_agent() {
 fn an_agent_sweeps_orphans_at_start_and_removes_its_rules_on_sigterm() {
     let _serial = lab::exclusive();
     let mut stack = Stack::up();
-    stack.apply(&reset_fault("orphaned", ""));
-    stack.wait("kf/orphaned", "condition=Injected", "60s");
-    let agent = stack.broker_agent();
-    stack.agents[agent].1.take().expect("agent").kill();
+    let agent = stack.inject_then_kill_broker_agent("orphaned");
     // Gone from the API while no agent could act: its rules are orphans.
     stack.delete_fault("orphaned");
     stack.kubectl(&[
