@@ -17,6 +17,7 @@ pub mod matching;
 pub mod packet;
 pub mod plan;
 pub mod pod_netns;
+pub mod proxy;
 pub mod reassembly;
 pub mod rules;
 pub mod sniffer;

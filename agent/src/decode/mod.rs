@@ -6,7 +6,7 @@
 //! the point of the sniffer is to show what is on the wire, odd or not.
 
 mod fast;
-mod guard;
+pub(crate) mod guard;
 pub(crate) mod records;
 mod request;
 mod response;
