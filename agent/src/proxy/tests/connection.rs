@@ -647,3 +647,27 @@ fn memory_stays_within_the_budget_over_many_connections() {
     drop(connections);
     assert_eq!(fault.counters().buffered_bytes, 0, "given back on drop");
 }
+
+#[test]
+fn a_version_kafka_protocol_cannot_decode_is_forwarded_and_counted() {
+    // OffsetCommit v10 (unstable in Kafka 4.1) has no request type in kafka-protocol 0.18:
+    // a v9 request relabelled v10 stands for one.
+    let body = OffsetCommitRequest::default().with_group_id(GroupId(text("billing")));
+    let mut frame = request(ApiKey::OffsetCommit, 9, 1, "c", &body);
+    frame[6..8].copy_from_slice(&10i16.to_be_bytes());
+    let mut proxy = Proxy::new(Action::Error(COORDINATOR_NOT_AVAILABLE), "{}");
+    assert_eq!(proxy.client(&frame).to_broker, frame);
+    let reply = response(
+        ApiKey::OffsetCommit,
+        10,
+        1,
+        &OffsetCommitResponse::default(),
+    );
+    assert_eq!(
+        proxy.broker(&reply).to_client,
+        reply,
+        "its response still follows"
+    );
+    assert_eq!(proxy.fault.counters().undecodable, 1);
+    assert_eq!(proxy.outcomes(), []);
+}
