@@ -10,12 +10,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::jiff::Timestamp;
 use kafka_shock_crds::{
     InjectionPhase, KafkaFaultInjection, KafkaFaultInjectionStatus, KafkaFaultSpec, TargetMode,
+    parse_rule_id,
 };
 
 use crate::rules::OwnedChain;
-
-/// Prefix of the injection ids the agent puts on its rules; CLI runs use `cli.`.
-const AGENT_ID_PREFIX: &str = "kfi.";
 
 /// The label the synthetic one-pod selector of [`fault_spec_of`] uses.
 const POD_LABEL: &str = "kafkashock.io/pod";
@@ -44,20 +42,6 @@ pub fn fault_spec_of(injection: &KafkaFaultInjection) -> KafkaFaultSpec {
         paused: false,
         dry_run: false,
     }
-}
-
-/// The id the rules of injection `uid` carry when the agent of `node` installs them. The node
-/// is part of it so that agents sharing one kernel (as the lab's do) never sweep each other's.
-pub fn rule_id(node: &str, uid: &str) -> String {
-    format!("{AGENT_ID_PREFIX}{node}.{uid}")
-}
-
-/// The node and injection UID of an agent rule id; `None` for anything else (CLI leases).
-/// UIDs hold no '.', node names may.
-pub fn parse_rule_id(id: &str) -> Option<(&str, &str)> {
-    let rest = id.strip_prefix(AGENT_ID_PREFIX)?;
-    let (node, uid) = rest.rsplit_once('.')?;
-    (!node.is_empty() && !uid.is_empty()).then_some((node, uid))
 }
 
 /// Whether `chain` was installed by the agent of `node` for an injection not in `live`: a
@@ -204,18 +188,6 @@ mod tests {
             "kafka-broker-0"
         );
         assert!(!spec.paused && spec.duration.is_none());
-    }
-
-    #[test]
-    fn rule_ids_round_trip_with_dotted_node_names() {
-        let id = rule_id("node-1.eu-west.internal", "0b0f6c6e-1b7a");
-        assert_eq!(
-            parse_rule_id(&id),
-            Some(("node-1.eu-west.internal", "0b0f6c6e-1b7a"))
-        );
-        assert_eq!(parse_rule_id("cli.1.2.3.x"), None);
-        assert_eq!(parse_rule_id("kfi.nodeonly"), None);
-        assert_eq!(parse_rule_id("kfi..uid"), None);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use clap::Args;
 use kafka_shock_agent::lease::{CliLease, start_ticks_of_stat};
 use kafka_shock_agent::plan::FaultPlan;
 use kafka_shock_agent::rules::{Actual, Family, Flow};
-use kafka_shock_crds::{ActionType, KafkaFaultSpec};
+use kafka_shock_crds::KafkaFaultSpec;
 
 use crate::clock::since_epoch;
 use crate::engine::is_cli_leftover;
@@ -142,7 +142,7 @@ pub fn run(args: InjectArgs) -> anyhow::Result<()> {
         &netns,
         plan,
         &fault.spec.ports,
-        action_word(&fault.spec),
+        fault.spec.action.type_.word(),
         is_cli_leftover,
         Box::new(|line: &str| say!("{line}")),
     )?;
@@ -187,13 +187,5 @@ fn enforce_until_done(mut session: Session, duration: Option<Duration>) -> anyho
         (Err(error), Err(removal)) => {
             Err(error.context(format!("and removing its rules failed too: {removal:#}")))
         }
-    }
-}
-
-fn action_word(spec: &KafkaFaultSpec) -> &'static str {
-    match spec.action.type_ {
-        ActionType::Reject => "reset",
-        ActionType::Drop => "dropped",
-        ActionType::Delay => "delayed",
     }
 }

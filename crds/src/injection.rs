@@ -2,7 +2,8 @@
 //! pod's node.
 //!
 //! Dispatch goes through the API rather than a private RPC, so it survives restarts, shows in
-//! kubectl, and leaves no open port on a privileged agent.
+//! kubectl, and leaves no open port on a privileged agent. Its labels, finalizer and name are
+//! in [`crate::contract`].
 
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -12,15 +13,6 @@ use crate::{
     action::{Action, Enforcement},
     matching::{FaultMatch, default_ports},
 };
-
-/// The label holding the node an injection's pod runs on, so each agent watches only its own.
-pub const NODE_LABEL: &str = "kafkashock.io/node";
-
-/// The label holding the name of the KafkaFault an injection belongs to.
-pub const FAULT_LABEL: &str = "kafkashock.io/fault";
-
-/// The finalizer that keeps an injection until the agent has removed its rules.
-pub const FINALIZER: &str = "kafkashock.io/rules";
 
 /// Everything the agent needs to enforce one fault on one pod, with no further lookups.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -164,7 +156,7 @@ fn is_zero(count: &u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ActionType, ClientIdMatch};
+    use crate::{ActionType, ClientIdMatch, FAULT_LABEL, FINALIZER, NODE_LABEL};
 
     #[test]
     fn round_trips_with_camel_case_names() {

@@ -11,19 +11,26 @@
 #![forbid(unsafe_code)]
 
 pub mod action;
+pub mod contract;
 pub mod crdgen;
 pub mod duration;
 pub mod fault;
+pub mod hash;
 pub mod injection;
 pub mod matching;
 pub mod validate;
 
 pub use action::{Action, ActionType, Enforcement};
+pub use contract::{
+    FAULT_FINALIZER, FAULT_LABEL, FINALIZER, NODE_LABEL, injection_name, label_value,
+    parse_rule_id, rule_id,
+};
 pub use crdgen::{CrdFile, RenderError, crd_files};
 pub use duration::{DurationError, parse_duration};
 pub use fault::{
     FaultPhase, KafkaFault, KafkaFaultSpec, KafkaFaultStatus, TargetMode, TargetStatus,
 };
+pub use hash::{Fnv1a, fnv1a64, stable_hash};
 pub use injection::{
     InjectionPhase, KafkaFaultInjection, KafkaFaultInjectionSpec, KafkaFaultInjectionStatus,
 };

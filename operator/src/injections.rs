@@ -13,21 +13,17 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time},
 };
 use kafka_shock_crds::{
-    KafkaFault, KafkaFaultInjection, KafkaFaultInjectionSpec,
-    injection::{FAULT_LABEL, FINALIZER, NODE_LABEL},
+    FAULT_LABEL, FINALIZER, KafkaFault, KafkaFaultInjection, KafkaFaultInjectionSpec, NODE_LABEL,
+    injection_name, label_value,
 };
 use kube::{Resource, ResourceExt};
 
 use crate::{
-    hash::stable_hash,
     schedule::{
         START_ANNOTATION, ends_at, expiry, injection_start, rfc3339, started_at, whole_seconds,
     },
     targets::Target,
 };
-
-/// The longest name that is also a valid label value and DNS label.
-const MAX_NAME: usize = 63;
 
 /// Why injections cannot be built for a fault: it lacks metadata that only the API server sets,
 /// without which the injection would have no owner or place.
@@ -56,51 +52,6 @@ impl InjectionPlan {
     /// Whether nothing needs to change.
     pub fn is_empty(&self) -> bool {
         self.create.is_empty() && self.update.is_empty() && self.delete.is_empty()
-    }
-}
-
-/// The name of the injection of fault `fault_name` on pod `pod_name`: `<fault>-<pod>` when that
-/// is a valid DNS label, else made one (lowercase letters, digits and '-', at most 63 characters)
-/// with a hash of the full name appended, so that different pairs keep different names.
-pub fn injection_name(fault_name: &str, pod_name: &str) -> String {
-    let full = format!("{fault_name}-{pod_name}");
-    fit(&full, |b| {
-        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'
-    })
-}
-
-/// `value` as a label value: itself when it fits (at most 63 characters of letters, digits,
-/// '-', '_' and '.'), else shortened like [`injection_name`]. Fault and node names can be longer
-/// than a label allows; whoever selects by [`NODE_LABEL`] or [`FAULT_LABEL`] must use this too.
-pub fn label_value(value: &str) -> String {
-    fit(value, |b| {
-        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
-    })
-}
-
-/// `text` when it is at most [`MAX_NAME`] bytes of `allowed` characters starting and ending
-/// with a letter or digit; else its allowed characters (others become '-'), cut to leave room
-/// for '-' and 8 hex digits of the hash of `text`.
-fn fit(text: &str, allowed: fn(u8) -> bool) -> String {
-    let edges_ok = |s: &str| {
-        s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-            && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
-    };
-    if text.len() <= MAX_NAME && text.bytes().all(allowed) && edges_ok(text) {
-        return text.to_owned();
-    }
-    let suffix = format!("{:08x}", stable_hash(&[text]) as u32);
-    let cleaned: String = text
-        .to_ascii_lowercase()
-        .bytes()
-        .map(|b| if allowed(b) { char::from(b) } else { '-' })
-        .take(MAX_NAME - suffix.len() - 1)
-        .collect();
-    let stem = cleaned.trim_matches(|c: char| !c.is_ascii_alphanumeric());
-    if stem.is_empty() {
-        suffix
-    } else {
-        format!("{stem}-{suffix}")
     }
 }
 
@@ -378,61 +329,6 @@ mod tests {
                 Err(InjectionError::MissingMetadata(field))
             );
         }
-    }
-
-    #[test]
-    fn names_are_dns_labels_that_stay_distinct() {
-        assert_eq!(
-            injection_name("reset-orders", "broker-0"),
-            "reset-orders-broker-0"
-        );
-        let long_fault = "a-very-long-fault-name-that-someone-wrote-to-explain-everything";
-        let a = injection_name(long_fault, "my-cluster-broker-0");
-        let b = injection_name(long_fault, "my-cluster-broker-1");
-        for name in [&a, &b] {
-            assert_eq!(name.len(), 63, "{name}");
-            assert!(name.starts_with("a-very-long-fault-name"), "{name}");
-        }
-        assert_ne!(a, b);
-        assert_eq!(
-            a,
-            injection_name(long_fault, "my-cluster-broker-0"),
-            "stable"
-        );
-
-        let dotted = injection_name("f", "broker.0");
-        assert!(
-            dotted.starts_with("f-broker-0-") && dotted.len() == "f-broker-0-".len() + 8,
-            "{dotted}"
-        );
-        assert_ne!(
-            dotted,
-            injection_name("f", "broker-0"),
-            "'.' and '-' must not collide"
-        );
-        // A cut that ends on '-' or '.' is trimmed before the suffix.
-        let cut = injection_name(&format!("{}-x", "a".repeat(53)), "p");
-        assert!(!cut.contains("--"), "{cut}");
-        assert_eq!(fit("...", |b| b.is_ascii_lowercase()).len(), 8);
-        for name in [&a, &b, &dotted, &cut] {
-            assert!(
-                name.bytes()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
-            );
-            assert!(!name.starts_with('-') && !name.ends_with('-'));
-        }
-    }
-
-    #[test]
-    fn label_values_keep_valid_names_and_shorten_long_ones() {
-        assert_eq!(
-            label_value("ip-10-0-0-1.ec2.internal"),
-            "ip-10-0-0-1.ec2.internal"
-        );
-        assert_eq!(label_value("Node_1"), "Node_1");
-        let long = label_value(&"n".repeat(100));
-        assert_eq!(long.len(), 63);
-        assert_eq!(long, label_value(&"n".repeat(100)));
     }
 
     #[test]

@@ -24,7 +24,6 @@
 #![forbid(unsafe_code)]
 
 pub mod controller;
-mod hash;
 pub mod injections;
 pub mod metrics;
 pub mod notices;
@@ -36,8 +35,7 @@ pub mod targets;
 pub mod triggers;
 
 pub use injections::{
-    InjectionError, InjectionPlan, finalizer_releasable, injection_for, injection_name,
-    label_value, plan_injections,
+    InjectionError, InjectionPlan, finalizer_releasable, injection_for, plan_injections,
 };
 pub use rollup::{current_phase, roll_up, validity};
 pub use schedule::{START_ANNOTATION, expiry, rfc3339, started_at};

@@ -12,13 +12,10 @@
 use std::cmp::Reverse;
 
 use k8s_openapi::api::core::v1::Pod;
-use kafka_shock_crds::{KafkaFault, TargetMode};
+use kafka_shock_crds::{KafkaFault, TargetMode, stable_hash};
 use kube::ResourceExt;
 
-use crate::{
-    hash::stable_hash,
-    selector::{Selector, SelectorError},
-};
+use crate::selector::{Selector, SelectorError};
 
 /// One pod a fault is to be injected into, with what its injection needs to reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]

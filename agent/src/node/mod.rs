@@ -22,15 +22,14 @@ use clap::Args;
 use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
 use kafka_shock_agent::assignment::{
-    Desired, Tally, desired, fault_spec_of, is_orphan, rule_id, status_for, time_until,
+    Desired, Tally, desired, fault_spec_of, is_orphan, status_for, time_until,
 };
 use kafka_shock_agent::plan::FaultPlan;
 use kafka_shock_agent::pod_netns::PodKey;
-use kafka_shock_crds::injection::{FINALIZER, NODE_LABEL};
 use kafka_shock_crds::{
-    ActionType, InjectionPhase, KafkaFaultInjection, KafkaFaultInjectionStatus,
+    FINALIZER, InjectionPhase, KafkaFaultInjection, KafkaFaultInjectionStatus, NODE_LABEL,
+    label_value, rule_id,
 };
-use kafka_shock_operator::label_value;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
@@ -432,11 +431,7 @@ fn start_worker(
         injection.namespace().unwrap_or_default(),
         injection.name_any()
     );
-    let verb = match spec.action.type_ {
-        ActionType::Reject => "reset",
-        ActionType::Drop => "dropped",
-        ActionType::Delay => "delayed",
-    };
+    let verb = spec.action.type_.word();
     let log_name = name.clone();
     let log = Box::new(move |line: &str| {
         if line.starts_with("match:") {

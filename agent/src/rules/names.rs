@@ -1,5 +1,8 @@
 //! Names and comments that tie kernel rules back to an injection, stable across runs and
-//! platforms so that a restarted agent recognises what it installed before.
+//! platforms so that a restarted agent recognises what it installed before (the hash is the
+//! contract's, [`kafka_shock_crds::fnv1a64`], pinned by the tests).
+
+use kafka_shock_crds::fnv1a64;
 
 /// The prefix of every chain kafka-shock owns; the sweep removes any chain with it that no
 /// live injection wants.
@@ -11,24 +14,6 @@ pub const COMMENT_PREFIX: &str = "kshock:";
 /// The longest sanitised id a comment carries (xt_comment holds 255 bytes; the prefix and the
 /// stamp need the rest).
 const MAX_COMMENT_ID: usize = 200;
-
-/// FNV-1a, 64 bits: tiny, stable and written out here, so chain names never change with a
-/// dependency's or the standard library's hasher.
-pub(crate) fn fnv1a64(parts: &[&[u8]]) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut hash = OFFSET;
-    for (index, part) in parts.iter().enumerate() {
-        if index > 0 {
-            // A separator, so that ["ab", "c"] and ["a", "bc"] differ.
-            hash = (hash ^ 0xff).wrapping_mul(PRIME);
-        }
-        for &byte in *part {
-            hash = (hash ^ u64::from(byte)).wrapping_mul(PRIME);
-        }
-    }
-    hash
-}
 
 /// `KSHOCK-` and 12 uppercase hex digits (48 bits) of the hash of the raw id: 19 characters,
 /// within iptables' 28, and distinct for ids that differ only in characters the comment

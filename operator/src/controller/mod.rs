@@ -22,8 +22,8 @@ use k8s_openapi::{
     jiff::Timestamp,
 };
 use kafka_shock_crds::{
-    KafkaFault, KafkaFaultInjection, KafkaFaultStatus,
-    injection::{FAULT_LABEL, FINALIZER},
+    FAULT_FINALIZER, FAULT_LABEL, FINALIZER, KafkaFault, KafkaFaultInjection, KafkaFaultStatus,
+    label_value,
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
@@ -41,16 +41,13 @@ use serde_json::json;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::{
-    InjectionError, SelectError, Selector, expiry, finalizer_releasable, label_value,
+    InjectionError, SelectError, Selector, expiry, finalizer_releasable,
     metrics::Metrics,
     notices::notices,
     plan_injections, roll_up, select_targets,
     triggers::{faults_for_node, faults_for_pod},
     validity,
 };
-
-/// The finalizer the operator keeps on each KafkaFault until all its injections are gone.
-pub const FAULT_FINALIZER: &str = "kafkashock.io/cleanup";
 
 /// The field manager of every write, and the Events' reporting controller.
 pub const MANAGER: &str = "kafka-shock-operator";

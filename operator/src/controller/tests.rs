@@ -5,12 +5,12 @@
 use std::{sync::Arc, time::Duration};
 
 use http::{Method, Request, Response, StatusCode};
-use kafka_shock_crds::{FaultPhase, KafkaFault, fault::conditions};
+use kafka_shock_crds::{FAULT_FINALIZER, FaultPhase, KafkaFault, fault::conditions};
 use kube::{Client, client::Body, runtime::controller::Action};
 use serde_json::{Value, json};
 use tower_test::mock::{self, SendResponse};
 
-use super::{Context, FAULT_FINALIZER, RECOVERY_POLL, RESYNC, reconcile};
+use super::{Context, RECOVERY_POLL, RESYNC, reconcile};
 use crate::{
     metrics::Metrics,
     targets::tests::{fault, pod},
