@@ -6,12 +6,11 @@
 use std::time::Duration;
 
 use kafka_shock_crds::matching::api_key_by_name;
-use kafka_shock_crds::{ActionType, Enforcement, KafkaFaultSpec, SpecError};
+use kafka_shock_crds::{ActionType, Cidr, Enforcement, KafkaFaultSpec, SpecError};
 
 use crate::matching::{MatchError, RequestMatcher};
 use crate::rules::{
-    ClientIdPattern, Compiled, Flow, Injection, IpCidr, Layers, Signature, Verdict, compile,
-    inline_queue,
+    ClientIdPattern, Compiled, Flow, Injection, Layers, Signature, Verdict, compile, inline_queue,
 };
 
 /// Why a fault cannot be enforced; nothing is installed when planning fails.
@@ -103,7 +102,7 @@ impl FaultPlan {
             .source_cidrs
             .iter()
             .map(|cidr| {
-                cidr.parse::<IpCidr>()
+                cidr.parse::<Cidr>()
                     .map_err(|error| PlanError::Cidr(format!("{cidr}: {error}")))
             })
             .collect::<Result<_, _>>()?;
@@ -233,9 +232,7 @@ impl FaultPlan {
         }
         for (address, client_id) in self.matcher.group_members() {
             let Some(client_id) = client_id else { continue };
-            let Ok(source) = IpCidr::new(*address, if address.is_ipv4() { 32 } else { 128 }) else {
-                continue;
-            };
+            let source = Cidr::host(*address);
             let mut member = self.injection.clone();
             member.layers = Layers::Signature;
             member.signature.group_id = None;

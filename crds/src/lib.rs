@@ -18,6 +18,7 @@ pub mod fault;
 pub mod hash;
 pub mod injection;
 pub mod matching;
+pub mod selector;
 pub mod validate;
 
 pub use action::{Action, ActionType, Enforcement};
@@ -35,4 +36,5 @@ pub use injection::{
     InjectionPhase, KafkaFaultInjection, KafkaFaultInjectionSpec, KafkaFaultInjectionStatus,
 };
 pub use matching::{ApiVersionRange, Cidr, ClientIdMatch, FaultMatch};
+pub use selector::{SelectorError, parse_selector};
 pub use validate::SpecError;

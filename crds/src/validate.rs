@@ -12,6 +12,7 @@ use crate::{
     duration::{DurationError, MAX_DURATION, MAX_DURATION_TEXT, parse_duration},
     fault::{KafkaFaultSpec, TargetMode},
     matching::{Cidr, CidrError, FaultMatch, api_key_by_name},
+    selector::{SelectorError, selector_errors},
 };
 
 /// One thing wrong with a fault spec. Every message starts with the path of the field at fault.
@@ -23,13 +24,8 @@ pub enum SpecError {
     )]
     EmptySelector,
     /// A matchExpressions entry Kubernetes would refuse when listing pods.
-    #[error("spec.selector.matchExpressions[{index}]: {problem}")]
-    BadSelectorExpression {
-        /// Position in matchExpressions.
-        index: usize,
-        /// What is wrong with it.
-        problem: String,
-    },
+    #[error("spec.selector.{0}")]
+    Selector(#[from] SelectorError),
     /// Mode Fixed or Percent without a value.
     #[error("spec.value: required when mode is {0:?}")]
     MissingValue(TargetMode),
@@ -174,20 +170,7 @@ fn check_selector(selector: &LabelSelector, errors: &mut Vec<SpecError>) {
     if labels == 0 && expressions.is_empty() {
         errors.push(SpecError::EmptySelector);
     }
-    for (index, expression) in expressions.iter().enumerate() {
-        let values = expression.values.as_deref().unwrap_or_default();
-        let problem = match expression.operator.as_str() {
-            "In" | "NotIn" if values.is_empty() => {
-                format!("operator {} needs values", expression.operator)
-            }
-            "Exists" | "DoesNotExist" if !values.is_empty() => {
-                format!("operator {} takes no values", expression.operator)
-            }
-            "In" | "NotIn" | "Exists" | "DoesNotExist" => continue,
-            other => format!("unknown operator {other:?}; use In, NotIn, Exists or DoesNotExist"),
-        };
-        errors.push(SpecError::BadSelectorExpression { index, problem });
-    }
+    errors.extend(selector_errors(selector).into_iter().map(SpecError::from));
 }
 
 fn check_mode(mode: TargetMode, value: Option<u32>, errors: &mut Vec<SpecError>) {

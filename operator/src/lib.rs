@@ -30,7 +30,6 @@ pub mod notices;
 pub mod preflight;
 pub mod rollup;
 pub mod schedule;
-pub mod selector;
 pub mod targets;
 pub mod triggers;
 
@@ -39,5 +38,4 @@ pub use injections::{
 };
 pub use rollup::{current_phase, roll_up, validity};
 pub use schedule::{START_ANNOTATION, expiry, rfc3339, started_at};
-pub use selector::{Selector, SelectorError};
 pub use targets::{SelectError, Target, select_targets};

@@ -3,8 +3,10 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
+use kafka_shock_crds::Cidr;
+
 use super::names::{chain_name, reject_mark, sanitise_id, stamp, wake_port};
-use super::spec::{ClientIdPattern, Family, Flow, Injection, IpCidr, Layers, Signature, Verdict};
+use super::spec::{ClientIdPattern, Family, Flow, Injection, Layers, Signature, Verdict};
 use super::wire::{self, ApiWord, ClientIdLen, StringMatch};
 
 /// The most ports one `multiport` match takes.
@@ -276,15 +278,17 @@ fn port_matches(ports: &[u16]) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// `-s <cidr>` per source CIDR of `family`; one empty source (any) when none is given; none
-/// at all when sources are given but none of this family.
-fn sources(cidrs: &[IpCidr], family: Family) -> Vec<Vec<String>> {
+/// `-s <network>` per source CIDR of `family` (each in canonical form, so equal blocks make
+/// one rule); one empty source (any) when none is given; none at all when sources are given
+/// but none of this family.
+fn sources(cidrs: &[Cidr], family: Family) -> Vec<Vec<String>> {
     if cidrs.is_empty() {
         return vec![Vec::new()];
     }
     cidrs
         .iter()
-        .filter(|cidr| cidr.family() == family)
+        .map(Cidr::network)
+        .filter(|cidr| Family::of(cidr.addr) == family)
         .collect::<BTreeSet<_>>()
         .into_iter()
         .map(|cidr| vec!["-s".to_owned(), cidr.to_string()])

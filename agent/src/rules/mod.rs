@@ -32,6 +32,4 @@ pub use names::{
     sanitise_id, wake_port,
 };
 pub use save::{Actual, SavedJump, SavedRule, parse_save};
-pub use spec::{
-    CidrError, ClientIdPattern, Family, Flow, Injection, IpCidr, Layers, Signature, Verdict,
-};
+pub use spec::{ClientIdPattern, Family, Flow, Injection, Layers, Signature, Verdict};

@@ -23,7 +23,7 @@ use k8s_openapi::{
 };
 use kafka_shock_crds::{
     FAULT_FINALIZER, FAULT_LABEL, FINALIZER, KafkaFault, KafkaFaultInjection, KafkaFaultStatus,
-    label_value,
+    label_value, parse_selector,
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
@@ -41,7 +41,7 @@ use serde_json::json;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::{
-    InjectionError, SelectError, Selector, expiry, finalizer_releasable,
+    InjectionError, SelectError, expiry, finalizer_releasable,
     metrics::Metrics,
     notices::notices,
     plan_injections, roll_up, select_targets,
@@ -292,7 +292,7 @@ async fn sync(fault: &KafkaFault, ctx: &Context) -> Result<Synced, Error> {
 
     let now = Time(Timestamp::now());
     let targets = if validity(fault).is_ok() && fault.metadata.deletion_timestamp.is_none() {
-        let selector = Selector::new(&fault.spec.selector).map_err(SelectError::from)?;
+        let selector = parse_selector(&fault.spec.selector).map_err(SelectError::from)?;
         let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
         let selected = pods
             .list(&ListParams::default().labels(&selector.to_string()))
