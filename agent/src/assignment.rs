@@ -3,46 +3,15 @@
 //! must be in, which chains in a namespace nobody wants any more, and the status to report.
 //! The agent's watch loop (in the binary) only reads objects, calls these, and acts.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::jiff::Timestamp;
 use kafka_shock_crds::{
-    InjectionPhase, KafkaFaultInjection, KafkaFaultInjectionStatus, KafkaFaultSpec, TargetMode,
-    parse_rule_id,
+    InjectionPhase, KafkaFaultInjection, KafkaFaultInjectionStatus, parse_rule_id,
 };
 
 use crate::rules::OwnedChain;
-
-/// The label the synthetic one-pod selector of [`fault_spec_of`] uses.
-const POD_LABEL: &str = "kafkashock.io/pod";
-
-/// The fault an injection enforces on its one pod, as a `KafkaFaultSpec`, so the agent plans
-/// and validates it exactly as `kafka-shock inject` does with a user's file. The selector names
-/// the pod (the operator has chosen it already); duration and pause are the injection's own
-/// business (`expireTime`, `paused`), so they are left out.
-pub fn fault_spec_of(injection: &KafkaFaultInjection) -> KafkaFaultSpec {
-    let spec = &injection.spec;
-    KafkaFaultSpec {
-        selector: LabelSelector {
-            match_labels: Some(BTreeMap::from([(
-                POD_LABEL.to_owned(),
-                spec.pod_name.clone(),
-            )])),
-            match_expressions: None,
-        },
-        mode: TargetMode::All,
-        value: None,
-        ports: spec.ports.clone(),
-        match_: spec.match_.clone(),
-        action: spec.action.clone(),
-        enforcement: spec.enforcement,
-        duration: None,
-        paused: false,
-        dry_run: false,
-    }
-}
 
 /// Whether `chain` was installed by the agent of `node` for an injection not in `live`: a
 /// leftover of an injection deleted while the agent was down, to be swept at start. Chains of
@@ -145,7 +114,9 @@ pub fn status_for(
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-    use kafka_shock_crds::{Action, ActionType, Enforcement, FaultMatch, KafkaFaultInjectionSpec};
+    use kafka_shock_crds::{
+        Action, ActionType, Enforcement, FaultMatch, FaultTerms, KafkaFaultInjectionSpec,
+    };
 
     fn injection(expire: Option<&str>, paused: bool) -> KafkaFaultInjection {
         let mut object = KafkaFaultInjection::new(
@@ -157,14 +128,16 @@ mod tests {
                 pod_ip: "10.77.0.10".into(),
                 pod_ips: vec![],
                 node_name: "ksl-node-1".into(),
-                ports: vec![9092],
-                match_: FaultMatch {
-                    api_keys: vec!["Produce".into()],
-                    topics: vec!["orders".into()],
-                    ..FaultMatch::default()
+                terms: FaultTerms {
+                    ports: vec![9092],
+                    match_: FaultMatch {
+                        api_keys: vec!["Produce".into()],
+                        topics: vec!["orders".into()],
+                        ..FaultMatch::default()
+                    },
+                    action: Action::new(ActionType::Reject),
+                    enforcement: Enforcement::Auto,
                 },
-                action: Action::new(ActionType::Reject),
-                enforcement: Enforcement::Auto,
                 expire_time: expire.map(str::to_owned),
                 paused,
             },
@@ -175,19 +148,6 @@ mod tests {
 
     fn at(text: &str) -> Timestamp {
         text.parse().unwrap()
-    }
-
-    #[test]
-    fn the_fault_spec_validates_and_names_the_pod() {
-        let spec = fault_spec_of(&injection(Some("2026-01-01T00:00:00Z"), true));
-        spec.validate()
-            .expect("a valid injection gives a valid spec");
-        assert_eq!(spec.match_.topics, ["orders"]);
-        assert_eq!(
-            spec.selector.match_labels.unwrap()[POD_LABEL],
-            "kafka-broker-0"
-        );
-        assert!(!spec.paused && spec.duration.is_none());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use kafka_shock_agent::lease::{CliLease, start_ticks_of_stat};
-use kafka_shock_agent::plan::FaultPlan;
+use kafka_shock_agent::plan::{FaultPlan, PlanError};
 use kafka_shock_agent::rules::{Actual, Family, Flow};
 use kafka_shock_crds::KafkaFaultSpec;
 
@@ -119,7 +119,9 @@ pub fn run(args: InjectArgs) -> anyhow::Result<()> {
     let fault = read_fault(&args.file)?;
     let duration = fault.spec.duration();
     let lease = own_lease(&fault.name, duration)?;
-    let plan = FaultPlan::new(&lease.id(), &fault.spec)?;
+    // The whole file is checked, as the API server and the operator would check it.
+    fault.spec.validate().map_err(PlanError::Invalid)?;
+    let plan = FaultPlan::new(&lease.id(), &fault.spec.terms)?;
     if args.dry_run {
         print_rules(&plan, &[]);
         return Ok(());
@@ -141,8 +143,8 @@ pub fn run(args: InjectArgs) -> anyhow::Result<()> {
         &fault.name,
         &netns,
         plan,
-        &fault.spec.ports,
-        fault.spec.action.type_.word(),
+        &fault.spec.terms.ports,
+        fault.spec.terms.action.type_.word(),
         is_cli_leftover,
         Box::new(|line: &str| say!("{line}")),
     )?;

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use kafka_shock_crds::matching::api_key_by_name;
-use kafka_shock_crds::{ActionType, Cidr, Enforcement, KafkaFaultSpec, SpecError};
+use kafka_shock_crds::{ActionType, Cidr, Enforcement, FaultTerms, SpecError};
 
 use crate::matching::{MatchError, RequestMatcher};
 use crate::rules::{
@@ -42,24 +42,25 @@ pub struct FaultPlan {
 }
 
 impl FaultPlan {
-    /// Validates `spec` and plans it under the injection id `id` (chain name and rule comments).
-    pub fn new(id: &str, spec: &KafkaFaultSpec) -> Result<FaultPlan, PlanError> {
-        spec.validate().map_err(PlanError::Invalid)?;
-        let verdict = match spec.action.type_ {
+    /// Validates `terms` and plans them under the injection id `id` (chain name and rule
+    /// comments).
+    pub fn new(id: &str, terms: &FaultTerms) -> Result<FaultPlan, PlanError> {
+        terms.validate().map_err(PlanError::Invalid)?;
+        let verdict = match terms.action.type_ {
             ActionType::Reject => Verdict::Reject,
             ActionType::Drop => Verdict::Drop,
             ActionType::Delay => Verdict::Delay,
         };
-        if verdict == Verdict::Delay && !spec.enforcement.can_delay() {
+        if verdict == Verdict::Delay && !terms.enforcement.can_delay() {
             return Err(PlanError::Unsupported(
-                "spec.action.type: Delay needs enforcement Inline (or Auto): only Inline can hold a request",
+                "terms.action.type: Delay needs enforcement Inline (or Auto): only Inline can hold a request",
             ));
         }
         let delay = (
-            spec.action.delay().unwrap_or_default(),
-            spec.action.jitter().unwrap_or_default(),
+            terms.action.delay().unwrap_or_default(),
+            terms.action.jitter().unwrap_or_default(),
         );
-        let matched = &spec.match_;
+        let matched = &terms.match_;
         let client_id =
             matched
                 .client_id
@@ -109,14 +110,14 @@ impl FaultPlan {
         Ok(FaultPlan {
             injection: Injection {
                 id: id.to_owned(),
-                ports: spec.ports.clone(),
+                ports: terms.ports.clone(),
                 signature,
                 verdict,
-                probability: spec.action.probability,
+                probability: terms.action.probability,
                 source_cidrs,
                 layers: Layers::Signature,
             },
-            enforcement: spec.enforcement,
+            enforcement: terms.enforcement,
             topics: matched.topics.clone(),
             delay,
             queue: inline_queue(id),
@@ -249,11 +250,16 @@ impl FaultPlan {
 
 #[cfg(test)]
 mod tests {
+    use kafka_shock_crds::KafkaFaultSpec;
+
     use super::*;
     use crate::rules::Gap;
 
-    fn spec(yaml: &str) -> KafkaFaultSpec {
-        serde_yaml::from_str(yaml).expect("spec yaml")
+    /// The terms of the fault spec `yaml`.
+    fn spec(yaml: &str) -> FaultTerms {
+        serde_yaml::from_str::<KafkaFaultSpec>(yaml)
+            .expect("spec yaml")
+            .terms
     }
 
     const RESET_ORDERS: &str = "

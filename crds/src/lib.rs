@@ -19,6 +19,7 @@ pub mod hash;
 pub mod injection;
 pub mod matching;
 pub mod selector;
+pub mod terms;
 pub mod validate;
 
 pub use action::{Action, ActionType, Enforcement};
@@ -37,4 +38,5 @@ pub use injection::{
 };
 pub use matching::{ApiVersionRange, Cidr, ClientIdMatch, FaultMatch};
 pub use selector::{SelectorError, parse_selector};
+pub use terms::FaultTerms;
 pub use validate::SpecError;

@@ -1,7 +1,8 @@
 //! [`KafkaFaultSpec::validate`]: every check the CRD's schema and CEL rules make, plus those
 //! the API server cannot make (regexes compile, CIDRs parse, API names are known, durations
 //! read). The operator runs it before acting and reports the result in the `Valid` condition;
-//! the CLI runs it before applying.
+//! the CLI runs it before applying. [`FaultTerms::validate`] is its part both kinds share:
+//! the agent runs it on each injection before enforcing it.
 
 use std::collections::HashSet;
 
@@ -13,6 +14,7 @@ use crate::{
     fault::{KafkaFaultSpec, TargetMode},
     matching::{Cidr, CidrError, FaultMatch, api_key_by_name},
     selector::{SelectorError, selector_errors},
+    terms::FaultTerms,
 };
 
 /// One thing wrong with a fault spec. Every message starts with the path of the field at fault.
@@ -149,10 +151,7 @@ impl KafkaFaultSpec {
         let mut errors = Vec::new();
         check_selector(&self.selector, &mut errors);
         check_mode(self.mode, self.value, &mut errors);
-        check_ports(&self.ports, &mut errors);
-        check_match(&self.match_, &mut errors);
-        check_action(&self.action, &mut errors);
-        check_enforcement(self, &mut errors);
+        self.terms.check(&mut errors);
         if let Some(duration) = &self.duration {
             check_duration("spec.duration", duration, false, &mut errors);
         }
@@ -161,6 +160,28 @@ impl KafkaFaultSpec {
         } else {
             Err(errors)
         }
+    }
+}
+
+impl FaultTerms {
+    /// Checks the ports, match, action and enforcement, as [`KafkaFaultSpec::validate`] does
+    /// for a fault: what the agent runs before enforcing an injection (or a CLI file, which
+    /// no API server has seen).
+    pub fn validate(&self) -> Result<(), Vec<SpecError>> {
+        let mut errors = Vec::new();
+        self.check(&mut errors);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn check(&self, errors: &mut Vec<SpecError>) {
+        check_ports(&self.ports, errors);
+        check_match(&self.match_, errors);
+        check_action(&self.action, errors);
+        check_enforcement(self, errors);
     }
 }
 
@@ -292,17 +313,17 @@ fn check_action(action: &Action, errors: &mut Vec<SpecError>) {
     }
 }
 
-fn check_enforcement(spec: &KafkaFaultSpec, errors: &mut Vec<SpecError>) {
-    if spec.action.type_ == ActionType::Delay && !spec.enforcement.can_delay() {
-        errors.push(SpecError::DelayNeedsInline(spec.enforcement));
+fn check_enforcement(terms: &FaultTerms, errors: &mut Vec<SpecError>) {
+    if terms.action.type_ == ActionType::Delay && !terms.enforcement.can_delay() {
+        errors.push(SpecError::DelayNeedsInline(terms.enforcement));
     }
-    let has_regex = spec
+    let has_regex = terms
         .match_
         .client_id
         .as_ref()
         .is_some_and(|c| c.regex.is_some());
-    if has_regex && !spec.enforcement.can_match_regex() {
-        errors.push(SpecError::RegexNeedsStream(spec.enforcement));
+    if has_regex && !terms.enforcement.can_match_regex() {
+        errors.push(SpecError::RegexNeedsStream(terms.enforcement));
     }
 }
 

@@ -105,10 +105,7 @@ pub fn injection_for(
             pod_ip: target.pod_ip.clone(),
             pod_ips: target.pod_ips.clone(),
             node_name: target.node_name.clone(),
-            ports: spec.ports.clone(),
-            match_: spec.match_.clone(),
-            action: spec.action.clone(),
-            enforcement: spec.enforcement,
+            terms: spec.terms.clone(),
             expire_time: ends_at(fault, start).map(rfc3339),
             paused: spec.paused,
         },
@@ -249,7 +246,7 @@ mod tests {
     fn builds_the_whole_injection() {
         let mut f = fault("All", None);
         f.spec.duration = Some("5m".into());
-        f.spec.ports = vec![9092, 9093];
+        f.spec.terms.ports = vec![9092, 9093];
         let injection =
             injection_for(&f, &target("broker-0"), &time("2025-01-02T03:04:05.7Z")).unwrap();
         let json = serde_json::to_value(&injection).unwrap();
@@ -281,8 +278,8 @@ mod tests {
                     "podIPs": ["10.0.0.8", "fd00::1"],
                     "nodeName": "node-broker-0",
                     "ports": [9092, 9093],
-                    "match": serde_json::to_value(&f.spec.match_).unwrap(),
-                    "action": serde_json::to_value(&f.spec.action).unwrap(),
+                    "match": serde_json::to_value(&f.spec.terms.match_).unwrap(),
+                    "action": serde_json::to_value(&f.spec.terms.action).unwrap(),
                     "enforcement": "Auto",
                     "expireTime": "2025-01-02T03:09:05Z",
                     "paused": false,

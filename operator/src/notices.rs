@@ -164,7 +164,7 @@ mod tests {
     fn failures_are_warnings_on_transition() {
         let now = time("2025-01-02T03:04:05Z");
         let mut f = fault("All", None);
-        f.spec.match_.client_id = Some(ClientIdMatch {
+        f.spec.terms.match_.client_id = Some(ClientIdMatch {
             regex: Some("(".into()),
             ..Default::default()
         });

@@ -540,11 +540,11 @@ mod tests {
     #[test]
     fn an_invalid_spec_is_failed_with_every_reason() {
         let mut f = fault("All", None);
-        f.spec.match_.client_id = Some(ClientIdMatch {
+        f.spec.terms.match_.client_id = Some(ClientIdMatch {
             regex: Some("(".into()),
             ..Default::default()
         });
-        f.spec.match_.api_keys = vec!["Produce".into(), "Nope".into()];
+        f.spec.terms.match_.api_keys = vec!["Produce".into(), "Nope".into()];
         let reasons = validity(&f).unwrap_err();
         assert!(
             reasons.contains("spec.match.clientId.regex: invalid regex"),

@@ -21,9 +21,7 @@ use anyhow::Context as _;
 use clap::Args;
 use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
-use kafka_shock_agent::assignment::{
-    Desired, Tally, desired, fault_spec_of, is_orphan, status_for, time_until,
-};
+use kafka_shock_agent::assignment::{Desired, Tally, desired, is_orphan, status_for, time_until};
 use kafka_shock_agent::plan::FaultPlan;
 use kafka_shock_agent::pod_netns::PodKey;
 use kafka_shock_crds::{
@@ -423,15 +421,15 @@ fn start_worker(
     placement: Placement,
     until: Option<Timestamp>,
 ) -> Result<Worker, Error> {
-    let spec = fault_spec_of(injection);
-    let plan = FaultPlan::new(&rule_id(&ctx.node, uid), &spec)
+    let terms = &injection.spec.terms;
+    let plan = FaultPlan::new(&rule_id(&ctx.node, uid), terms)
         .map_err(|error| Error::Enforce(error.into()))?;
     let name = format!(
         "{}/{}",
         injection.namespace().unwrap_or_default(),
         injection.name_any()
     );
-    let verb = spec.action.type_.word();
+    let verb = terms.action.type_.word();
     let log_name = name.clone();
     let log = Box::new(move |line: &str| {
         if line.starts_with("match:") {
@@ -446,7 +444,7 @@ fn start_worker(
         Assignment {
             name,
             plan,
-            ports: spec.ports.clone(),
+            ports: terms.ports.clone(),
             verb,
             until: until.map(|until| Instant::now() + time_until(until, Timestamp::now())),
         },

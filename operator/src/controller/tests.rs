@@ -222,7 +222,7 @@ async fn a_valid_fault_creates_one_injection_per_ready_pod_and_reports() {
 #[tokio::test]
 async fn an_invalid_fault_reports_why_and_creates_nothing() {
     let mut invalid = finalized(fault("All", None));
-    invalid.spec.match_.client_id = Some(kafka_shock_crds::ClientIdMatch {
+    invalid.spec.terms.match_.client_id = Some(kafka_shock_crds::ClientIdMatch {
         regex: Some("(unclosed".into()),
         ..Default::default()
     });
