@@ -16,7 +16,6 @@ mod session;
 mod sniff;
 mod topic_probe;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -55,14 +54,7 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KAFKA_SHOCK_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    kafka_shock_daemon::logging::init(default_level, kafka_shock_daemon::LogFormat::Text);
     let outcome = match cli.command {
         Command::Sniff(args) => sniff::run(args),
         Command::Inject(args) => inject::run(args),

@@ -1,15 +1,9 @@
-//! The agent's Prometheus metrics and its `/metrics` and `/healthz` endpoint.
+//! The agent's Prometheus metrics, served with `/healthz` by `kafka_shock_daemon::http`.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use kafka_shock_daemon::Exported;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -143,59 +137,18 @@ impl Metrics {
     pub fn observe_remove(&self, took: Duration) {
         self.remove_seconds.observe(took.as_secs_f64());
     }
+}
 
-    fn render(&self) -> Result<String, std::fmt::Error> {
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
-        Ok(text)
+impl Exported for Metrics {
+    fn registry(&self) -> &Registry {
+        &self.registry
     }
-}
 
-async fn metrics_page(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
-    match metrics.render() {
-        Ok(text) => (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            text,
-        ),
-        Err(_) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            [(header::CONTENT_TYPE, "text/plain")],
-            "encoding the metrics failed\n".to_owned(),
-        ),
+    fn health(&self) -> Result<(), &'static str> {
+        if self.watching.load(Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err("not watching yet")
+        }
     }
-}
-
-async fn health(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
-    if metrics.watching.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ok\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not watching yet\n")
-    }
-}
-
-/// Serves `/metrics` and `/healthz` on `listener` until the process ends.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    metrics: Arc<Metrics>,
-) -> std::io::Result<()> {
-    let app = Router::new()
-        .route("/metrics", get(metrics_page))
-        .route("/healthz", get(health))
-        .with_state(metrics);
-    axum::serve(listener, app).await
-}
-
-/// `:PORT` (every address) or `HOST:PORT`.
-pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
-    let full = if text.starts_with(':') {
-        format!("0.0.0.0{text}")
-    } else {
-        text.to_owned()
-    };
-    full.parse()
-        .map_err(|_| format!("--metrics-addr {text:?}: expected :PORT or HOST:PORT"))
 }

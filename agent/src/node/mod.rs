@@ -28,6 +28,7 @@ use kafka_shock_crds::{
     FINALIZER, InjectionPhase, KafkaFaultInjection, KafkaFaultInjectionStatus, NODE_LABEL,
     label_value, rule_id,
 };
+use kafka_shock_daemon::{http, release_finalizer};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
@@ -132,10 +133,8 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
-    let listen = metrics::parse_listen_addr(&args.metrics_addr).map_err(anyhow::Error::msg)?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen} for /metrics"))?;
+    let listener = http::listen(&args.metrics_addr).await?;
+    let listen = listener.local_addr()?;
     let client = Client::try_default()
         .await
         .context("no Kubernetes API to talk to (in-cluster config or KUBECONFIG)")?;
@@ -162,7 +161,10 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     );
 
     let metrics = Arc::new(Metrics::new());
-    let server = tokio::spawn(metrics::serve(listener, metrics.clone()));
+    let (stop_serving, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(http::serve(listener, metrics.clone(), async {
+        let _ = stopped.await;
+    }));
     let context = Arc::new(Context {
         client,
         node: args.node_name.clone(),
@@ -189,7 +191,8 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     metrics
         .watching
         .store(false, std::sync::atomic::Ordering::Relaxed);
-    server.abort();
+    let _ = stop_serving.send(());
+    server.await??;
     // SIGTERM: take out everything this agent installed; the injections keep their finalizer,
     // so the next agent puts the rules back or completes a deletion.
     let workers: Vec<(String, Worker)> = context
@@ -292,7 +295,7 @@ async fn reconcile(
     match want {
         Desired::Deleting => {
             remove_rules(&ctx, &injection, &uid).await?;
-            release_finalizer(&ctx, &injection).await?;
+            release(&ctx, &injection).await?;
             forget(&ctx, &injection, &uid);
             Ok(Action::await_change())
         }
@@ -618,37 +621,15 @@ async fn write_status(
 
 /// Removes the agent's finalizer, guarded by the resourceVersion read, so a concurrent change
 /// is retried rather than overwritten.
-async fn release_finalizer(ctx: &Context, injection: &KafkaFaultInjection) -> Result<(), Error> {
+async fn release(ctx: &Context, injection: &KafkaFaultInjection) -> Result<(), Error> {
     if !injection.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(());
     }
     let namespace = injection
         .namespace()
         .ok_or(Error::Incomplete("metadata.namespace"))?;
-    let remaining: Vec<&String> = injection
-        .finalizers()
-        .iter()
-        .filter(|f| *f != FINALIZER)
-        .collect();
-    let patch = serde_json::json!({
-        "metadata": {
-            "finalizers": remaining,
-            "resourceVersion": injection.resource_version(),
-        }
-    });
     let api: Api<KafkaFaultInjection> = Api::namespaced(ctx.client.clone(), &namespace);
-    match api
-        .patch(
-            &injection.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 404 => {}
-        Err(error) => return Err(error.into()),
-    }
+    release_finalizer(&api, injection, FINALIZER).await?;
     info!(injection = %injection.name_any(), "rules gone; finalizer released");
     Ok(())
 }

@@ -25,6 +25,7 @@ use kafka_shock_crds::{
     FAULT_FINALIZER, FAULT_LABEL, FINALIZER, KafkaFault, KafkaFaultInjection, KafkaFaultStatus,
     label_value, parse_selector,
 };
+use kafka_shock_daemon::release_finalizer;
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams},
@@ -385,29 +386,21 @@ async fn release_orphans(
             finalizer_releasable(injection, pod.as_ref(), node.is_some())
         };
         if orphaned {
-            let kept: Vec<String> = injection
-                .finalizers()
-                .iter()
-                .filter(|f| *f != FINALIZER)
-                .cloned()
-                .collect();
-            orphans.push((name.clone(), kept, injection.resource_version()));
+            orphans.push(name.clone());
         }
     }
-    for (name, kept, resource_version) in orphans {
-        // The resourceVersion makes this fail, not clobber, if the agent changed it meanwhile.
-        let patch = json!({"metadata": {"finalizers": kept, "resourceVersion": resource_version}});
-        match injections
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(released) if released.finalizers().is_empty() => {
+    for name in orphans {
+        let Some(injection) = stored.get(&name) else {
+            continue;
+        };
+        match release_finalizer(injections, injection, FINALIZER).await {
+            Ok(Some(released)) if released.finalizers().is_empty() => {
                 stored.remove(&name);
             }
-            Ok(released) => {
+            Ok(Some(released)) => {
                 stored.insert(name.clone(), released);
             }
-            Err(kube::Error::Api(status)) if status.is_not_found() => {
+            Ok(None) => {
                 stored.remove(&name);
             }
             Err(source) => return Err(Error::ReleaseInjection { name, source }),
