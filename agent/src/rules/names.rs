@@ -23,9 +23,9 @@ pub fn chain_name(id: &str) -> String {
     format!("{CHAIN_PREFIX}{hash:012X}")
 }
 
-/// The NFQUEUE number an Inline injection asks for first: 1024 plus a hash of the id, so that
-/// two faults in one namespace almost never want the same queue. Binding is what decides: a
-/// queue someone else holds is refused by the kernel, and the engine tries the next numbers
+/// The NFQUEUE number an Inline injection asks for first: 1024 plus a hash of the id, so that two
+/// faults in one namespace almost never want the same queue. Binding is what decides: a queue
+/// someone else holds is refused by the kernel, and the Inline enforcer tries the next numbers
 /// ([`INLINE_QUEUE_TRIES`]).
 pub fn inline_queue(id: &str) -> u16 {
     const FIRST: u64 = 1024;
@@ -33,17 +33,17 @@ pub fn inline_queue(id: &str) -> u16 {
     (FIRST + fnv1a64(&[b"queue", id.as_bytes()]) % SPAN) as u16
 }
 
-/// How many consecutive queue numbers, from [`inline_queue`], an engine tries to bind.
+/// How many consecutive queue numbers, from [`inline_queue`], an Inline enforcer tries to bind.
 pub const INLINE_QUEUE_TRIES: u16 = 32;
 
-/// The loopback UDP port whose packets the Inline chain of `queue` also queues. The engine
-/// reads an idle queue blocking (no polling, no latency added); sending one datagram there
-/// wakes it, so it can see it was told to stop.
+/// The loopback UDP port whose packets the Inline chain of `queue` also queues. The Inline enforcer
+/// reads an idle queue blocking (no polling, no latency added); sending one datagram there wakes
+/// it, so it can see it was told to stop.
 pub fn wake_port(queue: u16) -> u16 {
     40_000 + queue % 20_000
 }
 
-/// The packet mark with which the Inline engine sends a segment back through the chain of
+/// The packet mark with which the Inline enforcer sends a segment back through the chain of
 /// `queue` (NF_REPEAT) to be answered with a TCP reset by that chain's first rule. "KS" in the
 /// high half, the queue number in the low half: unique per chain in the namespace, and clear
 /// of the low bits kube-proxy and CNIs use.
@@ -74,7 +74,7 @@ pub fn sanitise_id(id: &str) -> String {
 
 /// The comment of one rule: `kshock:<sanitised id>:<8 hex digits>`, the digits hashing the
 /// rule's own arguments. It is what reconcile compares, because iptables-save prints comments
-/// verbatim but rewrites most other arguments (see [`crate::rules::plan`]).
+/// verbatim but rewrites most other arguments (see [`crate::rules::diff`]).
 pub(crate) fn stamp(sanitised_id: &str, args: &[String]) -> String {
     let parts: Vec<&[u8]> = args.iter().map(|arg| arg.as_bytes()).collect();
     let hash = fnv1a64(&parts);
