@@ -1,5 +1,5 @@
 //! From targets to KafkaFaultInjections: a deterministic builder and the create/update/delete
-//! plan that brings the API in line with it.
+//! changes that bring the API in line with it.
 //!
 //! The builder fills only fields that follow from its inputs, in a fixed order, so the same
 //! fault, target and start give a byte-identical object: comparing it with what is stored tells
@@ -36,7 +36,7 @@ pub enum InjectionError {
 
 /// What to change so that the fault's injections are exactly those its targets need.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct InjectionPlan {
+pub struct InjectionChanges {
     /// Injections to create.
     pub create: Vec<KafkaFaultInjection>,
     /// Injections whose stored version differs from these (e.g. the pod was recreated with a new
@@ -48,7 +48,7 @@ pub struct InjectionPlan {
     pub delete: Vec<String>,
 }
 
-impl InjectionPlan {
+impl InjectionChanges {
     /// Whether nothing needs to change.
     pub fn is_empty(&self) -> bool {
         self.create.is_empty() && self.update.is_empty() && self.delete.is_empty()
@@ -125,12 +125,12 @@ pub fn injection_for(
 ///   deletion makes the end visible in the API and lets the fault roll up to Completed.
 /// - An injection already being deleted is left alone: its successor is created once it is
 ///   gone (the controller's watch on injections brings it back).
-pub fn plan_injections(
+pub fn injection_changes(
     fault: &KafkaFault,
     targets: &[Target],
     existing: &[KafkaFaultInjection],
     now: &Time,
-) -> Result<InjectionPlan, InjectionError> {
+) -> Result<InjectionChanges, InjectionError> {
     let expired = expiry(fault, existing).is_some_and(|end| end <= now.0);
     let wants_none = fault.metadata.deletion_timestamp.is_some() || fault.spec.dry_run || expired;
     let wanted = if wants_none { &[][..] } else { targets };
@@ -138,12 +138,12 @@ pub fn plan_injections(
     let stored: BTreeMap<String, &KafkaFaultInjection> =
         existing.iter().map(|i| (i.name_any(), i)).collect();
 
-    let mut plan = InjectionPlan::default();
+    let mut changes = InjectionChanges::default();
     let mut wanted_names = BTreeSet::new();
     for target in wanted {
         let name = injection_name(&fault.name_any(), &target.pod_name);
         match stored.get(&name) {
-            None => plan
+            None => changes
                 .create
                 .push(injection_for(fault, target, &Time(fault_start))?),
             Some(current) if current.metadata.deletion_timestamp.is_some() => {}
@@ -151,18 +151,18 @@ pub fn plan_injections(
                 let start = injection_start(current).unwrap_or(fault_start);
                 let desired = injection_for(fault, target, &Time(start))?;
                 if needs_update(current, &desired) {
-                    plan.update.push(desired);
+                    changes.update.push(desired);
                 }
             }
         }
         wanted_names.insert(name);
     }
-    plan.delete = stored
+    changes.delete = stored
         .into_iter()
         .filter(|(name, i)| !wanted_names.contains(name) && i.metadata.deletion_timestamp.is_none())
         .map(|(name, _)| name)
         .collect();
-    Ok(plan)
+    Ok(changes)
 }
 
 /// Whether `current` lacks anything `desired` sets: its spec, a label, the start annotation, the
@@ -334,7 +334,7 @@ mod tests {
         f.spec.duration = Some("10m".into());
         let targets = [target("broker-0"), target("broker-1")];
         let now = time("2025-01-02T03:04:05Z");
-        let plan = plan_injections(&f, &targets, &[], &now).unwrap();
+        let plan = injection_changes(&f, &targets, &[], &now).unwrap();
         assert!(plan.update.is_empty() && plan.delete.is_empty());
         assert_eq!(plan.create.len(), 2);
         for created in &plan.create {
@@ -347,7 +347,7 @@ mod tests {
         // A pod joining later gets the fault's start, not its own.
         let existing = [stored(plan.create[0].clone())];
         let later = time("2025-01-02T03:07:00Z");
-        let plan = plan_injections(&f, &targets, &existing, &later).unwrap();
+        let plan = injection_changes(&f, &targets, &existing, &later).unwrap();
         assert!(plan.update.is_empty() && plan.delete.is_empty());
         assert_eq!(plan.create.len(), 1);
         assert_eq!(plan.create[0].spec.pod_name, "broker-1");
@@ -362,17 +362,17 @@ mod tests {
         let mut f = fault("All", None);
         f.spec.duration = Some("10m".into());
         let targets = [target("broker-0"), target("broker-1")];
-        let first = plan_injections(&f, &targets, &[], &time("2025-01-02T03:04:05Z")).unwrap();
+        let first = injection_changes(&f, &targets, &[], &time("2025-01-02T03:04:05Z")).unwrap();
         let existing: Vec<_> = first.create.into_iter().map(stored).collect();
         for now in ["2025-01-02T03:04:06Z", "2025-01-02T03:10:00Z"] {
-            let plan = plan_injections(&f, &targets, &existing, &time(now)).unwrap();
+            let plan = injection_changes(&f, &targets, &existing, &time(now)).unwrap();
             assert!(plan.is_empty(), "{now}: {plan:?}");
         }
         // Even with no status startTime (lost write) and the targets in another order.
         f.status = None;
         let reversed = [targets[1].clone(), targets[0].clone()];
         assert!(
-            plan_injections(&f, &reversed, &existing, &time("2025-01-02T03:05:00Z"))
+            injection_changes(&f, &reversed, &existing, &time("2025-01-02T03:05:00Z"))
                 .unwrap()
                 .is_empty()
         );
@@ -383,7 +383,7 @@ mod tests {
         let mut f = fault("All", None);
         f.spec.duration = Some("10m".into());
         let before = target("broker-0");
-        let created = plan_injections(
+        let created = injection_changes(
             &f,
             std::slice::from_ref(&before),
             &[],
@@ -398,7 +398,7 @@ mod tests {
             ..before
         };
         let plan =
-            plan_injections(&f, &[restarted], &existing, &time("2025-01-02T03:06:00Z")).unwrap();
+            injection_changes(&f, &[restarted], &existing, &time("2025-01-02T03:06:00Z")).unwrap();
         assert!(plan.create.is_empty() && plan.delete.is_empty());
         let [updated] = &plan.update[..] else {
             panic!("{plan:?}")
@@ -417,31 +417,32 @@ mod tests {
         let mut f = fault("All", None);
         let targets = [target("broker-0"), target("broker-1")];
         let now = time("2025-01-02T03:04:05Z");
-        let existing: Vec<_> = plan_injections(&f, &targets, &[], &now)
+        let existing: Vec<_> = injection_changes(&f, &targets, &[], &now)
             .unwrap()
             .create
             .into_iter()
             .map(stored)
             .collect();
         f.spec.paused = true;
-        let plan = plan_injections(&f, &targets, &existing, &now).unwrap();
+        let plan = injection_changes(&f, &targets, &existing, &now).unwrap();
         assert_eq!(plan.update.len(), 2);
         assert!(plan.update.iter().all(|i| i.spec.paused));
 
         let paused: Vec<_> = plan.update.into_iter().map(stored).collect();
         assert!(
-            plan_injections(&f, &targets, &paused, &now)
+            injection_changes(&f, &targets, &paused, &now)
                 .unwrap()
                 .is_empty()
         );
         f.spec.paused = false;
-        let resumed = plan_injections(&f, &targets, &paused, &now).unwrap();
+        let resumed = injection_changes(&f, &targets, &paused, &now).unwrap();
         assert_eq!(resumed.update.len(), 2);
         assert!(resumed.update.iter().all(|i| !i.spec.paused));
 
         // A duration added later is counted from the original start.
         f.spec.duration = Some("1h".into());
-        let plan = plan_injections(&f, &targets, &existing, &time("2025-01-02T03:30:00Z")).unwrap();
+        let plan =
+            injection_changes(&f, &targets, &existing, &time("2025-01-02T03:30:00Z")).unwrap();
         assert_eq!(plan.update.len(), 2);
         assert!(
             plan.update
@@ -468,7 +469,7 @@ mod tests {
             let mut broken = good.clone();
             strip(&mut broken);
             assert_eq!(
-                plan_injections(&f, &targets, &[broken], &now)
+                injection_changes(&f, &targets, &[broken], &now)
                     .unwrap()
                     .update
                     .len(),
@@ -483,31 +484,31 @@ mod tests {
         let f = fault("All", None);
         let now = time("2025-01-02T03:04:05Z");
         let all = [target("broker-0"), target("broker-1"), target("broker-2")];
-        let existing: Vec<_> = plan_injections(&f, &all, &[], &now)
+        let existing: Vec<_> = injection_changes(&f, &all, &[], &now)
             .unwrap()
             .create
             .into_iter()
             .map(stored)
             .collect();
 
-        let plan = plan_injections(&f, &all[..2], &existing, &now).unwrap();
+        let plan = injection_changes(&f, &all[..2], &existing, &now).unwrap();
         assert_eq!(plan.delete, ["reset-orders-broker-2"]);
         assert!(plan.create.is_empty() && plan.update.is_empty());
 
         let mut dry = f.clone();
         dry.spec.dry_run = true;
-        let plan = plan_injections(&dry, &all, &existing, &now).unwrap();
+        let plan = injection_changes(&dry, &all, &existing, &now).unwrap();
         assert_eq!(plan.delete.len(), 3);
         assert!(plan.create.is_empty() && plan.update.is_empty());
         assert!(
-            plan_injections(&dry, &all, &[], &now).unwrap().is_empty(),
+            injection_changes(&dry, &all, &[], &now).unwrap().is_empty(),
             "dry run creates nothing"
         );
 
         let mut deleted = f.clone();
         deleted.metadata.deletion_timestamp = Some(now.clone());
         assert_eq!(
-            plan_injections(&deleted, &all, &existing, &now)
+            injection_changes(&deleted, &all, &existing, &now)
                 .unwrap()
                 .delete
                 .len(),
@@ -517,10 +518,10 @@ mod tests {
         // Already terminating: neither deleted again nor replaced until gone.
         let mut terminating = existing.clone();
         terminating[2].metadata.deletion_timestamp = Some(now.clone());
-        let plan = plan_injections(&f, &all, &terminating, &now).unwrap();
+        let plan = injection_changes(&f, &all, &terminating, &now).unwrap();
         assert!(plan.is_empty(), "{plan:?}");
         assert!(
-            plan_injections(&f, &all[..2], &terminating, &now)
+            injection_changes(&f, &all[..2], &terminating, &now)
                 .unwrap()
                 .is_empty()
         );
@@ -531,17 +532,17 @@ mod tests {
         let mut f = fault("All", None);
         f.spec.duration = Some("1m".into());
         let all = [target("broker-0"), target("broker-1")];
-        let existing: Vec<_> = plan_injections(&f, &all[..1], &[], &time("2025-01-02T03:04:05Z"))
+        let existing: Vec<_> = injection_changes(&f, &all[..1], &[], &time("2025-01-02T03:04:05Z"))
             .unwrap()
             .create
             .into_iter()
             .map(stored)
             .collect();
         let expired = time("2025-01-02T03:05:05Z");
-        let plan = plan_injections(&f, &all, &existing, &expired).unwrap();
+        let plan = injection_changes(&f, &all, &existing, &expired).unwrap();
         assert!(plan.create.is_empty() && plan.update.is_empty(), "{plan:?}");
         assert_eq!(plan.delete, ["reset-orders-broker-0"]);
-        let plan = plan_injections(&f, &all, &existing, &time("2025-01-02T03:05:04Z")).unwrap();
+        let plan = injection_changes(&f, &all, &existing, &time("2025-01-02T03:05:04Z")).unwrap();
         assert_eq!(plan.create.len(), 1, "one second before expiry");
         assert!(plan.delete.is_empty());
 
@@ -550,7 +551,11 @@ mod tests {
             start_time: Some("2025-01-02T03:04:05Z".into()),
             ..Default::default()
         });
-        assert!(plan_injections(&f, &all, &[], &expired).unwrap().is_empty());
+        assert!(
+            injection_changes(&f, &all, &[], &expired)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -200,7 +200,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        injections::{plan_injections, time},
+        injections::{injection_changes, time},
         select_targets,
         targets::tests::{fault, pod},
     };
@@ -221,7 +221,7 @@ mod tests {
         let f = fault("All", None);
         let now = time("2025-01-02T03:04:05Z");
         let targets = select_targets(&f, &[pod("broker-0"), pod("broker-1")]).unwrap();
-        let mut injections = plan_injections(&f, &targets, &[], &now).unwrap().create;
+        let mut injections = injection_changes(&f, &targets, &[], &now).unwrap().create;
         metrics.observe("kafka/a", FaultPhase::Injecting, &injections);
         metrics.observe("kafka/b", FaultPhase::Injecting, &injections[..1]);
         injections[0].status = Some(KafkaFaultInjectionStatus {

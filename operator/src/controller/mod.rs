@@ -42,10 +42,10 @@ use serde_json::json;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::{
-    InjectionError, SelectError, expiry, finalizer_releasable,
+    InjectionError, SelectError, expiry, finalizer_releasable, injection_changes,
     metrics::Metrics,
     notices::notices,
-    plan_injections, roll_up, select_targets,
+    roll_up, select_targets,
     triggers::{faults_for_node, faults_for_pod},
     validity,
 };
@@ -306,12 +306,12 @@ async fn sync(fault: &KafkaFault, ctx: &Context) -> Result<Synced, Error> {
     } else {
         Vec::new()
     };
-    let plan = plan_injections(fault, &targets, &existing, &now)?;
+    let changes = injection_changes(fault, &targets, &existing, &now)?;
 
     let mut stored: BTreeMap<String, KafkaFaultInjection> =
         existing.into_iter().map(|i| (i.name_any(), i)).collect();
     let apply = PatchParams::apply(MANAGER).force();
-    for desired in plan.create.iter().chain(&plan.update) {
+    for desired in changes.create.iter().chain(&changes.update) {
         let injection = desired.name_any();
         let written = injections
             .patch(&injection, &apply, &Patch::Apply(desired))
@@ -322,7 +322,7 @@ async fn sync(fault: &KafkaFault, ctx: &Context) -> Result<Synced, Error> {
             })?;
         stored.insert(injection, written);
     }
-    for injection in &plan.delete {
+    for injection in &changes.delete {
         match injections.delete(injection, &DeleteParams::default()).await {
             Ok(either) => match either.left() {
                 Some(terminating) => stored.insert(injection.clone(), terminating),

@@ -266,7 +266,7 @@ fn deleting_with_active_injections() -> (KafkaFault, Vec<Value>) {
     let live = fault("All", None);
     let targets = crate::select_targets(&live, &[pod("broker-0"), pod("broker-1")]).unwrap();
     let now = crate::injections::time("2025-01-02T03:00:00Z");
-    let injections = crate::plan_injections(&live, &targets, &[], &now)
+    let injections = crate::injection_changes(&live, &targets, &[], &now)
         .unwrap()
         .create
         .into_iter()
