@@ -1,6 +1,6 @@
-//! The agent's [`reconcile`] against a mocked API server (tower-test, as the operator's
-//! controller tests): each test scripts the requests a reconcile must make, in order, answers
-//! them, and fails on any other (the reconcile then errs or times out). What is decided is
+//! The agent's [`reconcile`] against the mocked API server the operator's controller tests use
+//! too (`kafka_shock_daemon::mock`): each test scripts the requests a reconcile must make, in
+//! order, answers them, and fails on any other (the reconcile then errs or times out). What is decided is
 //! tested in `assignment::decide`; here, what is written: the status by server-side apply,
 //! the finalizer released under the resourceVersion read, and nothing when nothing changed.
 //!
@@ -11,72 +11,17 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Method, Request, Response, StatusCode};
+use http::Method;
 use kafka_shock_agent::assignment::RESYNC;
 use kafka_shock_crds::KafkaFaultInjection;
-use kube::Client;
-use kube::client::Body;
+use kafka_shock_daemon::mock::{ApiServer, api_server};
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
-use tower_test::mock::{self, SendResponse};
 
 use super::metrics::Metrics;
 use super::reconcile::{Context, reconcile};
 
 const INJECTION: &str = "/apis/kafkashock.io/v1alpha1/namespaces/kafka/kafkafaultinjections/reset-orders-kafka-broker-0";
-
-/// One request the reconcile made: its query, its body (JSON, or Null), and where to answer.
-struct Call {
-    query: String,
-    content_type: String,
-    body: Value,
-    reply: SendResponse<Response<Body>>,
-}
-
-impl Call {
-    fn answer(self, status: StatusCode, body: Value) {
-        let response = Response::builder()
-            .status(status)
-            .body(Body::from(serde_json::to_vec(&body).unwrap()))
-            .unwrap();
-        self.reply.send_response(response);
-    }
-}
-
-/// The mocked API server's side.
-struct ApiServer(mock::Handle<Request<Body>, Response<Body>>);
-
-impl ApiServer {
-    /// The next request, which must be `method` on `path`.
-    async fn expect(&mut self, method: Method, path: &str) -> Call {
-        let (request, reply) = self
-            .0
-            .next_request()
-            .await
-            .unwrap_or_else(|| panic!("expected {method} {path}; the client went away"));
-        assert_eq!(
-            (request.method(), request.uri().path()),
-            (&method, path),
-            "unexpected request {}",
-            request.uri()
-        );
-        let query = request.uri().query().unwrap_or_default().to_owned();
-        let content_type = request
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let bytes = request.into_body().collect_bytes().await.unwrap();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Call {
-            query,
-            content_type,
-            body,
-            reply,
-        }
-    }
-}
 
 /// The injection as the API server stores it, with `spec` and `metadata` merged in.
 fn stored(spec: Value, metadata: Value) -> KafkaFaultInjection {
@@ -118,10 +63,9 @@ async fn run<F>(injection: KafkaFaultInjection, scenario: impl FnOnce(ApiServer)
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, "default");
+    let (client, server) = api_server();
     let ctx = Arc::new(Context::new(client, "ksl-node-1", Arc::new(Metrics::new())));
-    let server = tokio::spawn(scenario(ApiServer(handle)));
+    let server = tokio::spawn(scenario(server));
     let result = tokio::time::timeout(Duration::from_secs(30), reconcile(Arc::new(injection), ctx))
         .await
         .expect("reconcile hung: it made a request the scenario does not answer");
@@ -146,7 +90,7 @@ async fn status_applied(server: &mut ApiServer) -> Value {
     let status = call.body["status"].clone();
     let mut written = serde_json::to_value(stored(json!({}), json!({}))).unwrap();
     written["status"] = status.clone();
-    call.answer(StatusCode::OK, written);
+    call.answer(written);
     status
 }
 
@@ -194,7 +138,7 @@ async fn a_deleted_injection_lets_go_of_its_finalizer_under_the_resource_version
             json!({"metadata": {"finalizers": ["other.example/keeper"], "resourceVersion": "7"}})
         );
         let released = serde_json::to_value(stored(json!({}), json!({"finalizers": []}))).unwrap();
-        call.answer(StatusCode::OK, released);
+        call.answer(released);
         // No status for an injection that goes.
     })
     .await;
@@ -208,10 +152,7 @@ async fn a_deleted_injection_already_gone_is_done() {
         json!({"deletionTimestamp": "2026-11-25T12:00:00Z"}),
     );
     let action = run(deleting, |mut server| async move {
-        server.expect(Method::PATCH, INJECTION).await.answer(
-            StatusCode::NOT_FOUND,
-            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
-        );
+        server.expect(Method::PATCH, INJECTION).await.not_found();
     })
     .await;
     assert_eq!(action, Action::await_change());
