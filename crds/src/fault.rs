@@ -242,7 +242,8 @@ mod tests {
     use super::*;
     use crate::{ActionType, Enforcement, FaultMatch, matching::DEFAULT_KAFKA_PORT};
 
-    /// The example of DESIGN.md, every field set, with a status as the operator writes it.
+    /// The example of docs/architecture.md, every field set, with a status as the operator writes
+    /// it.
     const FULL: &str = r#"
 apiVersion: kafkashock.io/v1alpha1
 kind: KafkaFault
@@ -317,7 +318,7 @@ status:
         }
         let again: KafkaFault = serde_yaml::from_str(&yaml).unwrap();
         assert_eq!(again, fault);
-        // The DESIGN example shows every field at once; a delay on a Reject is not meaningful.
+        // The example shows every field at once; a delay on a Reject is not meaningful.
         assert_eq!(
             fault.spec.validate().unwrap_err(),
             [crate::SpecError::UnusedDelay {

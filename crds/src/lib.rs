@@ -8,6 +8,10 @@
 //! [`KafkaFaultSpec::validate`] checks the same and what the server cannot (regexes, CIDRs,
 //! API names, durations). The checked-in CRD YAML is written by the `crdgen` binary from
 //! [`crd_files`], and a test fails when it drifts.
+//!
+//! [`contract`] holds what the operator and the agents agree on beyond the fields (labels,
+//! finalizers, names, rule ids, the stable [`hash`]). This crate depends on nothing else of
+//! kafka-shock; the operator and the agent build on it. See `docs/architecture.md`.
 #![forbid(unsafe_code)]
 
 pub mod action;

@@ -11,6 +11,8 @@
 //! start it sweeps the chains of injections that no longer exist. A SIGKILLed agent leaves its
 //! rules in place, and the finalizer keeps their injection until the agent is back to remove
 //! them.
+//!
+//! A command: it uses the library's `assignment` and the edges' sessions; nothing uses it.
 
 mod metrics;
 mod reconcile;

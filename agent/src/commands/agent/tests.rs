@@ -1,8 +1,8 @@
-//! The agent's [`reconcile`] against the mocked API server the operator's controller tests use
-//! too (`kafka_shock_daemon::mock`): each test scripts the requests a reconcile must make, in
-//! order, answers them, and fails on any other (the reconcile then errs or times out). What is decided is
-//! tested in `assignment::decide`; here, what is written: the status by server-side apply,
-//! the finalizer released under the resourceVersion read, and nothing when nothing changed.
+//! The agent's [`reconcile`] against the mocked API server the operator's controller tests use too
+//! (`kafka_shock_daemon::mock`): each test scripts the requests a reconcile must make, in order,
+//! answers them, and fails on any other (the reconcile then errs or times out). What is decided is
+//! tested in `assignment::decide`; here, what is written: the status by server-side apply, the
+//! finalizer released under the resourceVersion read, and nothing when nothing changed.
 //!
 //! The injections name a pod this machine does not have (a random UID, an address of
 //! TEST-NET-1), so resolving its network namespace really scans `/proc` and finds nothing.

@@ -1,6 +1,9 @@
 //! Where sniffed packets come from: a pcap/pcapng file, or a live AF_PACKET socket opened
 //! inside a network namespace. Both hand the pure core the same thing: link-layer frames with
 //! their capture time. `writer` saves chosen packets back to a pcap file for Wireshark.
+//!
+//! An edge: it uses the library's link types and capture filter and [`crate::edges::netns`];
+//! `sniff` and the session read from it.
 
 pub mod file;
 pub mod live;

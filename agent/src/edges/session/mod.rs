@@ -10,6 +10,9 @@
 //! The session owns the fault's plan and is the only one to change it: what the edges learn
 //! (the queue the Inline enforcer bound, the topic ids the broker named) comes back to it as
 //! values and is handed to the plan here.
+//!
+//! It drives the other edges (capture, enforcer, nfqueue, topic probe) and the library's
+//! sniffer and plan; `inject` and the node agent hold sessions.
 
 pub mod worker;
 
