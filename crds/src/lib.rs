@@ -36,7 +36,7 @@ pub use duration::{DurationError, parse_duration};
 pub use fault::{
     FaultPhase, KafkaFault, KafkaFaultSpec, KafkaFaultStatus, TargetMode, TargetStatus,
 };
-pub use hash::{Fnv1a, fnv1a64, stable_hash};
+pub use hash::{fnv1a64, stable_hash};
 pub use injection::{
     InjectionPhase, KafkaFaultInjection, KafkaFaultInjectionSpec, KafkaFaultInjectionStatus,
 };

@@ -192,11 +192,6 @@ impl Cidr {
         Self { addr, prefix_len }
     }
 
-    /// Whether the block is of IPv4 addresses.
-    pub fn is_ipv4(&self) -> bool {
-        self.addr.is_ipv4()
-    }
-
     /// Whether `ip` falls inside this block (never across address families).
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {

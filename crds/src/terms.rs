@@ -39,16 +39,3 @@ pub struct FaultTerms {
     #[serde(default)]
     pub enforcement: Enforcement,
 }
-
-impl FaultTerms {
-    /// Terms with this action and defaults for everything else: port 9092, every request,
-    /// enforcement Auto.
-    pub fn new(action: Action) -> Self {
-        Self {
-            ports: default_ports(),
-            match_: FaultMatch::default(),
-            action,
-            enforcement: Enforcement::default(),
-        }
-    }
-}
