@@ -12,7 +12,7 @@
 //!   the summary `sniff` prints;
 //! - [`rules`]: the iptables rule compiler, the desired-vs-actual diff, and who owns a chain;
 //! - [`fault`]: a fault's terms made enforceable ([`fault::FaultPlan`]) and its match
-//!   evaluated on decoded requests ([`fault::matcher`]);
+//!   evaluated on decoded requests ([`fault::RequestMatcher`]);
 //! - [`inline`]: the Inline decider, one verdict per queued packet;
 //! - [`assignment`]: what the node agent does about one injection, and which network
 //!   namespace is a pod's.

@@ -38,8 +38,18 @@ pub fn validity(fault: &KafkaFault) -> Result<(), String> {
 /// The status of `fault`, given the `targets` selected now and the fault's `injections` as
 /// stored (with the agents' statuses).
 ///
-/// The [`Facts`] are gathered once; the phase and every condition are read from them. The
-/// phase is that of the first [`Stage`] that applies.
+/// The phase is the first that applies of:
+/// - Failed: the spec is invalid;
+/// - Recovering / Completed: the fault is deleted or its duration is over, and some injection
+///   still holds rules / none does;
+/// - Failed: an agent reports an injection Failed;
+/// - Paused: spec.paused;
+/// - Pending: dry run, or no target selected;
+/// - Active: every target's injection is Active for its current spec;
+/// - Injecting: otherwise.
+///
+/// The facts are gathered once (`Facts`), and the phase and every condition are read from them
+/// (the stage, `Stage`, decides both the phase and the Injected condition).
 pub fn roll_up(
     fault: &KafkaFault,
     targets: &[Target],

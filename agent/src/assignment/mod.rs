@@ -1,6 +1,6 @@
 //! What the node agent decides about the KafkaFaultInjections of its node, as pure functions
 //! of what it observed: what state an injection's rules must be in ([`desired`]), the whole
-//! reconcile of one injection ([`decide`]: the actions to take and the status to report),
+//! reconcile of one injection ([`decide()`]: the actions to take and the status to report),
 //! which chains in a namespace nobody wants any more ([`is_orphan`]), and which network
 //! namespace is a pod's ([`pod_netns`]). The agent in the binary only gathers what these need
 //! (objects, the clock, `/proc`, its sessions' progress), calls them, and acts.

@@ -3,7 +3,7 @@
 //! reports their status, and releases their finalizer once their rules are gone.
 //!
 //! Here is the wiring (the watch, `/metrics`, the sweep at start, the stop at SIGTERM);
-//! [`reconcile`] is the thin writer over the pure `assignment::decide`; [`metrics`] is what
+//! `reconcile.rs` is the thin writer over the pure `assignment::decide`; `metrics.rs` is what
 //! the agent counts.
 //!
 //! Recovery (see `docs/architecture.md`): the agent enforces `expireTime` itself, so a fault
