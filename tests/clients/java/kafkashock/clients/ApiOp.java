@@ -123,12 +123,13 @@ final class ApiOp implements Main.Op {
         Map<String, Integer> errors = wire.errors(api);
         Map<String, Object> result = Out.obj("api", api, "client", client, "expect", expect,
             "api_requests", wire.sent(api), "api_errors", errors);
+        boolean expectedCame = expect != null && errors.containsKey(expect);
         boolean retriedUntilTimeout = thrown instanceof TimeoutException
             || thrown != null && thrown.getCause() instanceof TimeoutException;
-        if (thrown != null && !(retriedUntilTimeout && errors.containsKey(expect))) {
+        if (thrown != null && !(retriedUntilTimeout && expectedCame)) {
             result.putAll(Failure.describe(thrown));
             result.put("surfaced", "exception");
-        } else if (expect != null && errors.containsKey(expect)) {
+        } else if (expectedCame) {
             result.put("error", expect);
             result.put("surfaced", "response");
             if (thrown != null) result.put("exception", thrown.toString());

@@ -30,6 +30,9 @@ final class CountOp implements Main.Op {
         topic = options.required("topic");
         expectPrefix = options.str("expect-prefix", null);
         expectCount = options.number("expect-count", 0);
+        if ((expectPrefix == null) != (expectCount == 0)) {
+            throw new Options.UsageException("--expect-prefix and --expect-count go together");
+        }
         config.put("isolation.level", options.choice("isolation", "read_uncommitted", "read_committed"));
         config.put("check.crcs", options.flag("check-crcs", true));
     }
