@@ -44,7 +44,8 @@ final class ConsumeOp implements Main.Op {
         clients = new Clients(options, "consume");
         topics = List.of(options.required("topic").split(","));
         group = options.str("group", null);
-        commit = group != null && options.choice("commit", "sync", "none").equals("sync");
+        boolean commitSync = options.choice("commit", "sync", "none").equals("sync");
+        commit = group != null && commitSync;
         until = options.number("count", 0);
         durationMs = options.number("duration-ms", clients.timeoutMs);
         idleMs = options.number("idle-ms", 0);
