@@ -1,7 +1,7 @@
-//! KafkaFault end to end on the lab: the chart's CRDs and RBAC installed with Helm, the
-//! operator and one agent per lab node running with their own ServiceAccounts' tokens (not as
-//! admin), real Kafka, real clients, faults applied and removed with kubectl. Also the recovery
-//! rules of DESIGN.md: an agent down during a delete, an operator down at expiry, a broker pod
+//! KafkaFault end to end on the lab: the chart's CRDs and RBAC installed with Helm, the operator
+//! and one agent per lab node running with their own ServiceAccounts' tokens (not as admin), real
+//! Kafka, real clients, faults applied and removed with kubectl. Also the recovery rules of
+//! docs/architecture.md: an agent down during a delete, an operator down at expiry, a broker pod
 //! recreated in a new network namespace, orphans swept at agent start.
 
 use std::process::Command;

@@ -15,10 +15,10 @@ use super::corrupt::Corruption;
 use super::rewrite::TopicFilter;
 use super::{Hit, Outcome, ProxyConfig, ProxyCounters};
 use crate::FastMap;
-use crate::event::Event;
+use crate::fault::{MatchError, RequestMatcher};
 use crate::inline::Draw;
-use crate::matching::{MatchError, RequestMatcher};
-use crate::reassembly::FlowKey;
+use crate::sniffer::event::Event;
+use crate::wire::reassembly::FlowKey;
 
 /// Hits kept for [`Fault::take_hits`] between two calls; older ones are not reported.
 const MAX_HITS: usize = 4096;

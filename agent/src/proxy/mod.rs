@@ -8,8 +8,8 @@
 //! [`Connection::from_broker`], time into [`Connection::tick`] (at
 //! [`Connection::next_deadline`]), and it writes out what each call leaves in [`Output`].
 //! One [`Fault`] holds what all the fault's connections share: the match (the same
-//! [`RequestMatcher`](crate::matching::RequestMatcher) as Connection and Inline enforcement,
-//! on the same [`Event`](crate::event::Event) the sniffer decodes), the probability draw, the
+//! [`RequestMatcher`](crate::fault::RequestMatcher) as Connection and Inline enforcement,
+//! on the same [`Event`](crate::sniffer::event::Event) the sniffer decodes), the probability draw, the
 //! counters, the hits to report and the memory budget.
 //!
 //! - [`answer`]: the error responses the proxy builds itself, per api and version.
@@ -38,7 +38,7 @@ pub use connection::{Connection, Output};
 pub use fault::Fault;
 
 use crate::decode::error_name;
-use crate::event::Event;
+use crate::sniffer::event::Event;
 
 /// Why the proxy could not build or rewrite a message (the message then goes as it was).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

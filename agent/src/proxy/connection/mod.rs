@@ -2,7 +2,7 @@
 //! broker in, bytes for each side (and when to shut or close) out, time in for held requests.
 //!
 //! Requests are cut into frames, decoded by the sniffer's decoder into the same
-//! [`Event`](crate::event::Event) Inline matches, judged by the [`Fault`], and forwarded in
+//! [`Event`](crate::sniffer::event::Event) Inline matches, judged by the [`Fault`], and forwarded in
 //! the order they came, held (Delay), rewritten (Corrupt), sent twice (Duplicate) or answered
 //! by the proxy (Error). A broker answers a connection's requests in order, so responses need
 //! no correlation-id lookup: every request that expects a response gets a [`Slot`] in a queue,
@@ -30,8 +30,8 @@ use kafka_protocol::messages::ApiKey;
 use super::Outcome;
 use super::fault::{Fault, Judgement, Memory};
 use crate::decode::decode_request;
-use crate::reassembly::FlowKey;
 use crate::sniffer::request_event;
+use crate::wire::reassembly::FlowKey;
 
 const PRODUCE: i16 = ApiKey::Produce as i16;
 const FETCH: i16 = ApiKey::Fetch as i16;
