@@ -39,8 +39,9 @@ pub fn run(args: RulesArgs) -> anyhow::Result<()> {
             })
             .collect();
         say!(
-            "{:?} {} owner: {}",
+            "{:?} {} {} owner: {}",
             chain.family,
+            chain.table.name(),
             chain.owned.name,
             owners.join(", ")
         );

@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use kafka_shock_agent::rules::{
-    Actual, CliOwner, Compiled, Family, OwnedChain, SavedRule, diff, owned_chains, parse_save,
-    start_ticks_of_stat, sweep,
+    Actual, Batch, CliOwner, Compiled, Family, OwnedChain, SavedRule, Table, diff, owned_chains,
+    parse_save, start_ticks_of_stat, sweep,
 };
 
 use crate::edges::clock::since_epoch;
@@ -21,6 +21,7 @@ const FAMILIES: [Family; 2] = [Family::V4, Family::V6];
 #[derive(Debug, Clone)]
 pub struct FoundChain {
     pub family: Family,
+    pub table: Table,
     pub owned: OwnedChain,
     pub rules: Vec<SavedRule>,
 }
@@ -35,6 +36,7 @@ pub struct Enforcer {
 /// fault never disturbs another live fault's chain.
 fn restrict(actual: &Actual, names: &HashSet<String>) -> Actual {
     Actual {
+        table: actual.table,
         chains: actual
             .chains
             .iter()
@@ -87,30 +89,44 @@ impl Enforcer {
         &self.firewall
     }
 
-    fn actual(&self, family: Family) -> Result<Actual, FirewallError> {
-        Ok(parse_save(&self.firewall.save(family)?))
+    /// Every table of ours in `family`, as `iptables-save` printed them (one read).
+    fn actual(&self, family: Family) -> Result<[Actual; 2], FirewallError> {
+        let text = self.firewall.save(family)?;
+        Ok(Table::ALL.map(|table| parse_save(&text, table)))
     }
 
-    /// Every chain of ours in the namespace, per family.
+    fn apply(&self, family: Family, batch: &Batch) -> Result<usize, FirewallError> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        self.firewall.restore(family, &batch.render())?;
+        Ok(batch.ops.len())
+    }
+
+    /// Every chain of ours in the namespace, per family and table.
     pub fn list(&self) -> Result<Vec<FoundChain>, FirewallError> {
         let mut found = Vec::new();
         for &family in &self.families {
-            let actual = self.actual(family)?;
-            for owned in owned_chains(&actual) {
-                let rules = actual.chains.get(&owned.name).cloned().unwrap_or_default();
-                found.push(FoundChain {
-                    family,
-                    owned,
-                    rules,
-                });
+            for actual in self.actual(family)? {
+                for owned in owned_chains(&actual) {
+                    let rules = actual.chains.get(&owned.name).cloned().unwrap_or_default();
+                    found.push(FoundChain {
+                        family,
+                        table: actual.table,
+                        owned,
+                        rules,
+                    });
+                }
             }
         }
         Ok(found)
     }
 
     /// Makes the namespace hold `compiled`'s chains, sweeping chains `is_leftover` condemns on
-    /// the way and leaving every other chain alone. Returns how many operations it applied
-    /// (0 when already in sync).
+    /// the way and leaving every other chain alone. Tables are changed in the reverse of
+    /// [`Table::ALL`], so what diverts traffic (a redirect) is in place before what resets
+    /// the connections it has not diverted. Returns how many operations it applied (0 when
+    /// already in sync).
     pub fn install(
         &self,
         compiled: &Compiled,
@@ -118,41 +134,37 @@ impl Enforcer {
     ) -> Result<usize, FirewallError> {
         let mut applied = 0;
         for &family in &self.families {
-            let actual = self.actual(family)?;
-            let chain = compiled.chain(family);
-            let mut touch: HashSet<String> = owned_chains(&actual)
-                .into_iter()
-                .filter(|owned| is_leftover(owned))
-                .map(|owned| owned.name)
-                .collect();
-            touch.insert(chain.name.clone());
-            let batch = diff(std::slice::from_ref(chain), &restrict(&actual, &touch));
-            if !batch.is_empty() {
-                self.firewall.restore(family, &batch.render())?;
-                applied += batch.ops.len();
+            let desired: Vec<_> = compiled.chains(family).into_iter().cloned().collect();
+            for actual in self.actual(family)?.iter().rev() {
+                let mut touch: HashSet<String> = owned_chains(actual)
+                    .into_iter()
+                    .filter(|owned| is_leftover(owned))
+                    .map(|owned| owned.name)
+                    .collect();
+                touch.extend(desired.iter().map(|chain| chain.name.clone()));
+                applied += self.apply(family, &diff(&desired, &restrict(actual, &touch)))?;
             }
         }
         Ok(applied)
     }
 
-    /// Removes the chains `remove` selects (and the jumps to them); returns their names.
+    /// Removes the chains `remove` selects (and the jumps to them), table by table in the
+    /// order of [`Table::ALL`]; returns their names.
     pub fn remove(
         &self,
         remove: impl Fn(&OwnedChain) -> bool,
     ) -> Result<Vec<String>, FirewallError> {
         let mut removed = Vec::new();
         for &family in &self.families {
-            let actual = self.actual(family)?;
-            let doomed: HashSet<String> = owned_chains(&actual)
-                .into_iter()
-                .filter(|owned| remove(owned))
-                .map(|owned| owned.name)
-                .collect();
-            let batch = sweep(&restrict(&actual, &doomed), &HashSet::new());
-            if !batch.is_empty() {
-                self.firewall.restore(family, &batch.render())?;
+            for actual in self.actual(family)? {
+                let doomed: HashSet<String> = owned_chains(&actual)
+                    .into_iter()
+                    .filter(|owned| remove(owned))
+                    .map(|owned| owned.name)
+                    .collect();
+                self.apply(family, &sweep(&restrict(&actual, &doomed), &HashSet::new()))?;
+                removed.extend(doomed);
             }
-            removed.extend(doomed);
         }
         removed.sort();
         removed.dedup();

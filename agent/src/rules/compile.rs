@@ -66,20 +66,59 @@ impl Rule {
     }
 }
 
-/// One of our chains in one family's filter table, with the rules that send traffic into it.
+/// The iptables table a chain of ours lives in. A table has its own chain names, so one
+/// injection's chains share the name `KSHOCK-<hash>` across tables.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    /// Requests are inspected, reset, dropped or queued where they arrive (INPUT).
+    #[default]
+    Filter,
+    /// New connections are redirected before routing (PREROUTING): Proxy enforcement.
+    Nat,
+}
+
+impl Table {
+    /// Every table we own chains in, in the order a removal goes: what lets traffic pass
+    /// ends before what diverts it (a Proxy fault's resets stop before its redirect does).
+    pub const ALL: [Table; 2] = [Table::Filter, Table::Nat];
+
+    /// Its name, as `iptables -t` and `iptables-restore`'s `*table` line say it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Filter => "filter",
+            Table::Nat => "nat",
+        }
+    }
+
+    /// The built-in chain our jumps live in: INPUT for the filter table (requests arrive at
+    /// the broker's netns), PREROUTING for nat (before the routing decision a redirect
+    /// changes).
+    pub fn jump_from(self) -> &'static str {
+        match self {
+            Table::Filter => "INPUT",
+            Table::Nat => "PREROUTING",
+        }
+    }
+}
+
+/// One of our chains in one family's table, with the rules that send traffic into it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chain {
+    /// The table it lives in.
+    pub table: Table,
     /// `KSHOCK-<hash of the injection id>`.
     pub name: String,
-    /// Rules for [`Chain::JUMP_FROM`] that jump to this chain: one per 15 broker ports.
+    /// Rules for [`Chain::jump_from`] that jump to this chain: one per 15 broker ports.
     pub jumps: Vec<Rule>,
     /// The chain's rules, in order.
     pub rules: Vec<Rule>,
 }
 
 impl Chain {
-    /// The built-in chain the jumps live in: requests arrive at the broker's netns.
-    pub const JUMP_FROM: &'static str = "INPUT";
+    /// The built-in chain the jumps live in (see [`Table::jump_from`]).
+    pub fn jump_from(&self) -> &'static str {
+        self.table.jump_from()
+    }
 }
 
 /// Why the signature rules match other than exactly the requests the signature describes.
@@ -178,6 +217,11 @@ impl Compiled {
             Family::V6 => &self.v6,
         }
     }
+
+    /// Every chain of `family`, whatever its table.
+    pub fn chains(&self, family: Family) -> Vec<&Chain> {
+        vec![self.chain(family)]
+    }
 }
 
 /// Compiles an injection into one chain per family: first a rule per flow of that family
@@ -234,6 +278,7 @@ pub fn compile(injection: &Injection, flows: &[Flow]) -> Compiled {
             ));
         }
         Chain {
+            table: Table::Filter,
             name: name.clone(),
             jumps,
             rules,

@@ -33,7 +33,7 @@ mod spec;
 mod tests;
 
 pub use batch::{Batch, Op, OwnedChain, diff, owned_chains, sweep};
-pub use compile::{Chain, Compiled, Exactness, Gap, Rule, compile};
+pub use compile::{Chain, Compiled, Exactness, Gap, Rule, Table, compile};
 pub use names::{
     CHAIN_PREFIX, COMMENT_PREFIX, INLINE_QUEUE_TRIES, chain_name, inline_queue, reject_mark,
     sanitise_id, wake_port,

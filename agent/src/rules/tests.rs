@@ -29,7 +29,10 @@ fn golden(name: &str, actual: &str) {
 }
 
 fn fixture(name: &str) -> Actual {
-    parse_save(&std::fs::read_to_string(testdata(name)).unwrap())
+    parse_save(
+        &std::fs::read_to_string(testdata(name)).unwrap(),
+        Table::Filter,
+    )
 }
 
 fn injection(id: &str, signature: Signature, verdict: Verdict) -> Injection {
@@ -246,13 +249,59 @@ fn parse_save_ignores_other_tables_and_odd_lines() {
     let text = "*nat\n:KSHOCK-000000000000 - [0:0]\n-A PREROUTING -j KSHOCK-000000000000\nCOMMIT\n\
                 *filter\n:INPUT ACCEPT [0:0]\n:KSHOCK-AAAAAAAAAAAA - [0:0]\n-A INPUT\ngarbage\n\
                 -A INPUT -m comment --comment \"a \\\"q\\\" b\" -j KSHOCK-AAAAAAAAAAAA\nCOMMIT\n";
-    let actual = parse_save(text);
+    let actual = parse_save(text, Table::Filter);
     assert_eq!(
         actual.chains.keys().collect::<Vec<_>>(),
         ["KSHOCK-AAAAAAAAAAAA"]
     );
     assert_eq!(actual.jumps.len(), 1);
     assert_eq!(actual.jumps[0].rule.comment.as_deref(), Some("a \"q\" b"));
+    let nat = parse_save(text, Table::Nat);
+    assert_eq!(nat.table, Table::Nat);
+    assert_eq!(
+        nat.chains.keys().collect::<Vec<_>>(),
+        ["KSHOCK-000000000000"]
+    );
+    assert_eq!(nat.jumps[0].from, "PREROUTING");
+}
+
+#[test]
+fn a_table_diffs_only_its_own_chains_and_jumps_from_its_own_builtin() {
+    let filter = compile(&produce_orders(), &[]).v4;
+    let nat = Chain {
+        table: Table::Nat,
+        ..filter.clone()
+    };
+    let desired = [filter.clone(), nat];
+    let empty_nat = Actual {
+        table: Table::Nat,
+        ..Actual::default()
+    };
+    let batch = diff(&desired, &empty_nat);
+    let text = batch.render();
+    assert!(text.starts_with("*nat\n"), "{text}");
+    assert!(text.contains("-I PREROUTING "), "{text}");
+    assert!(!text.contains("INPUT"), "{text}");
+    assert_eq!(
+        text.matches(&format!(":{} ", filter.name)).count(),
+        1,
+        "{text}"
+    );
+    // The filter table's own diff holds only the filter chain, jumped to from INPUT.
+    let text = diff(&desired, &Actual::default()).render();
+    assert!(
+        text.starts_with("*filter\n") && text.contains("-I INPUT "),
+        "{text}"
+    );
+    assert!(!text.contains("PREROUTING"), "{text}");
+    // A nat chain nobody wants is swept from PREROUTING.
+    let saved = "*nat\n:PREROUTING ACCEPT [0:0]\n:KSHOCK-0123456789AB - [0:0]\n\
+         -A PREROUTING -p tcp -m comment --comment kshock:x:1 -j KSHOCK-0123456789AB\nCOMMIT\n";
+    let text = sweep(&parse_save(saved, Table::Nat), &HashSet::new()).render();
+    assert!(
+        text.starts_with("*nat\n-D PREROUTING -p tcp") && text.contains("-X KSHOCK-0123456789AB"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -269,7 +318,10 @@ fn diff_fixes_jumps() {
             .map(|rule| format!("-A {} {}\n", chain.name, rule.render()))
             .collect::<String>(),
     );
-    let batch = diff(std::slice::from_ref(&chain), &parse_save(&text));
+    let batch = diff(
+        std::slice::from_ref(&chain),
+        &parse_save(&text, Table::Filter),
+    );
     assert_eq!(
         batch.ops,
         [
@@ -278,7 +330,10 @@ fn diff_fixes_jumps() {
         ]
     );
     let missing = text.replace(&format!("-A INPUT {jump}\n"), "");
-    let batch = diff(std::slice::from_ref(&chain), &parse_save(&missing));
+    let batch = diff(
+        std::slice::from_ref(&chain),
+        &parse_save(&missing, Table::Filter),
+    );
     assert_eq!(batch.ops.len(), 2, "{batch:?}");
     assert_eq!(
         batch.ops[1],
