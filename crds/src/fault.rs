@@ -43,7 +43,13 @@ use crate::{duration::parse_duration, injection::InjectionPhase, terms::FaultTer
         .message("value is a percentage (1-100) when mode is Percent")
         .field_path(".value"),
     validation = crate::action::delay_needs_inline(),
-    validation = crate::action::regex_needs_stream()
+    validation = crate::action::regex_needs_stream(),
+    validation = crate::action::proxy_actions_need_proxy(),
+    validation = crate::action::proxy_does_not_reset(),
+    validation = crate::action::error_apis_answerable(),
+    validation = crate::action::corrupt_needs_its_api(),
+    validation = crate::action::duplicate_needs_produce(),
+    validation = crate::action::handover_needs_proxy()
 )]
 pub struct KafkaFaultSpec {
     /// The broker pods to target, in the fault's own namespace (for Strimzi, e.g.
@@ -321,8 +327,9 @@ status:
         // The example shows every field at once; a delay on a Reject is not meaningful.
         assert_eq!(
             fault.spec.validate().unwrap_err(),
-            [crate::SpecError::UnusedDelay {
+            [crate::SpecError::UnusedActionField {
                 field: "spec.action.delay",
+                used_by: ActionType::Delay,
                 action: ActionType::Reject,
             }]
         );

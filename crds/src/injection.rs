@@ -34,7 +34,13 @@ use crate::terms::FaultTerms;
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = crate::action::delay_needs_inline(),
-    validation = crate::action::regex_needs_stream()
+    validation = crate::action::regex_needs_stream(),
+    validation = crate::action::proxy_actions_need_proxy(),
+    validation = crate::action::proxy_does_not_reset(),
+    validation = crate::action::error_apis_answerable(),
+    validation = crate::action::corrupt_needs_its_api(),
+    validation = crate::action::duplicate_needs_produce(),
+    validation = crate::action::handover_needs_proxy()
 )]
 pub struct KafkaFaultInjectionSpec {
     /// The KafkaFault (same namespace) this injection belongs to.

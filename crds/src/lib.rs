@@ -21,12 +21,13 @@ pub mod duration;
 pub mod fault;
 pub mod hash;
 pub mod injection;
+pub mod kafka_errors;
 pub mod matching;
 pub mod selector;
 pub mod terms;
 pub mod validate;
 
-pub use action::{Action, ActionType, Enforcement};
+pub use action::{Action, ActionType, CorruptTarget, Enforcement, Handover};
 pub use contract::{
     FAULT_FINALIZER, FAULT_LABEL, FINALIZER, NODE_LABEL, injection_name, label_value,
     parse_rule_id, rule_id,

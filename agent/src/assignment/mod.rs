@@ -165,6 +165,7 @@ mod tests {
                     },
                     action: Action::new(ActionType::Reject),
                     enforcement: Enforcement::Auto,
+                    handover: None,
                 },
                 expire_time: expire.map(str::to_owned),
                 paused,

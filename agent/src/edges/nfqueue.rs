@@ -75,6 +75,8 @@ pub enum InlineError {
     Verdict { queue: u16, source: std::io::Error },
     #[error("the NFQUEUE thread could not start or died: {0}")]
     Thread(String),
+    #[error("a Kafka-level action is carried out by the proxy, not by Inline enforcement")]
+    NotInline,
 }
 
 /// What the Inline enforcer needs to start.
@@ -115,6 +117,7 @@ impl InlineEnforcer {
                 let (delay, jitter) = plan.delay();
                 Action::Delay { delay, jitter }
             }
+            RuleVerdict::Proxy => return Err(InlineError::NotInline),
         };
         let topic_ids = match plan.topics().first() {
             Some(name) => plan

@@ -82,9 +82,12 @@ const FETCH_SESSION_ERRORS: [i16; 3] = [70, 71, 106];
 
 macro_rules! answered {
     ($($key:ident: $request:ident => $build:ident;)*) => {
-        /// The apis an `Error` action can fail, by Kafka's names: those the proxy answers, and
-        /// Metadata, whose response it rewrites. Validation refuses any other api.
-        pub const ERROR_APIS: &[&str] = &[$(stringify!($key),)* "Metadata"];
+        /// The apis the proxy answers itself, by Kafka's names: with Metadata, whose response
+        /// it rewrites, exactly the API's
+        /// [`PROXY_ERROR_APIS`](kafka_shock_crds::kafka_errors::PROXY_ERROR_APIS) (a test holds
+        /// them equal).
+        #[cfg(test)]
+        pub(crate) const ANSWERED: &[&str] = &[$(stringify!($key),)*];
 
         /// How a request of `api_key` is made to fail, or `None` when the proxy cannot.
         pub fn error_path(api_key: i16) -> Option<ErrorPath> {
@@ -427,23 +430,3 @@ fn consumer_group_heartbeat(
 ) -> ConsumerGroupHeartbeatResponse {
     ConsumerGroupHeartbeatResponse::default().with_error_code(code)
 }
-
-/// The code of a Kafka error name as clients log it ("NOT_LEADER_OR_FOLLOWER"), from the one
-/// table there is, kafka-protocol's, as [`crate::decode::error_name`] reads it. `None` for an
-/// unknown name and for NONE, which is no error.
-pub fn error_code(name: &str) -> Option<i16> {
-    static CODES: std::sync::OnceLock<Vec<(String, i16)>> = std::sync::OnceLock::new();
-    let codes = CODES.get_or_init(|| {
-        (-1..=MAX_ERROR_CODE)
-            .filter_map(|code| Some((crate::decode::error_name(code)?, code)))
-            .filter(|(name, _)| !name.starts_with("UNKNOWN("))
-            .collect()
-    });
-    codes
-        .iter()
-        .find(|(known, _)| known == name)
-        .map(|&(_, code)| code)
-}
-
-/// Beyond the highest code Kafka has assigned (133 in kafka-protocol 0.18), with room to grow.
-const MAX_ERROR_CODE: i16 = 1024;

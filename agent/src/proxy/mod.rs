@@ -33,9 +33,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use answer::{ERROR_APIS, ErrorPath, error_code, error_path};
+pub use answer::{ErrorPath, error_path};
 pub use connection::{Connection, Output};
 pub use fault::Fault;
+pub use kafka_shock_crds::kafka_errors::{PROXY_ERROR_APIS as ERROR_APIS, error_code};
 
 use crate::decode::error_name;
 use crate::sniffer::event::Event;

@@ -7,6 +7,7 @@ use kafka_shock_crds::Cidr;
 
 use super::names::{chain_name, reject_mark, sanitise_id, stamp, wake_port};
 use super::offsets::{self, ApiWord, ClientIdLen, StringMatch};
+use super::proxy_chains::{handover_rules, not_proxied, redirect_chain};
 use super::spec::{ClientIdPattern, Family, Flow, Injection, Layers, Signature, Verdict};
 
 /// The most ports one `multiport` match takes.
@@ -23,7 +24,7 @@ pub struct Rule {
 
 impl Rule {
     /// `matches`, then the stamped comment, then `target`.
-    fn new(sanitised_id: &str, mut matches: Vec<String>, target: Vec<String>) -> Self {
+    pub(super) fn new(sanitised_id: &str, mut matches: Vec<String>, target: Vec<String>) -> Self {
         let mut content = matches.clone();
         content.extend(target.iter().cloned());
         let comment = stamp(sanitised_id, &content);
@@ -160,6 +161,9 @@ pub enum Gap {
     TransactionalIdTooLong,
     /// Delay cannot be done by kernel rules: no signature or connection rules at all.
     DelayNeedsInline,
+    /// A Kafka-level action (an error, a throttle, ...) is the proxy's to carry out: no
+    /// signature or connection rules at all.
+    NeedsProxy,
 }
 
 impl Gap {
@@ -172,6 +176,7 @@ impl Gap {
                 | Self::GroupIdTooLong
                 | Self::TransactionalIdTooLong
                 | Self::DelayNeedsInline
+                | Self::NeedsProxy
         )
     }
 }
@@ -201,10 +206,12 @@ impl Exactness {
 /// The chains of one injection, per family, and what their signature cannot express.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Compiled {
-    /// The iptables chain.
+    /// The iptables chain (filter table).
     pub v4: Chain,
-    /// The ip6tables chain.
+    /// The ip6tables chain (filter table).
     pub v6: Chain,
+    /// Proxy: the nat chains that redirect new connections to the proxy, IPv4 then IPv6.
+    pub nat: Option<(Chain, Chain)>,
     /// What the signature rules cannot express exactly.
     pub exactness: Exactness,
 }
@@ -220,7 +227,20 @@ impl Compiled {
 
     /// Every chain of `family`, whatever its table.
     pub fn chains(&self, family: Family) -> Vec<&Chain> {
-        vec![self.chain(family)]
+        let nat = self.nat.as_ref().map(|(v4, v6)| match family {
+            Family::V4 => v4,
+            Family::V6 => v6,
+        });
+        std::iter::once(self.chain(family)).chain(nat).collect()
+    }
+
+    /// How many rules the chains hold, jumps left out.
+    pub fn rule_count(&self) -> usize {
+        [Family::V4, Family::V6]
+            .into_iter()
+            .flat_map(|family| self.chains(family))
+            .map(|chain| chain.rules.len())
+            .sum()
     }
 }
 
@@ -234,20 +254,37 @@ pub fn compile(injection: &Injection, flows: &[Flow]) -> Compiled {
     let name = chain_name(&injection.id);
     let ports = port_matches(&injection.ports);
     let (alternatives, mut exactness) = SignatureParts::of(&injection.signature);
-    let delay = injection.verdict == Verdict::Delay;
-    if delay && !matches!(injection.layers, Layers::Inline { .. }) {
-        exactness.gaps.push(Gap::DelayNeedsInline);
-    }
+    let held = match (injection.verdict, injection.layers) {
+        (Verdict::Delay, Layers::Inline { .. } | Layers::Proxy { .. }) => true,
+        (Verdict::Delay, _) => {
+            exactness.gaps.push(Gap::DelayNeedsInline);
+            true
+        }
+        (Verdict::Proxy, Layers::Proxy { .. }) => true,
+        (Verdict::Proxy, _) => {
+            exactness.gaps.push(Gap::NeedsProxy);
+            true
+        }
+        _ => false,
+    };
     let chain = |family: Family| {
         let mut rules = Vec::new();
-        if let Layers::Inline { queue } = injection.layers {
-            rules.extend(inline_rules(&id, family, injection, &ports, queue));
-        } else if delay {
-            // Nothing the kernel can do alone; see Gap::DelayNeedsInline.
-        } else if injection.layers.connection() {
-            rules.extend(connection_rules(&id, family, injection.verdict, flows));
+        match injection.layers {
+            Layers::Inline { queue } => {
+                rules.extend(inline_rules(&id, family, injection, &ports, queue));
+            }
+            Layers::Proxy {
+                reset_established: true,
+                ..
+            } => rules.extend(handover_rules(&id, family, injection, &ports)),
+            // Nothing the kernel can do alone; see Gap::DelayNeedsInline and Gap::NeedsProxy.
+            _ if held => {}
+            layers if layers.connection() => {
+                rules.extend(connection_rules(&id, family, injection.verdict, flows));
+            }
+            _ => {}
         }
-        if injection.layers.signature() && !delay {
+        if injection.layers.signature() && !held {
             let sources = sources(&injection.source_cidrs, family);
             for source in &sources {
                 for port in &ports {
@@ -267,15 +304,12 @@ pub fn compile(injection: &Injection, flows: &[Flow]) -> Compiled {
             .map(|port| {
                 let mut args = vec!["-p".to_owned(), "tcp".to_owned()];
                 args.extend(port.iter().cloned());
-                Rule::new(&id, args, vec!["-j".to_owned(), name.clone()])
+                args.extend(not_proxied());
+                jump(&id, args, &name)
             })
             .collect();
         if let (Layers::Inline { queue }, Family::V4) = (injection.layers, family) {
-            jumps.push(Rule::new(
-                &id,
-                wake_match(queue),
-                vec!["-j".to_owned(), name.clone()],
-            ));
+            jumps.push(jump(&id, wake_match(queue), &name));
         }
         Chain {
             table: Table::Filter,
@@ -284,11 +318,24 @@ pub fn compile(injection: &Injection, flows: &[Flow]) -> Compiled {
             rules,
         }
     };
+    let nat = match injection.layers {
+        Layers::Proxy { port, .. } => Some((
+            redirect_chain(&id, &name, Family::V4, injection, &ports, port),
+            redirect_chain(&id, &name, Family::V6, injection, &ports, port),
+        )),
+        _ => None,
+    };
     Compiled {
         v4: chain(Family::V4),
         v6: chain(Family::V6),
+        nat,
         exactness,
     }
+}
+
+/// A rule that sends traffic into our chain `name` from the built-in chain of its table.
+pub(super) fn jump(id: &str, matches: Vec<String>, name: &str) -> Rule {
+    Rule::new(id, matches, vec!["-j".to_owned(), name.to_owned()])
 }
 
 /// The port matches: `--dport` for one port, `multiport` for up to 15, one match per 15
@@ -326,7 +373,7 @@ fn port_matches(ports: &[u16]) -> Vec<Vec<String>> {
 /// `-s <network>` per source CIDR of `family` (each in canonical form, so equal blocks make
 /// one rule); one empty source (any) when none is given; none at all when sources are given
 /// but none of this family.
-fn sources(cidrs: &[Cidr], family: Family) -> Vec<Vec<String>> {
+pub(super) fn sources(cidrs: &[Cidr], family: Family) -> Vec<Vec<String>> {
     if cidrs.is_empty() {
         return vec![Vec::new()];
     }
@@ -421,12 +468,12 @@ fn queue_target(queue: u16) -> Vec<String> {
         .collect()
 }
 
-fn target(verdict: Verdict) -> Vec<String> {
+pub(super) fn target(verdict: Verdict) -> Vec<String> {
     match verdict {
         Verdict::Reject => vec!["-j", "REJECT", "--reject-with", "tcp-reset"],
         Verdict::Drop => vec!["-j", "DROP"],
-        // Never asked for: compile leaves Delay to the Inline chain.
-        Verdict::Delay => vec!["-j", "ACCEPT"],
+        // Never asked for: compile leaves Delay to the Inline chain or the proxy.
+        Verdict::Delay | Verdict::Proxy => vec!["-j", "ACCEPT"],
     }
     .into_iter()
     .map(String::from)

@@ -7,7 +7,10 @@
 //! the batch text except as hex (client ids, topics, group and transactional ids) or through
 //! [`sanitise_id`] (the comment), so no quoting of user strings is ever needed. An Inline
 //! injection compiles to a chain that sends the broker's segments to an NFQUEUE (and resets
-//! what the agent marks for it); the decisions are then [`crate::inline`]'s.
+//! what the agent marks for it); the decisions are then [`crate::inline`]'s. A Proxy
+//! injection compiles to a nat chain that redirects new connections to the proxy's listener
+//! (and a filter chain that resets the connections opened before it); the decisions are then
+//! [`crate::proxy`]'s.
 //!
 //! What users get, per TCP reality: a Reject resets the connection, killing every request in
 //! flight on it; a Drop blackholes the segment, and since TCP retransmits it, the whole
@@ -26,6 +29,7 @@ mod compile;
 mod names;
 mod offsets;
 mod owner;
+mod proxy_chains;
 mod save;
 mod spec;
 
@@ -35,8 +39,8 @@ mod tests;
 pub use batch::{Batch, Op, OwnedChain, diff, owned_chains, sweep};
 pub use compile::{Chain, Compiled, Exactness, Gap, Rule, Table, compile};
 pub use names::{
-    CHAIN_PREFIX, COMMENT_PREFIX, INLINE_QUEUE_TRIES, chain_name, inline_queue, reject_mark,
-    sanitise_id, wake_port,
+    CHAIN_PREFIX, COMMENT_PREFIX, INLINE_QUEUE_TRIES, PROXY_MARK, chain_name, inline_queue,
+    reject_mark, sanitise_id, wake_port,
 };
 pub use owner::{CliOwner, start_ticks_of_stat};
 pub use save::{Actual, SavedJump, SavedRule, parse_save};

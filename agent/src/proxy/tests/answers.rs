@@ -607,6 +607,10 @@ fn the_error_list_covers_the_issue_and_matches_the_paths() {
     ];
     let mut listed = ERROR_APIS.to_vec();
     listed.sort_unstable();
+    let mut answered = crate::proxy::answer::ANSWERED.to_vec();
+    answered.push("Metadata");
+    answered.sort_unstable();
+    assert_eq!(answered, listed, "the core answers exactly the API's list");
     let mut wanted = wanted.to_vec();
     wanted.sort_unstable();
     assert_eq!(listed, wanted);
