@@ -115,6 +115,19 @@ impl Fault {
         }
     }
 
+    /// Whether the fault names topics, so Metadata responses are read for their ids.
+    pub(crate) fn names_topics(&self) -> bool {
+        !self.topics.is_empty()
+    }
+
+    /// The topic ids learned so far, with their names.
+    pub fn topic_ids(&self) -> Vec<([u8; 16], String)> {
+        self.topic_names
+            .iter()
+            .map(|(id, name)| (*id.as_bytes(), name.clone()))
+            .collect()
+    }
+
     /// The name of a topic id, if learned.
     pub(crate) fn topic_name(&self, id: Uuid) -> Option<String> {
         self.topic_names.get(&id).cloned()

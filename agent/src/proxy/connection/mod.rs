@@ -35,6 +35,7 @@ use crate::wire::reassembly::FlowKey;
 
 const PRODUCE: i16 = ApiKey::Produce as i16;
 const FETCH: i16 = ApiKey::Fetch as i16;
+const METADATA: i16 = ApiKey::Metadata as i16;
 const SASL_HANDSHAKE: i16 = ApiKey::SaslHandshake as i16;
 const SASL_AUTHENTICATE: i16 = ApiKey::SaslAuthenticate as i16;
 /// The first bytes of a TLS handshake record: content type 22, protocol major version 3.
@@ -80,7 +81,12 @@ struct Held {
 enum Treatment {
     Throttle(i32),
     MetadataError(i16),
-    CorruptFetch { fix_crc: bool },
+    CorruptFetch {
+        fix_crc: bool,
+    },
+    /// A Metadata response, read for the ids of the fault's topics and sent as it was: clients
+    /// of Kafka 4 name topics by id in Produce and Fetch v13+.
+    LearnTopicIds,
 }
 
 /// What the client awaits, in request order.
@@ -413,6 +419,8 @@ impl Connection {
         out: &mut Output,
     ) -> bool {
         let held = self.forward(fault, frame, release_at, now, out);
+        let learn = request.api_key == METADATA && fault.names_topics();
+        let treatment = treatment.or(learn.then_some(Treatment::LearnTopicIds));
         self.expect(request, treatment);
         held
     }

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 
 use super::{Connection, NO_HEAD, Output, Response, Slot, Stage, Treatment};
+use crate::decode::decode_response;
 use crate::proxy::fault::Fault;
 use crate::proxy::rewrite::{self, Throttle};
 
@@ -115,7 +116,9 @@ impl Connection {
                     Response::Collect { frame, size }
                 } else {
                     // Too large to rewrite: it goes as it is.
-                    fault.counters.failed_open += 1;
+                    if !matches!(treatment, Some(Treatment::LearnTopicIds)) {
+                        fault.counters.failed_open += 1;
+                    }
                     *treatment = None;
                     out.to_client.extend_from_slice(&head);
                     Response::Stream {
@@ -235,7 +238,12 @@ fn rewritten(
                 None
             }
         },
+        Treatment::LearnTopicIds => {
+            learn_topic_ids(fault, api_version, frame);
+            None
+        }
         Treatment::MetadataError(code) => {
+            learn_topic_ids(fault, api_version, frame);
             let injected =
                 rewrite::inject_metadata_error(frame, api_version, code, &fault.topic_filter());
             match injected {
@@ -264,6 +272,16 @@ fn rewritten(
                     None
                 }
             }
+        }
+    }
+}
+
+/// Names the topic ids a Metadata response gives the fault's topics.
+fn learn_topic_ids(fault: &mut Fault, api_version: i16, frame: &Bytes) {
+    let info = decode_response(frame, ApiKey::Metadata as i16, api_version, frame.len());
+    for (id, name) in &info.topic_ids {
+        if fault.topic_filter().names.contains(name) {
+            fault.learn_topic_id(*id.as_bytes(), name);
         }
     }
 }

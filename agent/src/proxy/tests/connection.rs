@@ -598,6 +598,41 @@ fn topics_named_by_id_match_once_their_name_is_learned() {
 }
 
 #[test]
+fn topic_ids_are_learned_from_the_metadata_responses_the_proxy_forwards() {
+    let body = ProduceRequest::default()
+        .with_acks(-1)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_topic_id(ORDERS_ID)
+                .with_partition_data(vec![PartitionProduceData::default().with_index(0)]),
+        ]);
+    let produce = request(ApiKey::Produce, 13, 2, "checkout-svc", &body);
+    let mut proxy = Proxy::new(Action::Error(NOT_LEADER), ORDERS_PRODUCE);
+    assert_eq!(proxy.client(&metadata(1)).to_broker, metadata(1));
+    let topic = MetadataResponseTopic::default()
+        .with_name(Some(topic("orders")))
+        .with_topic_id(ORDERS_ID);
+    let answer = response(
+        ApiKey::Metadata,
+        12,
+        1,
+        &MetadataResponse::default().with_topics(vec![topic]),
+    );
+    assert_eq!(
+        proxy.broker(&answer).to_client,
+        answer,
+        "delivered as it was"
+    );
+    assert_eq!(
+        proxy.fault.topic_ids(),
+        [(*ORDERS_ID.as_bytes(), "orders".to_owned())]
+    );
+    let out = proxy.client(&produce);
+    assert!(out.to_broker.is_empty(), "the id now matches orders");
+    assert_eq!(proxy.fault.counters().buffered_bytes, 0);
+}
+
+#[test]
 fn sasl_is_never_faulted_and_a_v0_handshake_turns_pass_through() {
     let mut proxy = Proxy::new(Action::Error(NOT_LEADER), "{}");
     let handshake = request(
