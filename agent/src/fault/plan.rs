@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use kafka_shock_crds::matching::api_key_by_name;
-use kafka_shock_crds::{Action, ActionType, Cidr, Enforcement, FaultTerms, Handover, SpecError};
+use kafka_shock_crds::{
+    Action, ActionType, Cidr, Enforcement, FaultMatch, FaultTerms, Handover, SpecError,
+};
 
 use crate::fault::{MatchError, RequestMatcher};
 use crate::rules::{
@@ -46,6 +48,8 @@ pub struct FaultPlan {
     proxy_port: u16,
     /// The user's match, evaluated on sniffed requests (Connection mode, and reporting).
     pub matcher: RequestMatcher,
+    /// The user's match as written (the proxy builds its own matcher from it).
+    matching: FaultMatch,
 }
 
 impl FaultPlan {
@@ -142,6 +146,7 @@ impl FaultPlan {
             handover: terms.handover(),
             proxy_port: 0,
             matcher: RequestMatcher::new(matched)?,
+            matching: matched.clone(),
         })
     }
 
@@ -214,6 +219,11 @@ impl FaultPlan {
     /// Records the port the proxy listens on; the rules compiled afterwards redirect there.
     pub fn set_proxy_port(&mut self, port: u16) {
         self.proxy_port = port;
+    }
+
+    /// The match as the user wrote it.
+    pub fn matching(&self) -> &FaultMatch {
+        &self.matching
     }
 
     /// The action as the user wrote it.

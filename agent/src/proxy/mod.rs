@@ -17,12 +17,14 @@
 //! - [`corrupt`]: record values inverted inside record batches, CRC left stale or fixed.
 //! - [`connection`]: one proxied connection's state machine: order, holds, answers, passthrough.
 //! - [`fault`]: the shared state.
+//! - [`handover`]: the connections opened before the fault, read from `/proc/net/tcp`.
 
 mod answer;
 mod codec;
 mod connection;
 mod corrupt;
 mod fault;
+pub mod handover;
 mod rewrite;
 
 #[cfg(test)]

@@ -11,9 +11,10 @@
 //! (the queue the Inline enforcer bound, the topic ids the broker named) comes back to it as
 //! values and is handed to the plan here.
 //!
-//! It drives the other edges (capture, enforcer, nfqueue, topic probe) and the library's
-//! sniffer and plan; `inject` and the node agent hold sessions.
+//! It drives the other edges (capture, enforcer, nfqueue, proxy, topic probe) and the
+//! library's sniffer and plan; `inject` and the node agent hold sessions.
 
+mod proxy_mode;
 pub mod worker;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use kafka_shock_agent::fault::FaultPlan;
 use kafka_shock_agent::inline::{Draw, InlineCounters, Outcome};
-use kafka_shock_agent::rules::{Compiled, Flow, Layers, OwnedChain};
+use kafka_shock_agent::rules::{Family, Flow, Layers, OwnedChain};
 use kafka_shock_agent::sniffer::event::Event;
 use kafka_shock_agent::sniffer::{Sniffer, SnifferConfig};
 
@@ -32,6 +33,7 @@ use crate::edges::capture::live::{LiveCapture, LiveOptions};
 use crate::edges::clock::since_epoch;
 use crate::edges::enforcer::Enforcer;
 use crate::edges::nfqueue::InlineEnforcer;
+use crate::edges::proxy::{ProxyEnforcer, ProxyStats};
 use crate::edges::topic_probe;
 
 /// How often learned topic ids are folded into the rules when traffic is quiet.
@@ -62,6 +64,8 @@ pub struct SessionStats {
     pub install_time: Duration,
     /// Inline mode: what the Inline enforcer did (delayed, dropped, reset, failed open, ...).
     pub inline: Option<InlineCounters>,
+    /// Proxy mode: what the proxy did (errored, throttled, ..., connections handed over).
+    pub proxy: Option<ProxyStats>,
 }
 
 /// How a session follows the broker's traffic.
@@ -73,7 +77,10 @@ enum Mode {
     /// Inline: every segment goes through the NFQUEUE the Inline enforcer decides; its hits
     /// and counters are read here.
     Inline(InlineEnforcer),
-    // Proxy (to come): a listener in the namespace that forwards or answers each request.
+    /// Proxy: new connections to the broker ports are redirected to a transparent Kafka proxy
+    /// in the namespace, which forwards or answers each request; its hits and counters are
+    /// read here.
+    Proxy(ProxyEnforcer),
 }
 
 /// Watch mode's state.
@@ -134,8 +141,11 @@ impl Session {
     ) -> anyhow::Result<Session> {
         let started = Instant::now();
         let enforcer = Enforcer::new(Some(netns))?;
-        // Inline mode reads its queue instead of a capture.
-        let capture = if plan.is_inline() {
+        if plan.is_proxy() {
+            proxy_mode::check_port_is_free(&enforcer, &plan)?;
+        }
+        // Inline mode reads its queue, Proxy mode its proxy, instead of a capture.
+        let capture = if plan.is_inline() || plan.is_proxy() {
             None
         } else {
             Some(LiveCapture::start(LiveOptions {
@@ -149,6 +159,13 @@ impl Session {
         }
         let mode = match capture {
             Some(capture) => Mode::Watch(Box::new(Watch::new(capture, ports))),
+            // The proxy listens before any rule redirects a connection to it.
+            None if plan.is_proxy() => {
+                let proxy = ProxyEnforcer::start_for(&plan, netns)?;
+                plan.set_proxy_port(proxy.port());
+                log(&proxy_mode::started(&proxy, &plan));
+                Mode::Proxy(proxy)
+            }
             // The queue is bound before any rule sends segments to it.
             None => {
                 let inline = InlineEnforcer::start_for(&plan, netns)?;
@@ -176,15 +193,18 @@ impl Session {
             plan.layers(),
             install_time.as_millis()
         ));
-        for rule in &compiled.v4.rules {
-            log(&format!("  -A {} {}", compiled.v4.name, rule.render()));
+        for chain in compiled.chains(Family::V4) {
+            for rule in &chain.rules {
+                let table = chain.table.name();
+                log(&format!("  -t {table} -A {} {}", chain.name, rule.render()));
+            }
         }
         for gap in &compiled.exactness.gaps {
             log(&format!("  note: {gap:?}"));
         }
         Ok(Session {
             stats: SessionStats {
-                rules_installed: rule_count(&compiled),
+                rules_installed: compiled.rule_count(),
                 install_time,
                 ..SessionStats::default()
             },
@@ -218,6 +238,14 @@ impl Session {
                 report_inline(inline, &mut self.stats, &mut self.log, self.verb);
                 Changes::default()
             }
+            Some(Mode::Proxy(proxy)) => {
+                std::thread::sleep(STEP_WAIT);
+                if proxy.is_finished() {
+                    return Err(self.proxy_died());
+                }
+                proxy_mode::report(proxy, &mut self.stats, &mut self.log);
+                Changes::default()
+            }
         };
         if changes.rules || self.last_reconcile.elapsed() >= RECONCILE_EVERY {
             self.reconcile_rules(changes)?;
@@ -236,6 +264,17 @@ impl Session {
             .context("the inline engine in the broker's namespace stopped")
     }
 
+    /// Why the proxy's thread ended, once it has: the session has no mode left.
+    fn proxy_died(&mut self) -> anyhow::Error {
+        let error = match self.mode.take() {
+            Some(Mode::Proxy(proxy)) => proxy.stop().err().map(anyhow::Error::new),
+            _ => None,
+        };
+        error
+            .unwrap_or_else(|| anyhow::anyhow!("the proxy stopped"))
+            .context("the proxy in the broker's namespace stopped")
+    }
+
     /// Makes the namespace hold the rules for what is known now, and says why they changed.
     fn reconcile_rules(&mut self, changes: Changes) -> anyhow::Result<()> {
         self.last_reconcile = Instant::now();
@@ -246,7 +285,7 @@ impl Session {
         let took = Instant::now();
         let compiled = self.plan.compile(&flows);
         let applied = self.enforcer.install(&compiled, |_| false)?;
-        self.stats.rules_installed = rule_count(&compiled);
+        self.stats.rules_installed = compiled.rule_count();
         if changes.rules {
             let since_request = changes
                 .oldest_cut
@@ -273,9 +312,10 @@ impl Session {
     /// Takes the fault's chains out of the namespace and checks that none is left.
     pub fn stop(&mut self) -> anyhow::Result<Removal> {
         self.removed = true;
+        let mut mode = self.mode.take();
         // The Inline enforcer stops first, woken through its chain's wake rule; segments
         // arriving after it unbinds pass untouched (`--queue-bypass`) until the rules are gone.
-        if let Some(Mode::Inline(inline)) = self.mode.take() {
+        if let Some(Mode::Inline(inline)) = mode.take_if(|mode| matches!(mode, Mode::Inline(_))) {
             match inline.stop() {
                 Ok(counters) => {
                     (self.log)(&inline_summary(&counters));
@@ -284,7 +324,19 @@ impl Session {
                 Err(error) => (self.log)(&format!("inject: the inline engine failed: {error}")),
             }
         }
-        remove_fault(&self.enforcer, self.plan.id())
+        // The redirect goes first: new connections reach the broker directly while the
+        // proxy's connections deliver the responses they owe and close.
+        let removal = remove_fault(&self.enforcer, self.plan.id());
+        if let Some(Mode::Proxy(proxy)) = mode {
+            match proxy.stop() {
+                Ok(stats) => {
+                    (self.log)(&proxy_mode::summary(&stats));
+                    self.stats.proxy = Some(stats);
+                }
+                Err(error) => (self.log)(&format!("inject: the proxy failed: {error}")),
+            }
+        }
+        removal
     }
 }
 
@@ -464,10 +516,6 @@ fn inline_summary(counters: &InlineCounters) -> String {
         counters.failed_open,
         counters.packets
     )
-}
-
-fn rule_count(compiled: &Compiled) -> usize {
-    compiled.v4.rules.len() + compiled.v6.rules.len()
 }
 
 /// Asks the broker for the ids of the fault's `topics`, so that requests naming them by id
