@@ -164,6 +164,10 @@ pub struct KafkaFaultStatus {
     #[serde(default)]
     pub matched_requests: u64,
 
+    /// Proxy enforcement: what the proxies did, summed over the targets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<crate::injection::ProxyCounts>,
+
     /// Targets whose rules are in place.
     #[serde(default)]
     pub injected_targets: u32,

@@ -113,11 +113,76 @@ pub struct KafkaFaultInjectionStatus {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub failed_open: u64,
 
+    /// Proxy enforcement: what the proxy did to requests and connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyCounts>,
+
     /// The last error the agent met enforcing or removing the rules; null once resolved.
     pub last_error: Option<String>,
 
     /// The metadata.generation of the spec this status describes.
     pub observed_generation: Option<i64>,
+}
+
+/// What Proxy enforcement did: per injection in its status, summed over the injections in
+/// the fault's.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyCounts {
+    /// Requests the proxy decoded.
+    #[serde(default)]
+    pub requests_seen: u64,
+    /// Requests failed with the fault's Kafka error.
+    #[serde(default)]
+    pub errored_requests: u64,
+    /// Responses whose throttle_time_ms the proxy set.
+    #[serde(default)]
+    pub throttled_requests: u64,
+    /// Requests the proxy held (Delay).
+    #[serde(default)]
+    pub delayed_requests: u64,
+    /// Produce requests or Fetch responses whose record values the proxy altered.
+    #[serde(default)]
+    pub corrupted_requests: u64,
+    /// Produce requests the proxy sent to the broker twice.
+    #[serde(default)]
+    pub duplicated_requests: u64,
+    /// Connections the proxy carried.
+    #[serde(default)]
+    pub proxied_connections: u64,
+    /// Connections opened before the fault that were reset to reconnect through the proxy.
+    #[serde(default)]
+    pub handed_over_connections: u64,
+    /// Connections passed through unread because they carry TLS.
+    #[serde(default)]
+    pub tls_passthroughs: u64,
+    /// Times the action could not be applied and traffic went unchanged.
+    #[serde(default)]
+    pub failed_open: u64,
+}
+
+impl ProxyCounts {
+    /// Adds `other` to these counts (saturating), for the fault's roll-up.
+    pub fn add(&mut self, other: &ProxyCounts) {
+        let pairs = [
+            (&mut self.requests_seen, other.requests_seen),
+            (&mut self.errored_requests, other.errored_requests),
+            (&mut self.throttled_requests, other.throttled_requests),
+            (&mut self.delayed_requests, other.delayed_requests),
+            (&mut self.corrupted_requests, other.corrupted_requests),
+            (&mut self.duplicated_requests, other.duplicated_requests),
+            (&mut self.proxied_connections, other.proxied_connections),
+            (
+                &mut self.handed_over_connections,
+                other.handed_over_connections,
+            ),
+            (&mut self.tls_passthroughs, other.tls_passthroughs),
+            (&mut self.failed_open, other.failed_open),
+        ];
+        for (sum, count) in pairs {
+            *sum = sum.saturating_add(count);
+        }
+    }
 }
 
 /// Where an injection is in its life: Pending (agent has not acted yet), Active (rules in

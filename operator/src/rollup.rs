@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kafka_shock_crds::{
     FaultPhase, InjectionPhase, KafkaFault, KafkaFaultInjection, KafkaFaultInjectionStatus,
-    KafkaFaultStatus, TargetMode, TargetStatus, fault::conditions,
+    KafkaFaultStatus, ProxyCounts, TargetMode, TargetStatus, fault::conditions,
 };
 
 use crate::{
@@ -87,6 +87,14 @@ pub fn roll_up(
             .iter()
             .filter_map(|i| i.status.as_ref())
             .fold(0, |sum, s| sum.saturating_add(s.matched_requests)),
+        proxy: injections
+            .iter()
+            .filter_map(|i| i.status.as_ref()?.proxy.as_ref())
+            .fold(None, |sum: Option<ProxyCounts>, counts| {
+                let mut sum = sum.unwrap_or_default();
+                sum.add(counts);
+                Some(sum)
+            }),
         injected_targets: saturate(facts.injected),
         total_targets: saturate(facts.total),
         start_time: start.map(rfc3339),
@@ -640,6 +648,23 @@ mod tests {
             (3, 3, 60)
         );
         assert!(status.targets.iter().all(|t| t.message.is_none()));
+        assert_eq!(status.proxy, None, "no Proxy counts without a proxy");
+        // Proxy counts are summed over the injections that report them.
+        let mut stored = stored;
+        for (n, injection) in stored.iter_mut().take(2).enumerate() {
+            let status = injection.status.get_or_insert_with(Default::default);
+            status.proxy = Some(ProxyCounts {
+                errored_requests: 5 * (n as u64 + 1),
+                handed_over_connections: 1,
+                ..ProxyCounts::default()
+            });
+        }
+        let status = roll_up(&f, &targets, &stored, &time(START));
+        let proxy = status.proxy.expect("summed");
+        assert_eq!(
+            (proxy.errored_requests, proxy.handed_over_connections),
+            (15, 2)
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use kafka_shock_crds::{
-    InjectionPhase, KafkaFaultInjection, KafkaFaultInjectionStatus, parse_rule_id,
+    InjectionPhase, KafkaFaultInjection, KafkaFaultInjectionStatus, ProxyCounts, parse_rule_id,
 };
 
 use crate::rules::OwnedChain;
@@ -99,6 +99,8 @@ pub struct Tally {
     pub dropped: u64,
     pub reset: u64,
     pub failed_open: u64,
+    /// Proxy enforcement only.
+    pub proxy: Option<ProxyCounts>,
 }
 
 impl Tally {
@@ -112,6 +114,7 @@ impl Tally {
             dropped: status.dropped_requests,
             reset: status.reset_requests,
             failed_open: status.failed_open,
+            proxy: status.proxy,
         })
     }
 }
@@ -132,6 +135,7 @@ pub fn status_for(
         dropped_requests: tally.dropped,
         reset_requests: tally.reset,
         failed_open: tally.failed_open,
+        proxy: tally.proxy,
         last_error,
         observed_generation: injection.metadata.generation,
     }
