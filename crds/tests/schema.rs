@@ -471,10 +471,15 @@ fn examples_parse_validate_and_pass_the_cel_rules() {
         names,
         [
             "blackhole-consumer-group.yaml",
+            "byzantine-producer.yaml",
             "delay-metadata.yaml",
             "dry-run.yaml",
+            "duplicate-produce.yaml",
+            "leader-election-storm.yaml",
             "probability.yaml",
+            "rebalance-storm.yaml",
             "reset-producer.yaml",
+            "throttled-client.yaml",
             "timed.yaml",
         ]
     );

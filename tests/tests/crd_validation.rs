@@ -817,10 +817,15 @@ fn every_example_is_accepted_and_targets_the_lab_brokers() {
         checked,
         [
             "blackhole-consumer-group.yaml",
+            "byzantine-producer.yaml",
             "delay-metadata.yaml",
             "dry-run.yaml",
+            "duplicate-produce.yaml",
+            "leader-election-storm.yaml",
             "probability.yaml",
+            "rebalance-storm.yaml",
             "reset-producer.yaml",
+            "throttled-client.yaml",
             "timed.yaml",
         ]
     );
