@@ -120,7 +120,8 @@ impl ChainLease {
         match self {
             ChainLease::NoJump => "no jump into it (it bites nothing)".to_owned(),
             ChainLease::Unleased => "no lease (it bites until removed)".to_owned(),
-            ChainLease::Until(until) if until > now_unix => {
+            // The time match still matches during the second it stops at.
+            ChainLease::Until(until) if until >= now_unix => {
                 format!("expires in {} s", until - now_unix)
             }
             ChainLease::Until(until) => {
@@ -188,6 +189,7 @@ mod tests {
         assert_eq!(ChainLease::of([Some("garbage")]), ChainLease::Unleased);
         let lease = ChainLease::Until(1_000);
         assert_eq!(lease.describe(979), "expires in 21 s");
+        assert_eq!(lease.describe(1_000), "expires in 0 s");
         assert_eq!(lease.describe(1_003), "expired 3 s ago (it bites nothing)");
         assert_eq!(
             ChainLease::Unleased.describe(0),
