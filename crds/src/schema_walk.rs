@@ -75,12 +75,12 @@ impl fmt::Display for FieldError {
                 if supported.len() <= LISTED_VALUES {
                     write!(f, ": supported values: {}", supported.join(", "))
                 } else {
-                    match closest(
+                    let near = closest(
                         value.trim_matches('"'),
                         supported.iter().map(|s| s.trim_matches('"')),
-                    ) {
-                        Some(near) => write!(f, "; did you mean \"{near}\"?")?,
-                        None => {}
+                    );
+                    if let Some(near) = near {
+                        write!(f, "; did you mean \"{near}\"?")?;
                     }
                     write!(f, " ({} values are supported)", supported.len())
                 }
