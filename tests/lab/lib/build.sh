@@ -65,4 +65,5 @@ build_all() {
   step "build kube-apiserver, kubectl and etcd $K8S_VERSION from the Go module proxy" build_kubernetes
   step "build helm $HELM_VERSION from the Go module proxy" build_helm
   step "install kafka-python $KAFKA_PYTHON_VERSION from PyPI" install_python_client
+  step "compile the Java test clients (tests/clients/java)" "$LAB_DIR/../clients/java/build.sh"
 }
