@@ -246,10 +246,7 @@ fn values_schema_rejects_bad_values_naming_them() {
             "agent.privilged=true",
             ["/agent", "'privilged' not allowed"],
         ),
-        (
-            "agent.lease=30 seconds",
-            ["/agent/lease", "'30 seconds'"],
-        ),
+        ("agent.lease=30 seconds", ["/agent/lease", "'30 seconds'"]),
     ] {
         let stderr =
             failure_of(
