@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kafka_shock_agent::assignment::is_orphan;
 use kafka_shock_crds::{KafkaFaultInjection, NODE_LABEL, label_value};
 use kafka_shock_daemon::http;
@@ -43,6 +43,10 @@ use crate::commands::values::parse_lease;
 use crate::edges::enforcer::Enforcer;
 use crate::edges::netns::{self, Netns};
 use crate::edges::session::worker::Worker;
+
+/// How long reconciles in flight at SIGTERM may take to finish before the agent stops anyway
+/// (and then stops their sessions itself).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
@@ -70,7 +74,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     // Signals first: the handlers replace the default (exit at once) before the agent changes
     // anything, and a signal that comes early ends the watch as soon as it starts.
-    let shutdown = shutdown_signal()?;
+    let shutdown = shutdown_signal()?.shared();
     let listener = http::listen(&args.metrics_addr).await?;
     let listen = listener.local_addr()?;
     let client = Client::try_default()
@@ -114,15 +118,30 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         "agent: watching the KafkaFaultInjections of node {} ({selector}); metrics on {listen}",
         args.node_name
     );
-    Controller::new(injections, watcher::Config::default().labels(&selector))
-        .graceful_shutdown_on(shutdown)
+    let controller = Controller::new(injections, watcher::Config::default().labels(&selector));
+    let store = controller.store();
+    let watch = controller
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, context.clone())
         .for_each(|outcome| async move {
             if let Err(error) = outcome {
                 debug!(%error, "reconcile");
             }
-        })
-        .await;
+        });
+    // kube's runner waits for the first list before it reconciles anything, and a graceful
+    // shutdown that comes before that list never ends; nothing was reconciled then, so the
+    // watch is simply dropped. Once listed, reconciles in flight finish (bounded, still).
+    let unlisted_at_shutdown = shutdown.clone().then(|()| async move {
+        if store.wait_until_ready().now_or_never().is_none() {
+            return;
+        }
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+        warn!("reconciles still running {SHUTDOWN_GRACE:?} after the signal; stopping anyway");
+    });
+    tokio::select! {
+        () = watch => {}
+        () = unlisted_at_shutdown => {}
+    }
     metrics.watching.store(false, Ordering::Relaxed);
     let _ = stop_serving.send(());
     server.await??;
