@@ -368,11 +368,17 @@ impl Lab {
 }
 
 /// `count` random delays from zero to `max`, and the seed they came from (print it: the same
-/// seed gives the same delays). For tests that interrupt a process at random moments.
+/// seed, given back in `KSHOCK_DELAY_SEED`, gives the same delays). For tests that interrupt
+/// a process at random moments.
 pub fn random_delays(count: usize, max: Duration) -> (u64, Vec<Duration>) {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0x9E37_79B9, |since| since.as_nanos() as u64)
+    let seed = std::env::var("KSHOCK_DELAY_SEED")
+        .ok()
+        .and_then(|seed| seed.parse::<u64>().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0x9E37_79B9, |since| since.as_nanos() as u64)
+        })
         | 1;
     let mut state = seed;
     let delays = (0..count)
