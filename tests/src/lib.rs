@@ -9,6 +9,7 @@ mod background;
 mod clients;
 mod error;
 mod lab;
+pub mod manifests;
 mod product;
 
 pub use background::{Background, Stream};
@@ -16,8 +17,8 @@ pub use clients::ClientReport;
 
 pub use error::LabError;
 pub use lab::{
-    FaultFiles, Lab, LabDownGuard, TempDir, exclusive, kafka_shock_bin, lab_script, run, stdout,
-    stdout_with_input, workspace_root,
+    FaultFiles, Lab, LabDownGuard, TempDir, exclusive, kafka_shock_bin, lab_script, random_delays,
+    run, stdout, stdout_with_input, workspace_root,
 };
 pub use product::{
     AGENT_READY, Component, NAMESPACE, OPERATOR_READY, Product, RELEASE, free_loopback_addr,

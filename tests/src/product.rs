@@ -138,18 +138,41 @@ impl Product {
         node: &str,
         metrics_addr: SocketAddr,
     ) -> Result<Background, LabError> {
+        self.start_agent_with(node, metrics_addr, &[])
+    }
+
+    /// [`Product::start_agent_on`] with more flags, e.g. `["--lease", "6s"]`.
+    pub fn start_agent_with(
+        &self,
+        node: &str,
+        metrics_addr: SocketAddr,
+        flags: &[&str],
+    ) -> Result<Background, LabError> {
+        Background::start(
+            &mut self.agent_command(node, metrics_addr, flags)?,
+            Stream::Stderr,
+            AGENT_READY,
+            Duration::from_secs(30),
+        )
+    }
+}
+
+impl Product {
+    /// The command [`Product::start_agent_with`] runs, for a test that starts it its own way.
+    pub fn agent_command(
+        &self,
+        node: &str,
+        metrics_addr: SocketAddr,
+        flags: &[&str],
+    ) -> Result<Command, LabError> {
         let mut command = Command::new(crate::kafka_shock_bin()?);
         command
             .env("KUBECONFIG", self.kubeconfig_for(Component::Agent)?)
             .env("PATH", self.lab.path())
             .args(["agent", "--node-name", node])
-            .arg(format!("--metrics-addr={metrics_addr}"));
-        Background::start(
-            &mut command,
-            Stream::Stderr,
-            AGENT_READY,
-            Duration::from_secs(30),
-        )
+            .arg(format!("--metrics-addr={metrics_addr}"))
+            .args(flags);
+        Ok(command)
     }
 }
 

@@ -2,12 +2,14 @@
 //! and one agent per lab node running with their own ServiceAccounts' tokens (not as admin), real
 //! Kafka, real clients, faults applied and removed with kubectl. Also the recovery rules of
 //! docs/architecture.md: an agent down during a delete, an operator down at expiry, a broker pod
-//! recreated in a new network namespace, orphans swept at agent start.
+//! recreated in a new network namespace, orphans swept at agent start, a dead agent's fault
+//! ending with its kernel lease, an agent interrupted right after start leaving nothing, and
+//! faults that are misspelt or dryRun never reaching a rule.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lab::{Background, Lab, Product, lab_script};
+use lab::{Background, Lab, Product, Stream, free_loopback_addr, kafka_shock_bin, lab_script};
 
 const TOPIC: &str = "orders";
 const VICTIM: &str = "checkout-svc";
@@ -45,8 +47,17 @@ impl Stack {
     }
 
     fn start_agent(&mut self, index: usize) {
+        self.start_agent_with(index, &[]);
+    }
+
+    fn start_agent_with(&mut self, index: usize, flags: &[&str]) {
         let node = self.agents[index].0.clone();
-        self.agents[index].1 = Some(self.product.start_agent(&node).expect("agent starts"));
+        let addr = free_loopback_addr().expect("a free port");
+        self.agents[index].1 = Some(
+            self.product
+                .start_agent_with(&node, addr, flags)
+                .expect("agent starts"),
+        );
     }
 
     /// The agent of broker 0's node.
@@ -119,6 +130,11 @@ impl Stack {
 
     /// Whether kcat delivers two records to `topic` as `client_id` within 3 s.
     fn delivers(&self, topic: &str, client_id: &str) -> bool {
+        self.delivers_within(topic, client_id, 3000)
+    }
+
+    /// Whether kcat delivers two records to `topic` as `client_id` within `timeout_ms`.
+    fn delivers_within(&self, topic: &str, client_id: &str, timeout_ms: u32) -> bool {
         lab::stdout_with_input(
             self.lab.client("kcat").args([
                 "-b",
@@ -129,11 +145,21 @@ impl Stack {
                 "-X",
                 &format!("client.id={client_id}"),
                 "-X",
-                "message.timeout.ms=3000",
+                &format!("message.timeout.ms={timeout_ms}"),
             ]),
             "one\ntwo\n",
         )
         .is_ok()
+    }
+
+    /// `kafka-shock rules` in broker 0's namespace.
+    fn rules(&self) -> String {
+        lab::stdout(Command::new(kafka_shock_bin().expect("kafka-shock")).args([
+            "rules",
+            "--netns",
+            &self.lab.broker_netns()[0],
+        ]))
+        .unwrap_or_else(|error| panic!("{error}"))
     }
 
     fn exists(&self, what: &str) -> bool {
@@ -354,6 +380,20 @@ fn pause_resume_and_dry_run() {
     assert!(stack.delivers(TOPIC, VICTIM), "dryRun changes nothing");
     stack.delete_fault("dry-reset");
     stack.wait("kf/dry-reset", "delete", "30s");
+
+    // A misspelt field would make a wider fault (every Produce to orders); kubectl validates
+    // strictly by default and the server refuses it, naming the field.
+    let misspelt = reset_fault("misspelt-reset", "").replace("clientId:", "clientID:");
+    let refused = lab::stdout_with_input(stack.lab.kubectl().args(["apply", "-f", "-"]), &misspelt)
+        .expect_err("a misspelt fault must be refused");
+    assert!(
+        refused
+            .to_string()
+            .contains("unknown field \"spec.match.clientID\""),
+        "{refused}"
+    );
+    assert!(!stack.exists("kf/misspelt-reset"));
+    assert_eq!(stack.chains(), 0, "a refused fault installs nothing");
 }
 
 #[test]
@@ -582,4 +622,124 @@ fn the_ci_chaos_stage_passes_when_the_fault_bites_and_leaves_nothing() {
     assert!(!stack.exists("kf/reset-orders-producer"));
     assert_eq!(stack.chains(), 0);
     assert!(stack.delivers(TOPIC, VICTIM));
+}
+
+#[test]
+fn a_dead_agents_fault_stops_biting_within_its_lease_once_deleted() {
+    let _serial = lab::exclusive();
+    let mut stack = Stack::up();
+    let agent = stack.broker_agent();
+    let node = stack.agents[agent].0.clone();
+    // The broker's agent again, with a short lease.
+    stack.agents[agent]
+        .1
+        .take()
+        .expect("agent")
+        .interrupt()
+        .expect("the agent stops");
+    stack.start_agent_with(agent, &["--lease", "6s"]);
+    let lease = Duration::from_secs(6);
+    stack.apply(&reset_fault("leased-reset", ""));
+    stack.wait("kf/leased-reset", "condition=Injected", "60s");
+    assert!(
+        !stack.delivers_within(TOPIC, VICTIM, 1500),
+        "the fault bites"
+    );
+
+    stack.agents[agent].1.take().expect("agent").kill();
+    let killed = Instant::now();
+    stack.delete_fault("leased-reset");
+    let mut attempts = 0;
+    while !stack.delivers_within(TOPIC, VICTIM, 1500) {
+        attempts += 1;
+        assert!(
+            killed.elapsed() < lease + Duration::from_secs(5),
+            "the victim still fails {:?} after the agent was killed",
+            killed.elapsed()
+        );
+    }
+    let recovered = killed.elapsed();
+    eprintln!("agent SIGKILL → the victim delivers again after {recovered:?} (lease {lease:?})");
+    assert!(recovered < lease + Duration::from_secs(5), "{recovered:?}");
+    assert!(
+        attempts > 0,
+        "right after the kill the fault must still bite"
+    );
+    assert!(
+        stack.exists("kf/leased-reset"),
+        "the deleted fault waits for its agent"
+    );
+    assert!(
+        stack.chains() > 0,
+        "nothing removed the chains: the lease ended the fault"
+    );
+    let listed = stack.rules();
+    assert!(
+        listed.contains(&format!("agent node {node}")) && listed.contains("expired"),
+        "{listed}"
+    );
+
+    // The agent comes back and completes the deletion.
+    stack.start_agent(agent);
+    stack.wait("kf/leased-reset", "delete", "60s");
+    assert_eq!(stack.chains(), 0);
+}
+
+#[test]
+fn an_agent_interrupted_right_after_start_leaves_nothing() {
+    let _serial = lab::exclusive();
+    let mut stack = Stack::up();
+    stack.apply(&reset_fault("interrupted-agent", ""));
+    stack.wait("kf/interrupted-agent", "condition=Injected", "60s");
+    let agent = stack.broker_agent();
+    let node = stack.agents[agent].0.clone();
+    stack.agents[agent]
+        .1
+        .take()
+        .expect("agent")
+        .interrupt()
+        .expect("the agent stops");
+    assert_eq!(stack.chains(), 0, "SIGINT removes the agent's rules");
+
+    let (seed, delays) = lab::random_delays(10, Duration::from_millis(2500));
+    eprintln!("delays from seed {seed}: {delays:?}");
+    let mut enforced = 0;
+    for (round, delay) in delays.iter().enumerate() {
+        let addr = free_loopback_addr().expect("a free port");
+        let mut command = stack
+            .product
+            .agent_command(&node, addr, &[])
+            .expect("agent command");
+        let agent = Background::start(&mut command, Stream::Stderr, "", Duration::ZERO)
+            .expect("agent starts");
+        std::thread::sleep(*delay);
+        // Before its handlers exist the agent dies of the signal, having changed nothing.
+        let said = match agent.interrupt_within(Some(Duration::from_secs(30))) {
+            Ok(said) => said,
+            Err(lab::LabError::CommandFailed { status, stderr, .. })
+                if std::os::unix::process::ExitStatusExt::signal(&status) == Some(2) =>
+            {
+                stderr
+            }
+            Err(error) => panic!("round {round} ({delay:?}): {error}"),
+        };
+        if said.contains(" in chain KSHOCK-") {
+            enforced += 1;
+        }
+        assert_eq!(
+            stack.chains(),
+            0,
+            "round {round}: SIGINT after {delay:?} left rules behind:\n{said}"
+        );
+    }
+    eprintln!("{enforced} of 10 agents had installed the fault's rules when interrupted");
+    assert!(
+        enforced > 0,
+        "no agent got as far as enforcing: the loop proves nothing"
+    );
+    stack.start_agent(agent);
+    stack.wait_for_chains(2, Duration::from_secs(20));
+    stack.delete_fault("interrupted-agent");
+    stack.wait("kf/interrupted-agent", "delete", "60s");
+    assert_eq!(stack.chains(), 0);
 }

@@ -1,18 +1,20 @@
 //! The enforcement edge in one network namespace: makes the kernel hold a fault's chain
 //! (reading `iptables-save`, applying only the difference in one `iptables-restore` batch),
 //! removes it, and sweeps leftovers. The decisions are the pure core's (`rules::diff`,
-//! `rules::sweep`); this module only reads and applies.
+//! `rules::sweep`); this module only reads and applies. It also finds out, once per
+//! namespace, whether the kernel there has the time match the rules' leases need.
 
-use std::collections::HashSet;
-use std::path::Path;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use kafka_shock_agent::rules::{
-    Actual, Batch, CliOwner, Compiled, Family, OwnedChain, SavedRule, Table, diff, owned_chains,
-    parse_save, start_ticks_of_stat, sweep,
+    Actual, Batch, CliOwner, Compiled, Family, Op, OwnedChain, SavedRule, Table, diff, lease_probe,
+    owned_chains, parse_save, start_ticks_of_stat, sweep,
 };
 
 use crate::edges::clock::since_epoch;
 use crate::edges::firewall::{Firewall, FirewallError};
+use crate::edges::netns::Netns;
 
 /// Both families; a namespace without IPv6 support only has IPv4 rules.
 const FAMILIES: [Family; 2] = [Family::V4, Family::V6];
@@ -28,9 +30,33 @@ pub struct FoundChain {
 
 /// Our rules in one namespace.
 pub struct Enforcer {
+    netns: Arc<Netns>,
     firewall: Firewall,
     families: Vec<Family>,
 }
+
+/// What an install changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Leases renewed.
+    pub renewed: usize,
+    /// Every other operation (chains created or refilled, jumps inserted or deleted, sweeps).
+    pub changed: usize,
+}
+
+/// Whether the rules of a namespace can carry a kernel lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseSupport {
+    /// The time match works there.
+    Available,
+    /// It does not; already said.
+    Missing,
+    /// It does not, and this is the first time this process learns it: say why, once.
+    MissingNow(String),
+}
+
+/// What this process learned of each namespace (by inode): whether the time match works.
+static TIME_MATCH: Mutex<BTreeMap<u64, bool>> = Mutex::new(BTreeMap::new());
 
 /// Only the chains named in `names`, and the jumps to them: what a batch may touch, so that a
 /// fault never disturbs another live fault's chain.
@@ -58,7 +84,7 @@ fn restrict(actual: &Actual, names: &HashSet<String>) -> Actual {
 }
 
 /// Whether the process `pid` started at `start_ticks` still runs.
-fn process_alive(pid: u32, start_ticks: u64) -> bool {
+pub fn process_alive(pid: u32, start_ticks: u64) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|stat| start_ticks_of_stat(&stat))
@@ -75,18 +101,54 @@ pub fn is_cli_leftover(chain: &OwnedChain) -> bool {
 }
 
 impl Enforcer {
-    /// Our rules in the namespace at `netns` (`None`: this process's namespace).
-    pub fn new(netns: Option<&Path>) -> Result<Enforcer, FirewallError> {
-        let firewall = Firewall::detect(netns)?;
+    /// Our rules in the namespace `netns`.
+    pub fn new(netns: Arc<Netns>) -> Result<Enforcer, FirewallError> {
+        let firewall = Firewall::detect(&netns)?;
         let families = FAMILIES
             .into_iter()
             .filter(|family| *family == Family::V4 || firewall.save(*family).is_ok())
             .collect();
-        Ok(Enforcer { firewall, families })
+        Ok(Enforcer {
+            netns,
+            firewall,
+            families,
+        })
     }
 
     pub fn firewall(&self) -> &Firewall {
         &self.firewall
+    }
+
+    /// Whether leases work in this namespace: tried once per namespace and process, by
+    /// applying a chain whose rule carries one (`rules::lease_probe`, under the fault's `id`)
+    /// and removing it again. Where the kernel lacks the time match the apply fails and
+    /// nothing is left.
+    pub fn lease_support(&self, id: &str) -> LeaseSupport {
+        let known = TIME_MATCH
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&self.netns.inode())
+            .copied();
+        let outcome = match known {
+            Some(true) => return LeaseSupport::Available,
+            Some(false) => return LeaseSupport::Missing,
+            None => self.try_lease(id),
+        };
+        TIME_MATCH
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(self.netns.inode(), outcome.is_ok());
+        match outcome {
+            Ok(()) => LeaseSupport::Available,
+            Err(error) => LeaseSupport::MissingNow(error.to_string()),
+        }
+    }
+
+    fn try_lease(&self, id: &str) -> Result<(), FirewallError> {
+        let probe = lease_probe(id, since_epoch().as_secs() + 60);
+        let fresh = diff(std::slice::from_ref(&probe), &Actual::default());
+        self.firewall.restore(Family::V4, &fresh.render())?;
+        self.remove(|chain| chain.name == probe.name).map(drop)
     }
 
     /// Every table of ours in `family`, as `iptables-save` printed them (one read).
@@ -125,14 +187,14 @@ impl Enforcer {
     /// Makes the namespace hold `compiled`'s chains, sweeping chains `is_leftover` condemns on
     /// the way and leaving every other chain alone. Tables are changed in the reverse of
     /// [`Table::ALL`], so what diverts traffic (a redirect) is in place before what resets
-    /// the connections it has not diverted. Returns how many operations it applied (0 when
+    /// the connections it has not diverted. Says what it applied (nothing when
     /// already in sync).
     pub fn install(
         &self,
         compiled: &Compiled,
         is_leftover: impl Fn(&OwnedChain) -> bool,
-    ) -> Result<usize, FirewallError> {
-        let mut applied = 0;
+    ) -> Result<Applied, FirewallError> {
+        let mut applied = Applied::default();
         for &family in &self.families {
             let desired: Vec<_> = compiled.chains(family).into_iter().cloned().collect();
             for actual in self.actual(family)?.iter().rev() {
@@ -142,7 +204,14 @@ impl Enforcer {
                     .map(|owned| owned.name)
                     .collect();
                 touch.extend(desired.iter().map(|chain| chain.name.clone()));
-                applied += self.apply(family, &diff(&desired, &restrict(actual, &touch)))?;
+                let batch = diff(&desired, &restrict(actual, &touch));
+                let renewed = batch
+                    .ops
+                    .iter()
+                    .filter(|op| matches!(op, Op::Renew { .. }))
+                    .count();
+                applied.changed += self.apply(family, &batch)? - renewed;
+                applied.renewed += renewed;
             }
         }
         Ok(applied)

@@ -5,122 +5,14 @@ use std::net::IpAddr;
 
 use kafka_shock_crds::Cidr;
 
-use super::names::{chain_name, reject_mark, sanitise_id, stamp, wake_port};
+use super::chain::{Chain, Rule, Table};
+use super::names::{chain_name, reject_mark, sanitise_id, wake_port};
 use super::offsets::{self, ApiWord, ClientIdLen, StringMatch};
 use super::proxy_chains::{handover_rules, not_proxied, redirect_chain};
 use super::spec::{ClientIdPattern, Family, Flow, Injection, Layers, Signature, Verdict};
 
 /// The most ports one `multiport` match takes.
 const MULTIPORT_MAX: usize = 15;
-
-/// One iptables rule as arguments, without the leading `-A <chain>` (or `-I`/`-D`), so the
-/// caller can append, insert or delete it. Its comment is `kshock:<id>:<stamp>`, the stamp
-/// hashing the other arguments.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rule {
-    args: Vec<String>,
-    comment: String,
-}
-
-impl Rule {
-    /// `matches`, then the stamped comment, then `target`.
-    pub(super) fn new(sanitised_id: &str, mut matches: Vec<String>, target: Vec<String>) -> Self {
-        let mut content = matches.clone();
-        content.extend(target.iter().cloned());
-        let comment = stamp(sanitised_id, &content);
-        matches.extend(["-m", "comment", "--comment"].map(String::from));
-        matches.push(comment.clone());
-        matches.extend(target);
-        Self {
-            args: matches,
-            comment,
-        }
-    }
-
-    /// The arguments, one per element.
-    pub fn args(&self) -> &[String] {
-        &self.args
-    }
-
-    /// The comment, as iptables-save will print it back (unquoted value).
-    pub fn comment(&self) -> &str {
-        &self.comment
-    }
-
-    /// The arguments as one line of iptables-restore input. Only fixed strings, numbers,
-    /// addresses, hex and sanitised ids reach it, so the only quoting needed is around
-    /// arguments with spaces (the hex strings).
-    pub fn render(&self) -> String {
-        let quoted: Vec<String> = self
-            .args
-            .iter()
-            .map(|arg| {
-                debug_assert!(!arg.contains(['"', '\\', '\'', '\n', '\r']), "{arg:?}");
-                if arg.contains(' ') {
-                    format!("\"{arg}\"")
-                } else {
-                    arg.clone()
-                }
-            })
-            .collect();
-        quoted.join(" ")
-    }
-}
-
-/// The iptables table a chain of ours lives in. A table has its own chain names, so one
-/// injection's chains share the name `KSHOCK-<hash>` across tables.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Table {
-    /// Requests are inspected, reset, dropped or queued where they arrive (INPUT).
-    #[default]
-    Filter,
-    /// New connections are redirected before routing (PREROUTING): Proxy enforcement.
-    Nat,
-}
-
-impl Table {
-    /// Every table we own chains in, in the order a removal goes: what lets traffic pass
-    /// ends before what diverts it (a Proxy fault's resets stop before its redirect does).
-    pub const ALL: [Table; 2] = [Table::Filter, Table::Nat];
-
-    /// Its name, as `iptables -t` and `iptables-restore`'s `*table` line say it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Table::Filter => "filter",
-            Table::Nat => "nat",
-        }
-    }
-
-    /// The built-in chain our jumps live in: INPUT for the filter table (requests arrive at
-    /// the broker's netns), PREROUTING for nat (before the routing decision a redirect
-    /// changes).
-    pub fn jump_from(self) -> &'static str {
-        match self {
-            Table::Filter => "INPUT",
-            Table::Nat => "PREROUTING",
-        }
-    }
-}
-
-/// One of our chains in one family's table, with the rules that send traffic into it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Chain {
-    /// The table it lives in.
-    pub table: Table,
-    /// `KSHOCK-<hash of the injection id>`.
-    pub name: String,
-    /// Rules for [`Chain::jump_from`] that jump to this chain: one per 15 broker ports.
-    pub jumps: Vec<Rule>,
-    /// The chain's rules, in order.
-    pub rules: Vec<Rule>,
-}
-
-impl Chain {
-    /// The built-in chain the jumps live in (see [`Table::jump_from`]).
-    pub fn jump_from(&self) -> &'static str {
-        self.table.jump_from()
-    }
-}
 
 /// Why the signature rules match other than exactly the requests the signature describes.
 /// Rules of the signature never hit a request the signature does not describe, except by the
@@ -242,6 +134,19 @@ impl Compiled {
             .map(|chain| chain.rules.len())
             .sum()
     }
+
+    /// The same chains with every leased rule's lease ending at `until_unix` (`None`: no lease,
+    /// where the kernel has no time match). The owner gives a later end every third of its
+    /// lease; the kernel ends the fault at the last one given.
+    pub fn lease_until(mut self, until_unix: Option<u64>) -> Compiled {
+        let nat = self.nat.iter_mut().flat_map(|(v4, v6)| [v4, v6]);
+        for chain in [&mut self.v4, &mut self.v6].into_iter().chain(nat) {
+            for rule in chain.jumps.iter_mut().chain(chain.rules.iter_mut()) {
+                rule.lease_until(until_unix);
+            }
+        }
+        self
+    }
 }
 
 /// Compiles an injection into one chain per family: first a rule per flow of that family
@@ -333,9 +238,11 @@ pub fn compile(injection: &Injection, flows: &[Flow]) -> Compiled {
     }
 }
 
-/// A rule that sends traffic into our chain `name` from the built-in chain of its table.
+/// A rule that sends traffic into our chain `name` from the built-in chain of its table:
+/// leased, whatever the table (a filter chain's faults and a nat chain's redirect alike stop
+/// biting when the owner stops renewing them).
 pub(super) fn jump(id: &str, matches: Vec<String>, name: &str) -> Rule {
-    Rule::new(id, matches, vec!["-j".to_owned(), name.to_owned()])
+    Rule::new(id, matches, vec!["-j".to_owned(), name.to_owned()]).leased()
 }
 
 /// The port matches: `--dport` for one port, `multiport` for up to 15, one match per 15

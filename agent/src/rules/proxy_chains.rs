@@ -2,7 +2,8 @@
 //! listener, the filter rules that hand the connections opened before it over to the proxy,
 //! and the mark that keeps the proxy's own upstream traffic out of every filter chain of ours.
 
-use super::compile::{Chain, Rule, Table, jump, sources, target};
+use super::chain::{Chain, Rule, Table};
+use super::compile::{jump, sources, target};
 use super::names::PROXY_MARK;
 use super::spec::{Family, Injection, Verdict};
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::compile::Table;
+use super::chain::Table;
 use super::names::CHAIN_PREFIX;
 
 /// One rule as iptables-save printed it.
@@ -15,6 +15,8 @@ pub struct SavedRule {
     pub comment: Option<String>,
     /// Its `-j` target.
     pub target: Option<String>,
+    /// The end of its lease (`-m time --datestop`), as printed.
+    pub datestop: Option<String>,
 }
 
 /// A rule of a chain we do not own that jumps to one we do.
@@ -22,6 +24,8 @@ pub struct SavedRule {
 pub struct SavedJump {
     /// The chain it is in (INPUT, normally).
     pub from: String,
+    /// Its rule number in that chain (1 is the first), as `-I <chain> <number>` takes it.
+    pub position: usize,
     /// The rule.
     pub rule: SavedRule,
 }
@@ -55,6 +59,7 @@ pub fn parse_save(text: &str, table: Table) -> Actual {
         ..Actual::default()
     };
     let mut in_table = false;
+    let mut positions: BTreeMap<String, usize> = BTreeMap::new();
     for line in text.lines() {
         let line = line.trim_end();
         if let Some(name) = line.strip_prefix('*') {
@@ -72,6 +77,8 @@ pub fn parse_save(text: &str, table: Table) -> Actual {
                 continue;
             };
             let rule = saved_rule(text);
+            let position = positions.entry(chain.to_owned()).or_default();
+            *position += 1;
             if chain.starts_with(CHAIN_PREFIX) {
                 actual
                     .chains
@@ -85,6 +92,7 @@ pub fn parse_save(text: &str, table: Table) -> Actual {
             {
                 actual.jumps.push(SavedJump {
                     from: chain.to_owned(),
+                    position: *position,
                     rule,
                 });
             }
@@ -105,6 +113,7 @@ fn saved_rule(text: &str) -> SavedRule {
         text: text.to_owned(),
         comment: after("--comment"),
         target: after("-j"),
+        datestop: after("--datestop"),
     }
 }
 

@@ -23,7 +23,6 @@ mod connection;
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -40,7 +39,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
 use crate::edges::clock::since_epoch;
-use crate::edges::netns::{NetnsError, enter_current_thread};
+use crate::edges::netns::{Netns, NetnsError};
 
 /// Hits kept for the reader of [`ProxyEnforcer::take_hits`]; more are counted, not listed.
 const MAX_PENDING_HITS: usize = 1024;
@@ -89,8 +88,8 @@ pub struct ProxyStats {
 
 /// What the proxy needs to start.
 pub struct ProxyOptions {
-    /// The broker's network namespace.
-    pub netns: PathBuf,
+    /// The broker's network namespace, held by descriptor.
+    pub netns: Arc<Netns>,
     /// What it does to hit requests, and its bounds.
     pub config: ProxyConfig,
     /// The fault's match.
@@ -125,7 +124,7 @@ impl ProxyEnforcer {
     /// Starts the proxy for `plan` in the namespace at `netns`, with the topic ids the plan
     /// learned (each standing for the fault's first topic: matching only asks whether a
     /// request names any of the fault's topics).
-    pub fn start_for(plan: &FaultPlan, netns: &Path) -> Result<ProxyEnforcer, ProxyError> {
+    pub fn start_for(plan: &FaultPlan, netns: &Arc<Netns>) -> Result<ProxyEnforcer, ProxyError> {
         let action = proxy_action(plan)?;
         let topic_ids = match plan.topics().first() {
             Some(name) => plan
@@ -136,7 +135,7 @@ impl ProxyEnforcer {
             None => Vec::new(),
         };
         ProxyEnforcer::start(ProxyOptions {
-            netns: netns.to_path_buf(),
+            netns: netns.clone(),
             config: ProxyConfig::new(action, plan.probability()),
             matching: plan.matching().clone(),
             ports: plan.ports().to_vec(),
@@ -269,7 +268,7 @@ fn run(
     hits: &SyncSender<Hit>,
     stopped: watch::Receiver<bool>,
 ) -> Result<(), ProxyError> {
-    enter_current_thread(&options.netns)?;
+    options.netns.enter_current_thread()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
