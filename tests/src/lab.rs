@@ -281,6 +281,26 @@ impl Lab {
         self.in_netns(self.client_netns(), program)
     }
 
+    /// Whether kcat, as client `client_id`, delivers two records to `topic` within
+    /// `timeout_ms` (a new connection each call).
+    pub fn kcat_delivers_within(&self, topic: &str, client_id: &str, timeout_ms: u32) -> bool {
+        stdout_with_input(
+            self.client("kcat").args([
+                "-b",
+                self.bootstrap(),
+                "-t",
+                topic,
+                "-P",
+                "-X",
+                &format!("client.id={client_id}"),
+                "-X",
+                &format!("message.timeout.ms={timeout_ms}"),
+            ]),
+            "one\ntwo\n",
+        )
+        .is_ok()
+    }
+
     /// A command run in network namespace `netns` with the lab's tools on PATH.
     pub fn in_netns(&self, netns: &str, program: &str) -> Command {
         let mut command = Command::new("ip");

@@ -887,6 +887,69 @@ fn after_sigterm_or_expiry_nothing_is_left_and_clients_work_directly() {
     assert_eq!(direct.error(), "NONE", "works directly after expiry");
 }
 
+/// SIGKILL leaves the redirect to a port nobody listens on any more: new connections are
+/// refused until the kernel lease on the nat jump ends, then reach the broker directly with
+/// nothing removing the rules; the next `rules` run sweeps them.
+#[test]
+fn after_sigkill_the_lease_on_the_redirect_ends_redirection() {
+    let _serial = lab::exclusive();
+    let lab = Lab::up().expect("lab up");
+    clean_start(&lab);
+    let topic = ours("leased");
+    lab.create_topic(&topic, 1, 1).expect("topic");
+    let scratch = FaultFiles::new("proxy-sigkill");
+    let client = ours("killed-owner");
+    let fault = scratch.fault(
+        "killed",
+        &format!("  match: {{apiKeys: [Produce], clientId: {{exact: {client}}}}}\n  action: {{type: Error, errorCode: NOT_LEADER_OR_FOLLOWER}}\n  duration: 5m\n"),
+    );
+    let lease = Duration::from_secs(6);
+    let inject = Background::start(
+        Command::new(kafka_shock_bin().expect("kafka-shock"))
+            .args(["inject", "-f"])
+            .arg(&fault)
+            .args(["--netns", &broker_netns(&lab), "--lease", "6s"]),
+        Stream::Stdout,
+        "inject: active",
+        Duration::from_secs(20),
+    )
+    .expect("inject becomes active");
+    assert!(
+        !lab.kcat_delivers_within(&topic, &client, 1500),
+        "positive control: the fault bites"
+    );
+    inject.kill();
+    let killed = Instant::now();
+    let mut refused = 0;
+    while !lab.kcat_delivers_within(&topic, &client, 1500) {
+        refused += 1;
+        assert!(
+            killed.elapsed() < lease + Duration::from_secs(5),
+            "no direct connection {:?} after SIGKILL (lease {lease:?})",
+            killed.elapsed()
+        );
+    }
+    let recovered = killed.elapsed();
+    eprintln!(
+        "SIGKILL → a new connection reaches the broker after {recovered:?} (lease {lease:?})"
+    );
+    assert!(
+        refused > 0,
+        "right after SIGKILL the lease has seconds left: the redirect must still divert"
+    );
+    let rules = lab.broker_rules();
+    assert!(
+        rules.contains("REDIRECT"),
+        "the nat rule is still there: the kernel lease ended the redirection\n{rules}"
+    );
+    let listed = kafka_shock(&["rules", "--netns", &broker_netns(&lab)]);
+    assert!(
+        listed.contains("nat") && listed.contains("expired"),
+        "{listed}"
+    );
+    assert_eq!(leftovers(&lab), Vec::<String>::new(), "{listed}");
+}
+
 #[test]
 fn other_faults_rules_never_hit_the_proxys_upstream_and_it_is_not_redirected_again() {
     let _serial = lab::exclusive();
