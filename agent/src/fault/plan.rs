@@ -547,7 +547,9 @@ action: {type: Error, errorCode: NOT_LEADER_OR_FOLLOWER, probability: 50}
         let reset = redirect(&compiled.v4);
         assert_eq!(reset.len(), 1);
         assert!(
-            reset[0].contains("--ctstate ESTABLISHED") && reset[0].ends_with("tcp-reset"),
+            reset[0].contains("! -i lo -p tcp")
+                && reset[0].contains("--ctstate ESTABLISHED")
+                && reset[0].ends_with("tcp-reset"),
             "{reset:#?}"
         );
         assert!(

@@ -17,7 +17,9 @@ pub type Socket = (SocketAddr, SocketAddr);
 
 /// The established connections in a `/proc/net/tcp` or `/proc/net/tcp6` text whose local port
 /// is one of `ports` and whose remote address is in `sources` (any, when empty), as the
-/// broker's sockets: the connections clients opened to it. Lines it cannot read are skipped.
+/// broker's sockets: the connections clients opened to it. Connections the namespace opened to
+/// itself (from its own address or loopback) are left out: the handover rule spares them.
+/// Lines it cannot read are skipped.
 pub fn established_to(text: &str, ports: &[u16], sources: &[Cidr]) -> BTreeSet<Socket> {
     text.lines()
         .skip(1)
@@ -29,6 +31,8 @@ pub fn established_to(text: &str, ports: &[u16], sources: &[Cidr]) -> BTreeSet<S
         })
         .filter(|(local, remote)| {
             ports.contains(&local.port())
+                && remote.ip() != local.ip()
+                && !remote.ip().is_loopback()
                 && (sources.is_empty() || sources.iter().any(|c| c.contains(remote.ip())))
         })
         .collect()
@@ -65,7 +69,9 @@ mod tests {
    1: 0A004D0A:2384 64004D0A:9C40 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0000000000000000 20 4 30 10 -1
    2: 0A004D0A:2384 65004D0A:9C41 01 00000000:00000000 00:00000000 00000000     0        0 3 1 0000000000000000 20 4 30 10 -1
    3: 0A004D0A:9C42 0A004D0A:2384 01 00000000:00000000 00:00000000 00000000     0        0 4 1 0000000000000000 20 4 30 10 -1
-   4: garbage
+   4: 0A004D0A:2384 0A004D0A:9C42 01 00000000:00000000 00:00000000 00000000     0        0 5 1 0000000000000000 20 4 30 10 -1
+   5: 0100007F:2384 0100007F:9C45 01 00000000:00000000 00:00000000 00000000     0        0 6 1 0000000000000000 20 4 30 10 -1
+   6: garbage
 ";
     const TCP6: &str = "  sl  local_address                         remote_address                        st
    0: 0000000000000000FFFF00000A004D0A:2384 0000000000000000FFFF000064004D0A:9C43 01 00000000:00000000
@@ -76,8 +82,8 @@ mod tests {
     fn reads_the_broker_side_of_established_connections_to_its_ports() {
         let all = established_to(TCP, &[9092], &[]);
         let remotes: Vec<String> = all.iter().map(|(_, r)| r.to_string()).collect();
-        // The listener (0A) and the client side of a local connection (local port 40002) are
-        // left out.
+        // The listener (0A) and both sides of the namespace's connections to itself (its own
+        // address, loopback) are left out.
         assert_eq!(remotes, ["10.77.0.100:40000", "10.77.0.101:40001"]);
         assert_eq!(all.iter().next().unwrap().0.to_string(), "10.77.0.10:9092");
         let one: Vec<Cidr> = vec!["10.77.0.101/32".parse().unwrap()];

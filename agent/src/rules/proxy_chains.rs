@@ -63,6 +63,9 @@ pub(super) fn redirect_chain(
 /// fault's sources that reach INPUT still addressed to a broker port were not redirected (a
 /// redirected one is addressed to the proxy's port by then): they belong to connections
 /// opened before the fault, which are reset so their clients reconnect through the proxy.
+/// Connections the namespace opens to itself (on `lo`: the broker's requests to its own
+/// listener, such as its transaction coordinator's verification) are never redirected, so
+/// they are left alone too: resetting them would break them for as long as the fault lasts.
 pub(super) fn handover_rules(
     id: &str,
     family: Family,
@@ -73,7 +76,7 @@ pub(super) fn handover_rules(
     for source in sources(&injection.source_cidrs, family) {
         for port in ports {
             let mut args = source.clone();
-            args.extend(["-p", "tcp"].map(String::from));
+            args.extend(["!", "-i", "lo", "-p", "tcp"].map(String::from));
             args.extend(port.iter().cloned());
             args.extend(["-m", "conntrack", "--ctstate", "ESTABLISHED"].map(String::from));
             rules.push(Rule::new(id, args, target(Verdict::Reject)));

@@ -207,8 +207,14 @@ impl ProxyEnforcer {
     /// Stops accepting, lets every connection deliver the responses it owes (up to a bound),
     /// closes them and the listener, and returns the final numbers (or why it had stopped).
     pub fn stop(mut self) -> Result<ProxyStats, ProxyError> {
-        self.shut_down()?;
+        self.finish()?;
         Ok(self.stats())
+    }
+
+    /// What [`ProxyEnforcer::stop`] does, keeping the enforcer, so that the hits of the last
+    /// moments can still be taken ([`ProxyEnforcer::take_hits`]) before its numbers are read.
+    pub fn finish(&mut self) -> Result<(), ProxyError> {
+        self.shut_down()
     }
 
     fn shut_down(&mut self) -> Result<(), ProxyError> {

@@ -386,9 +386,13 @@ impl Session {
         // The redirect goes first: new connections reach the broker directly while the
         // proxy's connections deliver the responses they owe and close.
         let removal = remove_fault(&self.enforcer, self.plan.id());
-        if let Some(Mode::Proxy(proxy)) = mode {
-            match proxy.stop() {
-                Ok(stats) => {
+        if let Some(Mode::Proxy(mut proxy)) = mode {
+            let finished = proxy.finish();
+            // The hits since the last step, and those of requests answered while finishing.
+            proxy_mode::report(&proxy, &mut self.stats, &mut self.log);
+            match finished {
+                Ok(()) => {
+                    let stats = proxy.stats();
                     (self.log)(&proxy_mode::summary(&stats));
                     self.stats.proxy = Some(stats);
                 }
