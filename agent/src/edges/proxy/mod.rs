@@ -76,7 +76,7 @@ pub enum ProxyError {
 pub struct ProxyStats {
     /// The core's counters (requests, actions, connections, passthroughs).
     pub counters: ProxyCounters,
-    /// Connections opened before the fault that are gone since (reset by the handover rule).
+    /// Connections opened before the fault that were reset by the handover rule, or are gone.
     pub handed_over: u64,
     /// Connections opened before the fault, still direct when the proxy started.
     pub direct_at_start: u64,
@@ -347,6 +347,7 @@ async fn serve(
     while proxy.active() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    direct.look(proxy.upstreams());
     proxy.publish(shared, hits, &direct);
 }
 
@@ -388,11 +389,13 @@ async fn connect_upstream(to: SocketAddr) -> std::io::Result<tokio::net::TcpStre
     socket.connect(to).await
 }
 
-/// The connections opened before the fault, and which of them are gone since.
+/// The connections opened before the fault, and which of them were handed over since.
 struct Handover {
     ports: Vec<u16>,
     sources: Vec<Cidr>,
     at_start: BTreeSet<handover::Socket>,
+    /// Those of the start that the handover rule reset, or that are gone.
+    handed: BTreeSet<handover::Socket>,
     gone: u64,
 }
 
@@ -402,6 +405,7 @@ impl Handover {
             ports: ports.to_vec(),
             sources: sources.to_vec(),
             at_start: BTreeSet::new(),
+            handed: BTreeSet::new(),
             gone: 0,
         };
         handover.at_start = handover.established();
@@ -422,18 +426,28 @@ impl Handover {
         self.at_start.len() as u64
     }
 
-    /// Counts the connections of the start that are gone (the proxy's own upstream
-    /// connections, which the broker sees from its own address, are never among them).
+    /// Counts the connections of the start that were reset (conntrack saw them close: the
+    /// reset reaches only the client, the broker's socket lingers) or are gone (the proxy's
+    /// own upstream connections, which the broker sees from its own address, are never among
+    /// them). Once counted, a connection stays counted.
     fn look(&mut self, upstreams: BTreeSet<SocketAddr>) {
-        if self.at_start.is_empty() {
+        if self.handed.len() == self.at_start.len() {
             return;
         }
         let now = self.established();
-        self.gone = self
+        let closed = std::fs::read_to_string("/proc/thread-self/net/nf_conntrack")
+            .map(|text| handover::closed_in_conntrack(&text))
+            .unwrap_or_default();
+        let handed: Vec<handover::Socket> = self
             .at_start
             .iter()
-            .filter(|socket| !now.contains(socket) && !upstreams.contains(&socket.1))
-            .count() as u64;
+            .filter(|socket| {
+                closed.contains(socket) || (!now.contains(socket) && !upstreams.contains(&socket.1))
+            })
+            .copied()
+            .collect();
+        self.handed.extend(handed);
+        self.gone = self.handed.len() as u64;
     }
 }
 
