@@ -596,12 +596,13 @@ fn an_invalid_regex_is_reported_and_injects_nothing() {
         faults: vec!["op-invalid"],
     };
     let _operator = start_operator(&product);
-    // The API server cannot check a regex; the operator must.
+    // The API server refuses what RE2 cannot compile; a pattern only RE2 knows (`\Q...\E`)
+    // passes it, and the operator, which compiles Rust regexes as the agents do, must refuse it.
     apply(
         &lab,
         &fault_yaml("op-invalid", BROKERS, "").replace(
             "match: {apiKeys: [Produce]}",
-            "match: {apiKeys: [Produce], clientId: {regex: \"checkout-(\"}}",
+            r"match: {apiKeys: [Produce], clientId: {regex: '\Qcheckout.svc\E'}}",
         ),
     );
     let failed = wait_phase(&lab, "op-invalid", "Failed");
