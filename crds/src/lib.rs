@@ -39,6 +39,7 @@ pub use fault::{
 pub use hash::{fnv1a64, stable_hash};
 pub use injection::{
     InjectionPhase, KafkaFaultInjection, KafkaFaultInjectionSpec, KafkaFaultInjectionStatus,
+    RefusalReason,
 };
 pub use matching::{ApiVersionRange, Cidr, ClientIdMatch, FaultMatch};
 pub use selector::{SelectorError, parse_selector};
