@@ -21,6 +21,7 @@ use crate::commands::output::say;
 use crate::commands::target::TargetArgs;
 use crate::edges::clock::since_epoch;
 use crate::edges::enforcer::is_cli_leftover;
+use crate::edges::netns::refuse_host_namespace;
 use crate::edges::session::Session;
 
 #[derive(Args, Debug)]
@@ -34,6 +35,10 @@ pub struct InjectArgs {
     /// Print the rules the fault compiles to, and change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Allow the host's own network namespace (pid 1's, or this process's) as the target,
+    /// whatever flag names it: a fault there acts on the machine itself.
+    #[arg(long)]
+    allow_host_netns: bool,
 }
 
 /// A fault as read from its file: its name and spec.
@@ -122,6 +127,7 @@ pub fn run(args: InjectArgs) -> anyhow::Result<()> {
              (or --dry-run)"
         );
     };
+    refuse_host_namespace(&netns, args.allow_host_netns)?;
     let session = Session::start(
         &fault.name,
         &netns,
