@@ -10,7 +10,7 @@
 #   lab.sh topic NAME [PARTITIONS] [REPLICAS]
 #   lab.sh client CMD [ARGS...]  run a command in the client namespace (kcat, kafka-class, python)
 #   lab.sh restart-broker ID     recreate broker ID's pod: new network namespace, new Pod UID
-#   lab.sh product up            install the chart; print kubeconfigs of the operator's and agent's accounts
+#   lab.sh product up [HELM_ARGS] install the chart (e.g. --set allowedPorts={9092}); print kubeconfigs of the operator's and agent's accounts
 #   lab.sh product start BIN_DIR run the operator and one agent per node from BIN_DIR (their own tokens)
 #   lab.sh product stop          stop them (SIGTERM: agents remove their rules)
 set -euo pipefail
@@ -198,10 +198,10 @@ case $cmd in
   restart-broker) cmd_restart_broker "$@" ;;
   product)
     case ${1:-} in
-      up) product_up ;;
+      up) product_up "${@:2}" ;;
       start) product_start "${@:2}" ;;
       stop) product_stop ;;
-      *) die "product: up | start BIN_DIR | stop" ;;
+      *) die "product: up [HELM_ARGS] | start BIN_DIR | stop" ;;
     esac ;;
   *) sed -n '2,13s/^# \{0,1\}//p' "$0"; [[ -z $cmd ]] || die "unknown command: $cmd" ;;
 esac

@@ -9,7 +9,9 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lab::{Background, Lab, Product, Stream, free_loopback_addr, kafka_shock_bin, lab_script};
+use lab::{
+    Background, Component, Lab, Product, Stream, free_loopback_addr, kafka_shock_bin, lab_script,
+};
 
 const TOPIC: &str = "orders";
 const VICTIM: &str = "checkout-svc";
@@ -468,18 +470,19 @@ fn an_agent_sweeps_orphans_at_start_and_removes_its_rules_on_sigterm() {
     let _serial = lab::exclusive();
     let mut stack = Stack::up();
     let agent = stack.inject_then_kill_broker_agent("orphaned");
-    // Gone from the API while no agent could act: its rules are orphans.
+    // Gone from the API while no agent could act: its rules are orphans. (Only the operator
+    // may change an injection but for its status and finalizers, so it is its account that
+    // lets go of this one here.)
     stack.delete_fault("orphaned");
-    stack.kubectl(&[
-        "patch",
-        "kfi",
-        "-n",
-        "kafka",
-        "orphaned-kafka-broker-0",
-        "--type=merge",
-        "-p",
-        r#"{"metadata":{"finalizers":null}}"#,
-    ]);
+    lab::stdout(
+        stack
+            .product
+            .kubectl_as(Component::Operator)
+            .expect("the operator's kubeconfig")
+            .args(["patch", "kfi", "-n", "kafka", "orphaned-kafka-broker-0"])
+            .args(["--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]),
+    )
+    .unwrap_or_else(|error| panic!("{error}"));
     stack.wait("kf/orphaned", "delete", "60s");
     assert!(
         stack.chains() > 0,
@@ -708,7 +711,7 @@ fn an_agent_interrupted_right_after_start_leaves_nothing() {
         let addr = free_loopback_addr().expect("a free port");
         let mut command = stack
             .product
-            .agent_command(&node, addr, &[])
+            .agent_command::<&str>(&node, addr, &[])
             .expect("agent command");
         let agent = Background::start(&mut command, Stream::Stderr, "", Duration::ZERO)
             .expect("agent starts");

@@ -45,14 +45,15 @@ CFG
   chmod 600 "$PRODUCT_DIR/$component.kubeconfig"
 }
 
-# Installs (or upgrades) the chart and writes both kubeconfigs; idempotent.
+# Installs (or upgrades) the chart and writes both kubeconfigs; idempotent. Extra arguments go
+# to helm (e.g. --set allowedPorts={9092}); without them, the chart's defaults are installed.
 product_up() {
   [[ -f $LAB_STATE/env ]] || die "the lab is not up: run 'lab.sh up' first"
   [[ -f $CHART_DIR/Chart.yaml ]] || die "no kafka-shock chart at $CHART_DIR"
   mkdir -p "$PRODUCT_DIR"
   step "install the kafka-shock chart (release $PRODUCT_RELEASE in namespace $PRODUCT_NAMESPACE)" \
     "$HELM_BIN/helm" upgrade --install "$PRODUCT_RELEASE" "$CHART_DIR" \
-    -n "$PRODUCT_NAMESPACE" --create-namespace --wait=false --kubeconfig "$KUBECONFIG"
+    -n "$PRODUCT_NAMESPACE" --create-namespace --wait=false --kubeconfig "$KUBECONFIG" "$@"
   local crd
   for crd in kafkafaults kafkafaultinjections; do
     # Helm installs crds/ only with the release's first install; put back what was removed since.
