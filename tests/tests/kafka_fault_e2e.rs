@@ -137,21 +137,7 @@ impl Stack {
 
     /// Whether kcat delivers two records to `topic` as `client_id` within `timeout_ms`.
     fn delivers_within(&self, topic: &str, client_id: &str, timeout_ms: u32) -> bool {
-        lab::stdout_with_input(
-            self.lab.client("kcat").args([
-                "-b",
-                self.lab.bootstrap(),
-                "-t",
-                topic,
-                "-P",
-                "-X",
-                &format!("client.id={client_id}"),
-                "-X",
-                &format!("message.timeout.ms={timeout_ms}"),
-            ]),
-            "one\ntwo\n",
-        )
-        .is_ok()
+        self.lab.kcat_delivers_within(topic, client_id, timeout_ms)
     }
 
     /// `kafka-shock rules` in broker 0's namespace.

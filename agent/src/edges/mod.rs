@@ -11,6 +11,7 @@
 //! - [`topic_probe`]: one Metadata request to the broker for the fault's topic ids;
 //! - [`session`]: one fault enforced in one namespace from first rule to last, the piece both
 //!   `inject` and the node agent drive (and [`session::worker`], a session on its own thread);
+//! - [`thread`]: a thread that sets itself up before its caller goes on (both enforcers);
 //! - [`clock`]: the wall clock, read here and handed to the core.
 //!
 //! Edges may use the library and each other; they never depend on the commands, and they do
@@ -25,4 +26,5 @@ pub mod netns;
 pub mod nfqueue;
 pub mod proxy;
 pub mod session;
+pub mod thread;
 pub mod topic_probe;

@@ -160,6 +160,19 @@ impl FaultPlan {
         &self.injection.signature.topic_ids
     }
 
+    /// The ids learned, each standing for the fault's first topic (matching only asks whether
+    /// a request names any of the fault's topics); none for a fault without topics.
+    pub fn topic_ids_named(&self) -> Vec<([u8; 16], String)> {
+        match self.topics.first() {
+            Some(name) => self
+                .topic_ids()
+                .iter()
+                .map(|id| (*id, name.clone()))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
     /// The injection id.
     pub fn id(&self) -> &str {
         &self.injection.id

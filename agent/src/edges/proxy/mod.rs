@@ -40,6 +40,7 @@ use tokio::sync::watch;
 
 use crate::edges::clock::since_epoch;
 use crate::edges::netns::{Netns, NetnsError};
+use crate::edges::thread::spawn_ready;
 
 /// Hits kept for the reader of [`ProxyEnforcer::take_hits`]; more are counted, not listed.
 const MAX_PENDING_HITS: usize = 1024;
@@ -126,20 +127,12 @@ impl ProxyEnforcer {
     /// request names any of the fault's topics).
     pub fn start_for(plan: &FaultPlan, netns: &Arc<Netns>) -> Result<ProxyEnforcer, ProxyError> {
         let action = proxy_action(plan)?;
-        let topic_ids = match plan.topics().first() {
-            Some(name) => plan
-                .topic_ids()
-                .iter()
-                .map(|id| (*id, name.clone()))
-                .collect(),
-            None => Vec::new(),
-        };
         ProxyEnforcer::start(ProxyOptions {
             netns: netns.clone(),
             config: ProxyConfig::new(action, plan.probability()),
             matching: plan.matching().clone(),
             ports: plan.ports().to_vec(),
-            topic_ids,
+            topic_ids: plan.topic_ids_named(),
         })
     }
 
@@ -148,30 +141,23 @@ impl ProxyEnforcer {
         let shared = Arc::new(Shared {
             stats: Mutex::new(ProxyStats::default()),
         });
-        let (ready_tx, ready_rx) = sync_channel(1);
         let (hits_tx, hits) = sync_channel(MAX_PENDING_HITS);
         let (stop, stopped) = watch::channel(false);
-        let thread = {
+        let (port, thread) = {
             let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("kshock-proxy".to_owned())
-                .spawn(move || run(options, &shared, &ready_tx, &hits_tx, stopped))
-                .map_err(|error| ProxyError::Thread(error.to_string()))?
+            spawn_ready(
+                "kshock-proxy",
+                move |ready| run(options, &shared, &ready, &hits_tx, stopped),
+                |why| ProxyError::Thread(why.to_owned()),
+            )?
         };
-        match ready_rx.recv() {
-            Ok(port) => Ok(ProxyEnforcer {
-                port,
-                stop: Some(stop),
-                shared,
-                hits,
-                thread: Some(thread),
-            }),
-            Err(_) => Err(match thread.join() {
-                Ok(Err(error)) => error,
-                Ok(Ok(())) => ProxyError::Thread("stopped before listening".to_owned()),
-                Err(_) => ProxyError::Thread("panicked".to_owned()),
-            }),
-        }
+        Ok(ProxyEnforcer {
+            port,
+            stop: Some(stop),
+            shared,
+            hits,
+            thread: Some(thread),
+        })
     }
 
     /// The port the proxy listens on: the redirect must send connections there.
