@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use lab::{Background, ClientReport, FaultFiles, Lab, Stream, TempDir, kafka_shock_bin};
@@ -46,6 +47,24 @@ fn leftovers(lab: &Lab) -> Vec<String> {
 }
 
 /// The broker's namespace before a test: leftovers of dead runs swept, then nothing of ours.
+/// The lab to this test alone, with no fault's rule left, and a new one-partition topic
+/// `ours(name)`.
+fn lab_with_topic(name: &str) -> (MutexGuard<'static, ()>, Lab, String) {
+    let serial = lab::exclusive();
+    let lab = Lab::up().expect("lab up");
+    clean_start(&lab);
+    let topic = ours(name);
+    lab.create_topic(&topic, 1, 1).expect("topic");
+    (serial, lab, topic)
+}
+
+/// The Java client's one Produce request to `topic` as `client`, with `more` flags.
+fn api_produce(lab: &Lab, topic: &str, client: &str, more: &[&str]) -> ClientReport {
+    let mut args = vec!["api", "Produce", "--topic", topic, "--client-id", client];
+    args.extend_from_slice(more);
+    lab.java_report(&args)
+}
+
 fn clean_start(lab: &Lab) {
     kafka_shock(&["rules", "--netns", &broker_netns(lab)]);
     assert_eq!(leftovers(lab), Vec::<String>::new(), "a live fault's rules");
@@ -151,11 +170,7 @@ fn errors_in(result: &Value, key: &str) -> BTreeMap<String, u64> {
 
 #[test]
 fn not_leader_on_one_producer_is_retried_and_every_record_lands_exactly_once() {
-    let _serial = lab::exclusive();
-    let lab = Lab::up().expect("lab up");
-    clean_start(&lab);
-    let topic = ours("orders");
-    lab.create_topic(&topic, 1, 1).expect("topic");
+    let (_serial, lab, topic) = lab_with_topic("orders");
     let (hit, spared) = (ours("checkout"), ours("billing"));
     let scratch = FaultFiles::new("proxy-nlf");
     let fault = scratch.fault(
@@ -320,11 +335,7 @@ fn start_sniff(lab: &Lab, dir: &TempDir) -> (Background, std::path::PathBuf) {
 
 #[test]
 fn every_answerable_api_gets_exactly_the_injected_error_and_sniff_decodes_it() {
-    let _serial = lab::exclusive();
-    let lab = Lab::up().expect("lab up");
-    clean_start(&lab);
-    let topic = ours("api");
-    lab.create_topic(&topic, 1, 1).expect("topic");
+    let (_serial, lab, topic) = lab_with_topic("api");
     let scratch = FaultFiles::new("proxy-apis");
     let dir = TempDir::new("proxy-apis-sniff");
     let (sniff, sniffed) = start_sniff(&lab, &dir);
@@ -485,11 +496,7 @@ fn rebalance_in_progress_on_heartbeats_makes_the_consumer_rejoin_then_consume() 
 
 #[test]
 fn throttle_on_fetch_makes_the_consumer_wait_about_two_seconds() {
-    let _serial = lab::exclusive();
-    let lab = Lab::up().expect("lab up");
-    clean_start(&lab);
-    let topic = ours("throttled");
-    lab.create_topic(&topic, 1, 1).expect("topic");
+    let (_serial, lab, topic) = lab_with_topic("throttled");
     let client = ours("slow-consumer");
     let scratch = FaultFiles::new("proxy-throttle");
     let fault = scratch.fault(
@@ -654,11 +661,7 @@ fn corrupt_produce_and_fetch_with_and_without_a_fixed_crc() {
 
 #[test]
 fn duplicate_produce_doubles_a_plain_producers_records_and_not_an_idempotent_ones() {
-    let _serial = lab::exclusive();
-    let lab = Lab::up().expect("lab up");
-    clean_start(&lab);
-    let topic = ours("dup");
-    lab.create_topic(&topic, 1, 1).expect("topic");
+    let (_serial, lab, topic) = lab_with_topic("dup");
     let scratch = FaultFiles::new("proxy-duplicate");
     let fault = scratch.fault(
         "duplicate",
@@ -774,11 +777,7 @@ fn failed_offset_commits_make_a_group_reread_records_and_lose_none() {
 
 #[test]
 fn handover_moves_an_existing_producer_onto_the_proxy_unless_new_connections_only() {
-    let _serial = lab::exclusive();
-    let lab = Lab::up().expect("lab up");
-    clean_start(&lab);
-    let topic = ours("handover");
-    lab.create_topic(&topic, 1, 1).expect("topic");
+    let (_serial, lab, topic) = lab_with_topic("handover");
     let scratch = FaultFiles::new("proxy-handover");
     for (handover, moved) in [("Reset", true), ("NewConnectionsOnly", false)] {
         let producer = ours(&format!("long-lived-{handover}"));
@@ -804,16 +803,12 @@ fn handover_moves_an_existing_producer_onto_the_proxy_unless_new_connections_onl
         );
         let inject = Inject::start(&lab, &fault);
         // A new connection of the same client id gets the error either way (positive control).
-        let fresh = lab.java_report(&[
-            "api",
-            "Produce",
-            "--topic",
+        let fresh = api_produce(
+            &lab,
             &topic,
-            "--client-id",
             &producer,
-            "--expect",
-            "NOT_LEADER_OR_FOLLOWER",
-        ]);
+            &["--expect", "NOT_LEADER_OR_FOLLOWER"],
+        );
         let report = running.report(Duration::from_secs(60));
         let output = inject.0.interrupt().unwrap_or_default();
         assert_eq!(
@@ -845,11 +840,7 @@ fn handover_moves_an_existing_producer_onto_the_proxy_unless_new_connections_onl
 
 #[test]
 fn after_sigterm_or_expiry_nothing_is_left_and_clients_work_directly() {
-    let _serial = lab::exclusive();
-    let lab = Lab::up().expect("lab up");
-    clean_start(&lab);
-    let topic = ours("recovery");
-    lab.create_topic(&topic, 1, 1).expect("topic");
+    let (_serial, lab, topic) = lab_with_topic("recovery");
     let scratch = FaultFiles::new("proxy-recovery");
     let client = ours("recovering");
     let fault = scratch.fault(
@@ -858,16 +849,12 @@ fn after_sigterm_or_expiry_nothing_is_left_and_clients_work_directly() {
     );
     // SIGTERM while a consumer holds a proxied connection.
     let inject = Inject::start(&lab, &fault);
-    let hit = lab.java_report(&[
-        "api",
-        "Produce",
-        "--topic",
+    let hit = api_produce(
+        &lab,
         &topic,
-        "--client-id",
         &client,
-        "--expect",
-        "NOT_LEADER_OR_FOLLOWER",
-    ]);
+        &["--expect", "NOT_LEADER_OR_FOLLOWER"],
+    );
     assert_eq!(hit.error(), "NOT_LEADER_OR_FOLLOWER");
     lab::run(Command::new("kill").args(["-TERM", &inject.pid().to_string()])).expect("kill");
     let output = inject.0.interrupt().unwrap_or_default();
@@ -897,11 +884,7 @@ fn after_sigterm_or_expiry_nothing_is_left_and_clients_work_directly() {
 /// nothing removing the rules; the next `rules` run sweeps them.
 #[test]
 fn after_sigkill_the_lease_on_the_redirect_ends_redirection() {
-    let _serial = lab::exclusive();
-    let lab = Lab::up().expect("lab up");
-    clean_start(&lab);
-    let topic = ours("leased");
-    lab.create_topic(&topic, 1, 1).expect("topic");
+    let (_serial, lab, topic) = lab_with_topic("leased");
     let scratch = FaultFiles::new("proxy-sigkill");
     let client = ours("killed-owner");
     let fault = scratch.fault(
@@ -957,11 +940,7 @@ fn after_sigkill_the_lease_on_the_redirect_ends_redirection() {
 
 #[test]
 fn other_faults_rules_never_hit_the_proxys_upstream_and_it_is_not_redirected_again() {
-    let _serial = lab::exclusive();
-    let lab = Lab::up().expect("lab up");
-    clean_start(&lab);
-    let topic = ours("upstream");
-    lab.create_topic(&topic, 1, 1).expect("topic");
+    let (_serial, lab, topic) = lab_with_topic("upstream");
     let scratch = FaultFiles::new("proxy-upstream");
     let reset_client = ours("reset-me");
     // A Signature fault resetting one client's Produce requests on the same port.
@@ -970,16 +949,7 @@ fn other_faults_rules_never_hit_the_proxys_upstream_and_it_is_not_redirected_aga
         &format!("  match: {{apiKeys: [Produce], clientId: {{exact: {reset_client}}}}}\n  action: {{type: Reject}}\n  enforcement: Signature\n  duration: 5m\n"),
     );
     let rejecting = Inject::start(&lab, &reject);
-    let before = lab.java_report(&[
-        "api",
-        "Produce",
-        "--topic",
-        &topic,
-        "--client-id",
-        &reset_client,
-        "--timeout-ms",
-        "5000",
-    ]);
+    let before = api_produce(&lab, &topic, &reset_client, &["--timeout-ms", "5000"]);
     assert_ne!(
         before.error(),
         "NONE",
@@ -992,16 +962,7 @@ fn other_faults_rules_never_hit_the_proxys_upstream_and_it_is_not_redirected_aga
         &format!("  match: {{apiKeys: [Produce], clientId: {{exact: {}}}}}\n  action: {{type: Error, errorCode: NOT_CONTROLLER}}\n  duration: 5m\n", ours("nobody")),
     );
     let proxying = Inject::start(&lab, &proxy);
-    let through = lab.java_report(&[
-        "api",
-        "Produce",
-        "--topic",
-        &topic,
-        "--client-id",
-        &reset_client,
-        "--timeout-ms",
-        "10000",
-    ]);
+    let through = api_produce(&lab, &topic, &reset_client, &["--timeout-ms", "10000"]);
     let output = proxying.0.interrupt().expect("inject stops");
     rejecting.0.interrupt().expect("inject stops");
     assert_eq!(leftovers(&lab), Vec::<String>::new());
@@ -1120,11 +1081,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[test]
 fn hostile_traffic_through_the_proxy_neither_panics_nor_grows_nor_stalls_others() {
-    let _serial = lab::exclusive();
-    let lab = Lab::up().expect("lab up");
-    clean_start(&lab);
-    let topic = ours("hostile");
-    lab.create_topic(&topic, 1, 1).expect("topic");
+    let (_serial, lab, topic) = lab_with_topic("hostile");
     let scratch = FaultFiles::new("proxy-hostile");
     let victim = ours("victim");
     let fault = scratch.fault(
@@ -1155,16 +1112,12 @@ fn hostile_traffic_through_the_proxy_neither_panics_nor_grows_nor_stalls_others(
         "--client-id",
         &ours("bystander"),
     ]);
-    let victim_run = lab.java_report(&[
-        "api",
-        "Produce",
-        "--topic",
+    let victim_run = api_produce(
+        &lab,
         &topic,
-        "--client-id",
         &victim,
-        "--expect",
-        "NOT_LEADER_OR_FOLLOWER",
-    ]);
+        &["--expect", "NOT_LEADER_OR_FOLLOWER"],
+    );
     let during = during.max(rss_kib(pid));
     assert!(
         flood.wait_for(Duration::from_secs(30), |lines| lines
