@@ -22,7 +22,7 @@ for topic in orders other perf-bench; do "$LAB" topic "$topic" >/dev/null 2>&1; 
 
 fault() { # NAME SPEC-LINES...
   local name=$1; shift
-  { printf 'kind: KafkaFault\nmetadata: {name: %s}\nspec:\n  selector: {matchLabels: {app: kafka}}\n' "$name"; printf '  %s\n' "$@"; } >"$WORK/$name.yaml"
+  { printf 'apiVersion: kafkashock.io/v1alpha1\nkind: KafkaFault\nmetadata: {name: %s}\nspec:\n  selector: {matchLabels: {app: kafka}}\n' "$name"; printf '  %s\n' "$@"; } >"$WORK/$name.yaml"
   echo "$WORK/$name.yaml"
 }
 start_inject() { # FILE OUT; sets $pid (a child of this shell, so that it can be waited for)

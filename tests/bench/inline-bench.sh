@@ -18,31 +18,8 @@ eval "$("$LAB" env)"
 cargo build -q --release -p kafka-shock-agent
 KS=${CARGO_TARGET_DIR:-target}/release/kafka-shock
 NS=ksl-broker-0
-WORK=$(mktemp -d)
-pid=""
-cleanup() {
-  if [ -n "$pid" ]; then kill -INT "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-  "$KS" clean --netns "$NS" >/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-for topic in orders perf-bench; do "$LAB" topic "$topic" >/dev/null 2>&1; done
-"$KS" clean --netns "$NS" >/dev/null
-
-fault() { # NAME SPEC-LINES...
-  local name=$1; shift
-  { printf 'kind: KafkaFault\nmetadata: {name: %s}\nspec:\n  selector: {matchLabels: {app: kafka}}\n' "$name"; printf '  %s\n' "$@"; } >"$WORK/$name.yaml"
-  echo "$WORK/$name.yaml"
-}
-start_inject() { # FILE OUT; sets $pid
-  "$KS" inject -f "$1" --netns "$NS" >"$2" 2>&1 &
-  pid=$!
-  for _ in $(seq 200); do grep -qs "inject: active" "$2" && return 0; sleep 0.05; done
-  echo "bench: inject never became active" >&2; cat "$2" >&2; return 1
-}
-stop_inject() { kill -INT "$pid"; wait "$pid" || true; pid=""; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+. tests/bench/lib.sh
+bench_start orders perf-bench
 
 # ProducerPerformance's summary: "N records sent, R records/sec (…), A ms avg latency, M ms max
 # latency, p50 ms 50th, p95 ms 95th, p99 ms 99th, …"; prints "records/sec p99-ms".
