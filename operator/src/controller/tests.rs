@@ -246,28 +246,8 @@ async fn a_fault_outside_the_guard_rails_loses_its_injections_and_says_why() {
         ..GuardRails::default()
     };
     let action = run_within(rails, live, |mut server| async move {
-        server
-            .expect(Method::GET, INJECTIONS)
-            .await
-            .answer(list("KafkaFaultInjectionList", injections.clone()));
         // No pod list: nothing is selected. The injections go.
-        for injection in &injections {
-            let name = injection["metadata"]["name"].as_str().unwrap();
-            server
-                .expect(Method::DELETE, &format!("{INJECTIONS}/{name}"))
-                .await
-                .answer(terminating(injection.clone()));
-        }
-        for target in ["broker-0", "broker-1"] {
-            server
-                .expect(Method::GET, &format!("{PODS}/{target}"))
-                .await
-                .answer(serde_json::to_value(pod(target)).unwrap());
-            server
-                .expect(Method::GET, &format!("/api/v1/nodes/node-{target}"))
-                .await
-                .answer(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": format!("node-{target}")}}));
-        }
+        delete_injections_of_live_pods(&mut server, &injections).await;
         let call = server
             .expect(Method::PATCH, &format!("{FAULTS}/reset-orders/status"))
             .await;
@@ -291,6 +271,32 @@ async fn a_fault_outside_the_guard_rails_loses_its_injections_and_says_why() {
     assert_eq!(action, Action::requeue(RESYNC));
 }
 
+/// The exchanges of taking `injections` out while their pods (broker-0, broker-1) and nodes
+/// are still there: the list, a DELETE each (they stay, terminating), a GET of each pod and node.
+async fn delete_injections_of_live_pods(server: &mut ApiServer, injections: &[Value]) {
+    server
+        .expect(Method::GET, INJECTIONS)
+        .await
+        .answer(list("KafkaFaultInjectionList", injections.to_vec()));
+    for injection in injections {
+        let name = injection["metadata"]["name"].as_str().unwrap();
+        server
+            .expect(Method::DELETE, &format!("{INJECTIONS}/{name}"))
+            .await
+            .answer(terminating(injection.clone()));
+    }
+    for target in ["broker-0", "broker-1"] {
+        server
+            .expect(Method::GET, &format!("{PODS}/{target}"))
+            .await
+            .answer(serde_json::to_value(pod(target)).unwrap());
+        server
+            .expect(Method::GET, &format!("/api/v1/nodes/node-{target}"))
+            .await
+            .answer(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": format!("node-{target}")}}));
+    }
+}
+
 /// The answer to a DELETE of an injection with a finalizer: it stays, marked for deletion.
 fn terminating(mut injection: Value) -> Value {
     injection["metadata"]["deletionTimestamp"] = json!("2025-01-02T03:04:06Z");
@@ -301,28 +307,8 @@ fn terminating(mut injection: Value) -> Value {
 async fn a_deleted_fault_deletes_its_injections_and_waits_for_the_agents() {
     let (deleting, injections) = deleting_with_active_injections();
     let action = run(deleting, |mut server| async move {
-        server
-            .expect(Method::GET, INJECTIONS)
-            .await
-            .answer(list("KafkaFaultInjectionList", injections.clone()));
-        for injection in &injections {
-            let name = injection["metadata"]["name"].as_str().unwrap();
-            server
-                .expect(Method::DELETE, &format!("{INJECTIONS}/{name}"))
-                .await
-                .answer(terminating(injection.clone()));
-        }
         // Each pod and node is still there, so only its agent may release it.
-        for target in ["broker-0", "broker-1"] {
-            server
-                .expect(Method::GET, &format!("{PODS}/{target}"))
-                .await
-                .answer(serde_json::to_value(pod(target)).unwrap());
-            server
-                .expect(Method::GET, &format!("/api/v1/nodes/node-{target}"))
-                .await
-                .answer(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": format!("node-{target}")}}));
-        }
+        delete_injections_of_live_pods(&mut server, &injections).await;
         let call = server
             .expect(Method::PATCH, &format!("{FAULTS}/reset-orders/status"))
             .await;
