@@ -151,9 +151,9 @@ impl CorruptTarget {
 /// broker port (they bypass the proxy: only new connections are redirected).
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Handover {
-    /// Reset each of them once, at its next request, so its client reconnects through the
-    /// proxy and the fault reaches it at once (what a drill usually wants; clients reconnect
-    /// on their own).
+    /// Reset each of them once, as soon as the redirect is in, so its client reconnects
+    /// through the proxy and the fault reaches it at once (what a drill usually wants; clients
+    /// reconnect on their own).
     #[default]
     Reset,
     /// Leave them alone: only connections opened from now on go through the proxy (clients

@@ -99,6 +99,8 @@ pub struct ProxyOptions {
     pub ports: Vec<u16>,
     /// Topic ids with the names they stand for, learned before the start.
     pub topic_ids: Vec<([u8; 16], String)>,
+    /// Whether the connections opened before the fault are reset (handover Reset).
+    pub reset_direct: bool,
 }
 
 struct Shared {
@@ -133,6 +135,7 @@ impl ProxyEnforcer {
             matching: plan.matching().clone(),
             ports: plan.ports().to_vec(),
             topic_ids: plan.topic_ids_named(),
+            reset_direct: plan.handover() == kafka_shock_crds::Handover::Reset,
         })
     }
 
@@ -283,7 +286,7 @@ fn run(
             .iter()
             .filter_map(|cidr| cidr.parse().ok())
             .collect();
-        let direct = Handover::start(&options.ports, &sources);
+        let direct = Handover::start(&options.ports, &sources, options.reset_direct);
         shared.update(|stats| stats.direct_at_start = direct.at_start());
         // The caller waits for this before writing rules; a closed receiver means it gave up.
         if ready.send(port).is_err() {
@@ -375,22 +378,30 @@ async fn connect_upstream(to: SocketAddr) -> std::io::Result<tokio::net::TcpStre
     socket.connect(to).await
 }
 
-/// The connections opened before the fault, and which of them were handed over since.
+/// The connections opened before the fault, and which of them were handed over since. With
+/// handover Reset, the first look (a second after the start, once the redirect is in) closes the
+/// broker's side of each with `ss -K` (the kernel resets the client, which reconnects through
+/// the redirect); the handover rule resets those opened between the start and the redirect at
+/// their next request. A reset reaches only one side: the other's socket would linger until
+/// Kafka's idle timeout, so a connection counts once it is gone, or conntrack saw it close.
 struct Handover {
     ports: Vec<u16>,
     sources: Vec<Cidr>,
     at_start: BTreeSet<handover::Socket>,
-    /// Those of the start that the handover rule reset, or that are gone.
+    /// Whether the broker's sides are still to be closed (handover Reset, before the first look).
+    to_close: bool,
+    /// Those of the start that were closed or reset, or are gone.
     handed: BTreeSet<handover::Socket>,
     gone: u64,
 }
 
 impl Handover {
-    fn start(ports: &[u16], sources: &[Cidr]) -> Handover {
+    fn start(ports: &[u16], sources: &[Cidr], reset: bool) -> Handover {
         let mut handover = Handover {
             ports: ports.to_vec(),
             sources: sources.to_vec(),
             at_start: BTreeSet::new(),
+            to_close: reset,
             handed: BTreeSet::new(),
             gone: 0,
         };
@@ -412,11 +423,33 @@ impl Handover {
         self.at_start.len() as u64
     }
 
-    /// Counts the connections of the start that were reset (conntrack saw them close: the
-    /// reset reaches only the client, the broker's socket lingers) or are gone (the proxy's
-    /// own upstream connections, which the broker sees from its own address, are never among
-    /// them). Once counted, a connection stays counted.
+    /// Closes the broker's side of every connection of the start (see the type's comment);
+    /// `ss` runs from this thread, so in the broker's namespace. One that cannot be closed
+    /// (a kernel without socket destruction) is left to the handover rule.
+    fn close_direct(&mut self) {
+        self.to_close = false;
+        for (local, remote) in &self.at_start {
+            let closed = std::process::Command::new("ss")
+                .args(["-K", "-t", "-n", "state", "established", "src"])
+                .arg(local.to_string())
+                .arg("dst")
+                .arg(remote.to_string())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+            if !matches!(closed, Ok(status) if status.success()) {
+                tracing::debug!(%local, %remote, "ss -K could not close a connection of the start");
+            }
+        }
+    }
+
+    /// Closes what is to be closed, then counts the connections of the start that are gone or
+    /// that conntrack saw close (the proxy's own upstream connections, which the broker sees
+    /// from its own address, are never among them). Once counted, a connection stays counted.
     fn look(&mut self, upstreams: BTreeSet<SocketAddr>) {
+        if self.to_close {
+            self.close_direct();
+        }
         if self.handed.len() == self.at_start.len() {
             return;
         }

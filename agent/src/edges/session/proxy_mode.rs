@@ -91,7 +91,7 @@ pub(super) fn started(proxy: &ProxyEnforcer, plan: &FaultPlan) -> String {
     let stats = proxy.stats();
     let handover = match plan.handover() {
         kafka_shock_crds::Handover::Reset => format!(
-            "handover Reset: {} connection(s) opened before the fault are reset at their next request",
+            "handover Reset: {} connection(s) opened before the fault are reset once the redirect is in",
             stats.direct_at_start
         ),
         kafka_shock_crds::Handover::NewConnectionsOnly => format!(
