@@ -16,10 +16,27 @@ pub(super) fn not_proxied() -> Vec<String> {
         .collect()
 }
 
-/// Proxy's nat chain: new connections to the broker ports, per source CIDR, redirected to the
-/// proxy's port (the local address they arrived on, so the proxy learns the original
-/// destination from `SO_ORIGINAL_DST`). Jumped to from PREROUTING: connections the namespace
-/// opens itself (the proxy's upstream) are never redirected.
+/// The first segment of a connection only (SYN without ACK), as iptables-save prints it after
+/// the port match `port`. Where conntrack was not tracking a namespace's connections before
+/// the fault (no rule needed it), it picks an established one up mid-stream as NEW at its next
+/// segment; without this, that segment would be redirected to the proxy, which has no such
+/// connection, and the connection would break even under handover NewConnectionsOnly.
+fn syn_only(port: &[String]) -> Vec<String> {
+    let flags = ["--tcp-flags", "FIN,SYN,RST,ACK", "SYN"].map(String::from);
+    if port.starts_with(&["-m".to_owned(), "tcp".to_owned()]) {
+        flags.to_vec()
+    } else {
+        ["-m".to_owned(), "tcp".to_owned()]
+            .into_iter()
+            .chain(flags)
+            .collect()
+    }
+}
+
+/// Proxy's nat chain: new connections to the broker ports (their SYN, [`syn_only`]), per source
+/// CIDR, redirected to the proxy's port (the local address they arrived on, so the proxy learns
+/// the original destination from `SO_ORIGINAL_DST`). Jumped to from PREROUTING: connections
+/// the namespace opens itself (the proxy's upstream) are never redirected.
 pub(super) fn redirect_chain(
     id: &str,
     name: &str,
@@ -40,6 +57,7 @@ pub(super) fn redirect_chain(
             let mut args = source.clone();
             args.extend(["-p", "tcp"].map(String::from));
             args.extend(port.iter().cloned());
+            args.extend(syn_only(port));
             rules.push(Rule::new(id, args, redirect.clone()));
         }
     }
