@@ -15,26 +15,8 @@ eval "$("$LAB" env)"
 cargo build -q --release -p kafka-shock-agent
 KS=${CARGO_TARGET_DIR:-target}/release/kafka-shock
 NS=ksl-broker-0
-WORK=$(mktemp -d)
-trap 'pkill -INT -f "kafka-shock inject" 2>/dev/null || true; sleep 1; "$KS" clean --netns $NS >/dev/null; rm -rf "$WORK"' EXIT
-for topic in orders other perf-bench; do "$LAB" topic "$topic" >/dev/null 2>&1; done
-"$KS" clean --netns "$NS" >/dev/null
-
-fault() { # NAME SPEC-LINES...
-  local name=$1; shift
-  { printf 'apiVersion: kafkashock.io/v1alpha1\nkind: KafkaFault\nmetadata: {name: %s}\nspec:\n  selector: {matchLabels: {app: kafka}}\n' "$name"; printf '  %s\n' "$@"; } >"$WORK/$name.yaml"
-  echo "$WORK/$name.yaml"
-}
-start_inject() { # FILE OUT; sets $pid (a child of this shell, so that it can be waited for)
-  "$KS" inject -f "$1" --netns "$NS" >"$2" 2>&1 &
-  pid=$!
-}
-wait_line() { # FILE PATTERN
-  for _ in $(seq 200); do grep -qs "$2" "$1" && return 0; sleep 0.05; done
-  echo "bench: '$2' never appeared in $1" >&2; cat "$1" >&2; return 1
-}
-stop_inject() { kill -INT "$1"; wait "$1" || true; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+. tests/bench/lib.sh
+bench_start orders other perf-bench
 
 echo "== 1. inject start -> first rejected matching request"
 reset=$(fault reset-a "match: {apiKeys: [Produce], clientId: {exact: bench-a}, topics: [orders]}" "action: {type: Reject}")
@@ -43,9 +25,9 @@ for _ in $(seq "$ROUNDS"); do
   producer=$!
   sleep 2
   t0=$(date +%s.%N)
-  start_inject "$reset" "$WORK/inject1.out"
+  spawn_inject "$reset" "$WORK/inject1.out"
   wait "$producer"
-  stop_inject "$pid"
+  stop_inject
   python3 -c "import json,sys; r=json.load(open('$WORK/first.json')); print(round((r['first_failure_unix']-$t0)*1000))"
 done | tee "$WORK/first.ms"
 echo "median: $(median <"$WORK/first.ms") ms from inject start to the first rejected request"
@@ -54,9 +36,8 @@ echo "install alone: $(grep -o '[0-9]* ms)' "$WORK/inject1.out" | head -1)"
 echo "== 2. Connection mode: matching request -> its connection rule"
 conn=$(fault conn-c "match: {apiKeys: [Produce], clientId: {exact: bench-c}}" "action: {type: Reject}" "enforcement: Connection")
 start_inject "$conn" "$WORK/inject2.out"
-wait_line "$WORK/inject2.out" "inject: active"
 "$LAB" client python tests/clients/produce_count.py "$KSHOCK_LAB_BOOTSTRAP" orders bench-c 20 2000 >/dev/null
-stop_inject "$pid"
+stop_inject
 grep -o '[0-9]* us after the request' "$WORK/inject2.out" | awk '{print $1/1000}' >"$WORK/conn.ms"
 echo "$(wc -l <"$WORK/conn.ms") connection rules; median $(median <"$WORK/conn.ms") ms, max $(sort -n "$WORK/conn.ms" | tail -1) ms after the request"
 
@@ -66,9 +47,8 @@ topics=$(for i in $(seq 1 50); do printf 'bench-topic-%02d,' "$i"; done)
 many=$(fault many "match: {apiKeys: [Produce], topics: [${topics%,}], sourceCIDRs: [${cidrs%,}]}" "action: {type: Drop}" "enforcement: Signature")
 for _ in $(seq "$ROUNDS"); do
   start_inject "$many" "$WORK/inject3.out"
-  wait_line "$WORK/inject3.out" "inject: active"
   rules=$(ip netns exec "$NS" iptables-save | grep -c '^-A KSHOCK-')
-  stop_inject "$pid"
+  stop_inject
   install=$(grep -o 'changes, [0-9]* ms' "$WORK/inject3.out" | grep -o '[0-9]* ms' | cut -d' ' -f1)
   remove=$(grep -o 'in [0-9]* ms; nothing' "$WORK/inject3.out" | grep -o '[0-9]*')
   echo "$rules rules: install $install ms, remove $remove ms"
@@ -89,9 +69,8 @@ signature=$(fault signature-a "match: {apiKeys: [Produce], clientId: {exact: ben
 for round in $(seq "$ROUNDS"); do
   perf >>"$WORK/none"
   start_inject "$signature" "$WORK/inject4.out"
-  wait_line "$WORK/inject4.out" "inject: active"
   perf >>"$WORK/fault"
-  kill -9 "$pid"; wait "$pid" 2>/dev/null || true
+  kill -9 "$pid"; wait "$pid" 2>/dev/null || true; pid=""
   perf >>"$WORK/rules"
   "$KS" rules --netns "$NS" >/dev/null
   echo "round $round: none $(tail -1 "$WORK/none"), inject running $(tail -1 "$WORK/fault"), rules only $(tail -1 "$WORK/rules") rec/s"

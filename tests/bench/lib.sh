@@ -20,11 +20,17 @@ fault() { # NAME SPEC-LINES...; prints the file's path
   { printf 'apiVersion: kafkashock.io/v1alpha1\nkind: KafkaFault\nmetadata: {name: %s}\nspec:\n  selector: {matchLabels: {app: kafka}}\n' "$name"; printf '  %s\n' "$@"; } >"$WORK/$name.yaml"
   echo "$WORK/$name.yaml"
 }
-start_inject() { # FILE OUT; sets $pid once the fault is active
+spawn_inject() { # FILE OUT; sets $pid at once (a child of this shell, so it can be waited for)
   "$KS" inject -f "$1" --netns "$NS" >"$2" 2>&1 &
   pid=$!
-  for _ in $(seq 200); do grep -qs "inject: active" "$2" && return 0; sleep 0.05; done
-  echo "bench: inject never became active" >&2; cat "$2" >&2; return 1
+}
+wait_line() { # FILE PATTERN
+  for _ in $(seq 200); do grep -qs "$2" "$1" && return 0; sleep 0.05; done
+  echo "bench: '$2' never appeared in $1" >&2; cat "$1" >&2; return 1
+}
+start_inject() { # FILE OUT; sets $pid once the fault is active
+  spawn_inject "$1" "$2"
+  wait_line "$2" "inject: active"
 }
 stop_inject() { kill -INT "$pid"; wait "$pid" || true; pid=""; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
