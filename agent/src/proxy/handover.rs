@@ -1,10 +1,8 @@
 //! Handover: which connections to the broker ports were opened before a Proxy fault and so
 //! bypass its redirect. The edge reads `/proc/net/tcp` and `/proc/net/tcp6` from a thread in
 //! the broker's network namespace; this module reads the text. The fault's handover Reset rule
-//! resets each of these connections at its next segment, and the edge counts those that were
-//! reset (their conntrack entry, `/proc/net/nf_conntrack`, went to CLOSE: the reset reaches
-//! only the client, so the broker's socket stays until Kafka's idle timeout) or have gone since
-//! as handed over.
+//! resets each of these connections at its next segment, and the edge counts those that have
+//! gone since as handed over.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -36,36 +34,6 @@ pub fn established_to(text: &str, ports: &[u16], sources: &[Cidr]) -> BTreeSet<S
                 && remote.ip() != local.ip()
                 && !remote.ip().is_loopback()
                 && (sources.is_empty() || sources.iter().any(|c| c.contains(remote.ip())))
-        })
-        .collect()
-}
-
-/// The TCP connections a `/proc/net/nf_conntrack` text shows as closed (a reset or a finished
-/// close seen by conntrack), as the broker's side of them: (local, remote) of the original
-/// direction's destination and source. Lines it cannot read are skipped.
-pub fn closed_in_conntrack(text: &str) -> BTreeSet<Socket> {
-    text.lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            if fields.get(2) != Some(&"tcp") || fields.get(5) != Some(&"CLOSE") {
-                return None;
-            }
-            // The first src/dst/sport/dport are the original direction's.
-            let first = |key: &str| {
-                fields
-                    .iter()
-                    .find_map(|field| field.strip_prefix(key)?.strip_prefix('='))
-            };
-            let ip = |key: &str| {
-                first(key)?
-                    .parse::<IpAddr>()
-                    .ok()
-                    .map(|ip| ip.to_canonical())
-            };
-            let port = |key: &str| first(key)?.parse::<u16>().ok();
-            let local = SocketAddr::new(ip("dst")?, port("dport")?);
-            let remote = SocketAddr::new(ip("src")?, port("sport")?);
-            Some((local, remote))
         })
         .collect()
 }
@@ -124,27 +92,5 @@ mod tests {
         let v6 = established_to(TCP6, &[9092], &[]);
         let remotes: Vec<String> = v6.iter().map(|(_, r)| r.to_string()).collect();
         assert_eq!(remotes, ["10.77.0.100:40003", "[fd77::5]:40004"]);
-    }
-
-    #[test]
-    fn reads_the_connections_conntrack_saw_closed_as_the_brokers_side() {
-        let text = "\
-ipv4     2 tcp      6 8 CLOSE src=10.77.0.100 dst=10.77.0.10 sport=40000 dport=9092 src=10.77.0.10 dst=10.77.0.100 sport=9092 dport=40000 [ASSURED] mark=0 zone=0 use=2
-ipv4     2 tcp      6 431999 ESTABLISHED src=10.77.0.101 dst=10.77.0.10 sport=40001 dport=9092 src=10.77.0.10 dst=10.77.0.101 sport=9092 dport=40001 [ASSURED] mark=0 zone=0 use=2
-ipv6     10 tcp      6 9 CLOSE src=fd00:0077:0000:0000:0000:0000:0000:0005 dst=fd00:0077:0000:0000:0000:0000:0000:0002 sport=40004 dport=9092 src=fd00:0077:0000:0000:0000:0000:0000:0002 dst=fd00:0077:0000:0000:0000:0000:0000:0005 sport=9092 dport=40004 mark=0 zone=0 use=2
-ipv4     2 udp      17 20 src=10.77.0.100 dst=10.77.0.10 sport=53 dport=53 [UNREPLIED] mark=0 zone=0 use=2
-ipv4     2 tcp      6 8 CLOSE src=garbage
-";
-        let closed: Vec<String> = closed_in_conntrack(text)
-            .iter()
-            .map(|(local, remote)| format!("{local} <- {remote}"))
-            .collect();
-        assert_eq!(
-            closed,
-            [
-                "10.77.0.10:9092 <- 10.77.0.100:40000",
-                "[fd00:77::2]:9092 <- [fd00:77::5]:40004"
-            ]
-        );
     }
 }

@@ -84,7 +84,7 @@ impl Proxy {
         let tls_ports = self.tls_ports.borrow().clone();
         shared.update(|stats| {
             stats.counters = counters;
-            stats.handed_over = direct.gone;
+            stats.handed_over = direct.handed_over();
             stats.active = self.active.get() as u64;
             stats.tls_ports = tls_ports;
         });

@@ -382,17 +382,16 @@ async fn connect_upstream(to: SocketAddr) -> std::io::Result<tokio::net::TcpStre
 /// handover Reset, the first look (a second after the start, once the redirect is in) closes the
 /// broker's side of each with `ss -K` (the kernel resets the client, which reconnects through
 /// the redirect); the handover rule resets those opened between the start and the redirect at
-/// their next request. A reset reaches only one side: the other's socket would linger until
-/// Kafka's idle timeout, so a connection counts once it is gone, or conntrack saw it close.
+/// their next request. A connection counts once the broker's socket of it is gone (the rule's
+/// reset reaches only the client: that socket then lingers until Kafka's idle timeout).
 struct Handover {
     ports: Vec<u16>,
     sources: Vec<Cidr>,
     at_start: BTreeSet<handover::Socket>,
     /// Whether the broker's sides are still to be closed (handover Reset, before the first look).
     to_close: bool,
-    /// Those of the start that were closed or reset, or are gone.
+    /// Those of the start that are gone.
     handed: BTreeSet<handover::Socket>,
-    gone: u64,
 }
 
 impl Handover {
@@ -403,7 +402,6 @@ impl Handover {
             at_start: BTreeSet::new(),
             to_close: reset,
             handed: BTreeSet::new(),
-            gone: 0,
         };
         handover.at_start = handover.established();
         handover
@@ -443,9 +441,9 @@ impl Handover {
         }
     }
 
-    /// Closes what is to be closed, then counts the connections of the start that are gone or
-    /// that conntrack saw close (the proxy's own upstream connections, which the broker sees
-    /// from its own address, are never among them). Once counted, a connection stays counted.
+    /// Closes what is to be closed, then counts the connections of the start that are gone (the
+    /// proxy's own upstream connections, which the broker sees from its own address, are never
+    /// among them). Once counted, a connection stays counted.
     fn look(&mut self, upstreams: BTreeSet<SocketAddr>) {
         if self.to_close {
             self.close_direct();
@@ -454,19 +452,18 @@ impl Handover {
             return;
         }
         let now = self.established();
-        let closed = std::fs::read_to_string("/proc/thread-self/net/nf_conntrack")
-            .map(|text| handover::closed_in_conntrack(&text))
-            .unwrap_or_default();
         let handed: Vec<handover::Socket> = self
             .at_start
             .iter()
-            .filter(|socket| {
-                closed.contains(socket) || (!now.contains(socket) && !upstreams.contains(&socket.1))
-            })
+            .filter(|socket| !now.contains(socket) && !upstreams.contains(&socket.1))
             .copied()
             .collect();
         self.handed.extend(handed);
-        self.gone = self.handed.len() as u64;
+    }
+
+    /// How many connections of the start were handed over.
+    fn handed_over(&self) -> u64 {
+        self.handed.len() as u64
     }
 }
 
