@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use lab::{
     Background, Component, Lab, Product, Stream, free_loopback_addr, kafka_shock_bin, lab_script,
+    wait_for,
 };
 
 const TOPIC: &str = "orders";
@@ -140,6 +141,26 @@ impl Stack {
         self.lab.kcat_delivers_within(topic, client_id, timeout_ms)
     }
 
+    /// Waits up to 20 s until the count at `jsonpath` of fault `name`'s status is above 0.
+    fn wait_status_count(&self, name: &str, jsonpath: &str) {
+        wait_for(
+            Duration::from_secs(20),
+            &format!("{name}'s {jsonpath} above 0"),
+            || {
+                let count = self.kubectl(&[
+                    "get",
+                    "kf",
+                    "-n",
+                    "kafka",
+                    name,
+                    "-o",
+                    &format!("jsonpath={jsonpath}"),
+                ]);
+                (count.parse::<u64>().unwrap_or(0) > 0).then_some(())
+            },
+        );
+    }
+
     /// `kafka-shock rules` in broker 0's namespace.
     fn rules(&self) -> String {
         lab::stdout(Command::new(kafka_shock_bin().expect("kafka-shock")).args([
@@ -234,26 +255,7 @@ fn apply_hits_one_client_and_delete_recovers_it() {
     let injections = stack.kubectl(&["get", "kfi", "-n", "kafka", "-o", "wide"]);
     assert!(injections.contains("kafka-broker-0"), "{injections}");
     // The agent counts the victim's requests as matched, and the operator rolls them up.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let matched = stack.kubectl(&[
-            "get",
-            "kf",
-            "-n",
-            "kafka",
-            "reset-checkout",
-            "-o",
-            "jsonpath={.status.matchedRequests}",
-        ]);
-        if matched.parse::<u64>().unwrap_or(0) > 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "matchedRequests stays {matched:?}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    stack.wait_status_count("reset-checkout", "{.status.matchedRequests}");
 
     let deleted = Instant::now();
     stack.delete_fault("reset-checkout");
@@ -298,26 +300,7 @@ spec:
         "another client is not hit"
     );
     // The agent reports what the proxy did, and the operator sums it.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let errored = stack.kubectl(&[
-            "get",
-            "kf",
-            "-n",
-            "kafka",
-            "proxy-checkout",
-            "-o",
-            "jsonpath={.status.proxy.erroredRequests}",
-        ]);
-        if errored.parse::<u64>().unwrap_or(0) > 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "erroredRequests stays {errored:?}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    stack.wait_status_count("proxy-checkout", "{.status.proxy.erroredRequests}");
     stack.delete_fault("proxy-checkout");
     stack.wait("kf/proxy-checkout", "delete", "60s");
     let rules = stack.lab.broker_rules();
