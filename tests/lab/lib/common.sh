@@ -25,6 +25,12 @@ CLIENT_NS=ksl-client
 CLIENT_IP=$NET_PREFIX.100
 KAFKA_PORT=9092
 CONTROLLER_PORT=9093
+# The three-broker lab only: brokers replicate on a listener of their own (as Strimzi's do),
+# and one broker also has a TLS listener with a self-signed keypair the lab makes.
+REPLICATION_PORT=9091
+TLS_PORT=9094
+TLS_BROKER=0
+TLS_PASSWORD=kafka-shock-lab
 
 # Lab Kubernetes, on loopback only.
 ETCD_CLIENT_PORT=${KSHOCK_LAB_ETCD_PORT:-23790}

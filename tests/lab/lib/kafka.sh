@@ -5,19 +5,53 @@ KAFKA_CLUSTER_ID=S2Fma2FTaG9ja0xhYjAwMA # base64url("KafkaShockLab000")
 BROKER_HEAP=${KSHOCK_LAB_BROKER_HEAP:--Xmx512m -Xms256m}
 KAFKA_CLASS=$LAB_DIR/bin/kafka-class
 
+# Broker $1's listeners as `listeners|advertised.listeners|protocol map|inter-broker listener`:
+# the client and controller listeners; with three brokers also the replication listener, and
+# on broker $TLS_BROKER a TLS listener.
+kafka_listeners() {
+  local id=$1 count=$2 ip
+  ip=$(broker_ip "$id")
+  local listeners="PLAINTEXT://:$KAFKA_PORT" advertised="PLAINTEXT://$ip:$KAFKA_PORT"
+  local protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT" inter=PLAINTEXT
+  if ((count == 3)); then
+    listeners+=",REPLICATION://:$REPLICATION_PORT" advertised+=",REPLICATION://$ip:$REPLICATION_PORT"
+    protocols+=",REPLICATION:PLAINTEXT" inter=REPLICATION
+    if ((id == TLS_BROKER)); then
+      listeners+=",TLS://:$TLS_PORT" advertised+=",TLS://$ip:$TLS_PORT" protocols+=",TLS:SSL"
+    fi
+  fi
+  echo "$listeners,CONTROLLER://:$CONTROLLER_PORT|$advertised,CONTROLLER://$ip:$CONTROLLER_PORT|$protocols|$inter"
+}
+
+# The TLS listener's self-signed keypair (PKCS12) and its certificate in PEM for clients to
+# trust, made once per lab with the JDK's keytool.
+kafka_tls_keypair() {
+  local dir=$LAB_STATE/tls ip
+  ip=$(broker_ip "$TLS_BROKER")
+  [[ -s $dir/broker.p12 && -s $dir/broker.pem ]] && return 0
+  mkdir -p "$dir"
+  rm -f "$dir/broker.p12" "$dir/broker.pem"
+  step "make the TLS listener's self-signed keypair" keytool -genkeypair -alias broker \
+    -keyalg RSA -keysize 2048 -validity 3650 -dname "CN=$ip" -ext "SAN=IP:$ip" \
+    -keystore "$dir/broker.p12" -storetype PKCS12 -storepass "$TLS_PASSWORD" -keypass "$TLS_PASSWORD"
+  step "export the TLS listener's certificate" keytool -exportcert -rfc -alias broker \
+    -keystore "$dir/broker.p12" -storetype PKCS12 -storepass "$TLS_PASSWORD" -file "$dir/broker.pem"
+}
+
 kafka_write_config() {
-  local id=$1 count=$2 dir=$LAB_STATE/broker-$1 voters="" i
+  local id=$1 count=$2 dir=$LAB_STATE/broker-$1 voters="" i listeners advertised protocols inter
   for ((i = 0; i < count; i++)); do voters+="${voters:+,}$i@$(broker_ip "$i"):$CONTROLLER_PORT"; done
+  IFS='|' read -r listeners advertised protocols inter <<<"$(kafka_listeners "$id" "$count")"
   mkdir -p "$dir/data"
   cat >"$dir/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=$id
 controller.quorum.voters=$voters
-listeners=PLAINTEXT://:$KAFKA_PORT,CONTROLLER://:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$(broker_ip "$id"):$KAFKA_PORT,CONTROLLER://$(broker_ip "$id"):$CONTROLLER_PORT
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=$protocols
+inter.broker.listener.name=$inter
 log.dirs=$dir/data
 num.partitions=1
 default.replication.factor=1
@@ -29,6 +63,15 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 PROPS
+  if [[ $listeners == *TLS://* ]]; then
+    kafka_tls_keypair
+    cat >>"$dir/server.properties" <<PROPS
+listener.name.tls.ssl.keystore.location=$LAB_STATE/tls/broker.p12
+listener.name.tls.ssl.keystore.type=PKCS12
+listener.name.tls.ssl.keystore.password=$TLS_PASSWORD
+listener.name.tls.ssl.key.password=$TLS_PASSWORD
+PROPS
+  fi
 }
 
 kafka_start_broker() {
