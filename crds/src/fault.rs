@@ -59,28 +59,14 @@ pub struct KafkaFaultSpec {
     /// The broker pods to target, in the fault's own namespace (for Strimzi, e.g.
     /// matchLabels {strimzi.io/cluster: my-cluster, strimzi.io/broker-role: "true"}). Must not
     /// be empty.
-    #[x_kube(validation = Rule::new(
-        "(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)"
-    )
-    .message("selector must set matchLabels or matchExpressions: an empty selector would target every pod in the namespace")
-    .reason(Reason::FieldValueRequired),
-    validation = Rule::new(
-        "!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'])"
-    )
-    .message("each matchExpressions operator must be In, NotIn, Exists or DoesNotExist")
-    .field_path(".matchExpressions"),
-    validation = Rule::new(
-        "!has(self.matchExpressions) || self.matchExpressions.all(e, !(e.operator in ['In', 'NotIn']) || (has(e.values) && size(e.values) > 0))"
-    )
-    .message("matchExpressions with operator In or NotIn need values")
-    .field_path(".matchExpressions")
-    .reason(Reason::FieldValueRequired),
-    validation = Rule::new(
-        "!has(self.matchExpressions) || self.matchExpressions.all(e, !(e.operator in ['Exists', 'DoesNotExist']) || !has(e.values) || size(e.values) == 0)"
-    )
-    .message("matchExpressions with operator Exists or DoesNotExist take no values")
-    .field_path(".matchExpressions")
-    .reason(Reason::FieldValueForbidden))]
+    #[x_kube(
+        validation = crate::selector::non_empty_rule(
+            "selector must set matchLabels or matchExpressions: an empty selector would target every pod in the namespace"
+        ),
+        validation = crate::selector::operators_rule(),
+        validation = crate::selector::values_needed_rule(),
+        validation = crate::selector::values_forbidden_rule()
+    )]
     pub selector: LabelSelector,
 
     /// How many of the selected pods to target: All, One (picked at random), Fixed (value

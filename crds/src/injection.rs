@@ -5,11 +5,12 @@
 //! kubectl, and leaves no open port on a privileged agent. Its labels, finalizer and name are
 //! in [`crate::contract`].
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::terms::FaultTerms;
+use crate::{matching::SourcesError, terms::FaultTerms};
 
 /// Everything the agent needs to enforce one fault on one pod, with no further lookups.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -78,10 +79,32 @@ pub struct KafkaFaultInjectionSpec {
     /// Remove the rules but keep the injection, so resuming is quick.
     #[serde(default)]
     pub paused: bool,
+
+    /// The IP addresses of the pods the fault's match.sourceSelector selects, resolved by the
+    /// operator and kept current as pods come and go; present exactly when the fault has a
+    /// sourceSelector. The agent enforces them as sourceCIDRs.
+    #[serde(default, rename = "sourceIPs", skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024), inner(length(max = 64)))]
+    pub source_ips: Option<Vec<String>>,
+}
+
+impl KafkaFaultInjectionSpec {
+    /// The terms as the agent enforces them: a sourceSelector replaced by the addresses the
+    /// operator resolved it to (see [`crate::FaultMatch::with_selected_sources`]).
+    pub fn enforced_terms(&self) -> Result<FaultTerms, SourcesError> {
+        let match_ = self
+            .terms
+            .match_
+            .with_selected_sources(self.source_ips.as_deref())?;
+        Ok(FaultTerms {
+            match_,
+            ..self.terms.clone()
+        })
+    }
 }
 
 /// What the agent reports about one injection.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct KafkaFaultInjectionStatus {
     /// Where the injection is in its life.
@@ -127,6 +150,62 @@ pub struct KafkaFaultInjectionStatus {
 
     /// The metadata.generation of the spec this status describes.
     pub observed_generation: Option<i64>,
+
+    /// Broker ports on which a client's stream began with a TLS record: the agent cannot read
+    /// the requests there (see the RequestsVisible condition).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tls_ports: Vec<u16>,
+
+    /// RequestsVisible=False (reason TLS) once the agent saw TLS on a port of the fault,
+    /// saying what still works there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// The condition type that says whether the agent can read the requests on the fault's ports.
+pub const REQUESTS_VISIBLE: &str = "RequestsVisible";
+/// The reason of RequestsVisible=False when a port carries TLS.
+pub const TLS_REASON: &str = "TLS";
+
+/// What a TLS port means for a fault, for the CLI, the injection and the fault alike.
+pub fn tls_message(ports: &[u16]) -> String {
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    let (noun, verb) = if ports.len() == 1 {
+        ("port", "carries")
+    } else {
+        ("ports", "carry")
+    };
+    format!(
+        "{noun} {} {verb} TLS: its requests cannot be read, so apiKeys, apiVersions, clientId, topics, groupId and transactionalId match nothing there; connection-level faults still work (an empty match, or only sourceCIDRs or sourceSelector)",
+        ports.join(", ")
+    )
+}
+
+/// RequestsVisible=False (reason TLS) for `tls_ports`, saying `message`; `None` without TLS
+/// ports. Its lastTransitionTime is `previous`'s when that already said False, so an
+/// unchanged world writes an unchanged status.
+pub fn tls_condition(
+    tls_ports: &[u16],
+    message: String,
+    previous: &[Condition],
+    generation: Option<i64>,
+    now: &Time,
+) -> Option<Condition> {
+    if tls_ports.is_empty() {
+        return None;
+    }
+    let since = previous
+        .iter()
+        .find(|c| c.type_ == REQUESTS_VISIBLE && c.status == "False")
+        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+    Some(Condition {
+        type_: REQUESTS_VISIBLE.to_owned(),
+        status: "False".to_owned(),
+        reason: TLS_REASON.to_owned(),
+        message,
+        observed_generation: generation,
+        last_transition_time: since,
+    })
 }
 
 /// What Proxy enforcement did: per injection in its status, summed over the injections in

@@ -43,10 +43,10 @@ pub use fault::{
 pub use hash::{fnv1a64, stable_hash};
 pub use injection::{
     InjectionPhase, KafkaFaultInjection, KafkaFaultInjectionSpec, KafkaFaultInjectionStatus,
-    ProxyCounts, RefusalReason,
+    ProxyCounts, REQUESTS_VISIBLE, RefusalReason, TLS_REASON, tls_condition, tls_message,
 };
 pub use manifest::{FaultFile, ReadError, read_fault};
-pub use matching::{ApiVersionRange, Cidr, ClientIdMatch, FaultMatch, api_key_names};
+pub use matching::{ApiVersionRange, Cidr, ClientIdMatch, FaultMatch, SourcesError, api_key_names};
 pub use selector::{SelectorError, parse_selector};
 pub use terms::FaultTerms;
 pub use validate::{SpecError, topic_name_problem};

@@ -105,6 +105,14 @@ pub enum SpecError {
         /// Why it is not a CIDR.
         source: CidrError,
     },
+    /// A sourceSelector with neither matchLabels nor matchExpressions.
+    #[error(
+        "spec.match.sourceSelector: set matchLabels or matchExpressions; leave sourceSelector out to hit every source"
+    )]
+    EmptySourceSelector,
+    /// A sourceSelector matchExpressions entry Kubernetes would refuse when listing pods.
+    #[error("spec.match.sourceSelector.{0}")]
+    SourceSelector(SelectorError),
     /// A duration field that does not read.
     #[error("{field}: {source}")]
     BadDuration {
@@ -248,12 +256,17 @@ impl FaultTerms {
 }
 
 fn check_selector(selector: &LabelSelector, errors: &mut Vec<SpecError>) {
-    let labels = selector.match_labels.as_ref().map_or(0, |l| l.len());
-    let expressions = selector.match_expressions.as_deref().unwrap_or_default();
-    if labels == 0 && expressions.is_empty() {
+    if is_empty(selector) {
         errors.push(SpecError::EmptySelector);
     }
     errors.extend(selector_errors(selector).into_iter().map(SpecError::from));
+}
+
+/// Whether `selector` sets no requirement at all (and so would select every pod).
+fn is_empty(selector: &LabelSelector) -> bool {
+    let labels = selector.match_labels.as_ref().map_or(0, |l| l.len());
+    let expressions = selector.match_expressions.as_deref().unwrap_or_default();
+    labels == 0 && expressions.is_empty()
 }
 
 fn check_mode(mode: TargetMode, value: Option<u32>, errors: &mut Vec<SpecError>) {
@@ -330,6 +343,13 @@ fn check_match(m: &FaultMatch, errors: &mut Vec<SpecError>) {
         if let Err(source) = cidr.parse::<Cidr>() {
             errors.push(SpecError::BadCidr { index, source });
         }
+    }
+    if let Some(selector) = &m.source_selector {
+        if is_empty(selector) {
+            errors.push(SpecError::EmptySourceSelector);
+        }
+        let problems = selector_errors(selector).into_iter();
+        errors.extend(problems.map(SpecError::SourceSelector));
     }
 }
 
@@ -542,6 +562,8 @@ mod tests {
                 "topics": ["orders", "orders.v2_dlq-1"],
                 "groupId": "billing", "transactionalId": "tx-1",
                 "sourceCIDRs": ["10.0.0.0/8", "fd00::/8"],
+                "sourceSelector": {"matchExpressions": [
+                    {"key": "broker-id", "operator": "In", "values": ["1", "2"]}]},
             },
             "action": {"type": "Delay", "delay": "1m30s", "jitter": "0s", "probability": 1},
             "enforcement": "Inline", "duration": "8760h",
@@ -675,6 +697,15 @@ mod tests {
             (
                 json!({"match": {"sourceCIDRs": ["fd00::/200"]}}),
                 "spec.match.sourceCIDRs[0]: \"200\" is not a valid prefix length",
+            ),
+            (
+                json!({"match": {"sourceSelector": {}}}),
+                "spec.match.sourceSelector: set matchLabels or matchExpressions",
+            ),
+            (
+                json!({"match": {"sourceSelector": {"matchExpressions": [
+                    {"key": "a", "operator": "Exists", "values": ["b"]}]}}}),
+                "spec.match.sourceSelector.matchExpressions[0]: operator Exists takes no values",
             ),
             (
                 json!({"duration": "5"}),

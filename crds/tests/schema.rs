@@ -99,7 +99,8 @@ fn schemas_carry_the_expected_cel_rules_and_they_compile() {
     assert!(at(".spec.match.sourceCIDRs")[0].contains("isCIDR"));
     assert!(at(".spec.match.topics")[0].contains("'..'"));
     assert!(at(".spec.match.clientId.regex")[0].contains("''.matches(self)"));
-    assert_eq!(found.len(), 37, "{found:#?}");
+    assert_eq!(at(".spec.match.sourceSelector").len(), 4);
+    assert_eq!(found.len(), 41, "{found:#?}");
 
     let injection = schema_of(KafkaFaultInjection::crd());
     let mut found = Vec::new();

@@ -22,9 +22,11 @@ pub use vet::{HOST_NETWORK_HINT, HostTargets, Refusal, vet};
 use std::collections::HashSet;
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kafka_shock_crds::{
     InjectionPhase, KafkaFaultInjection, KafkaFaultInjectionStatus, ProxyCounts, parse_rule_id,
+    tls_condition, tls_message,
 };
 
 use crate::rules::OwnedChain;
@@ -94,7 +96,7 @@ pub fn time_until(until: Timestamp, now: Timestamp) -> Duration {
 }
 
 /// What a session has done, as the status reports it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tally {
     pub rules_installed: usize,
     pub matched: u64,
@@ -105,6 +107,8 @@ pub struct Tally {
     pub failed_open: u64,
     /// Proxy enforcement only.
     pub proxy: Option<ProxyCounts>,
+    /// Broker ports on which a client's stream began with a TLS record.
+    pub tls_ports: Vec<u16>,
 }
 
 impl Tally {
@@ -119,6 +123,7 @@ impl Tally {
             reset: status.reset_requests,
             failed_open: status.failed_open,
             proxy: status.proxy,
+            tls_ports: status.tls_ports.clone(),
         })
     }
 }
@@ -143,7 +148,31 @@ pub fn status_for(
         last_error,
         reason: None,
         observed_generation: injection.metadata.generation,
+        tls_ports: tally.tls_ports,
+        conditions: Vec::new(),
     }
+}
+
+/// The conditions of `status` for `injection` at `now`: RequestsVisible=False (reason TLS)
+/// while the status names TLS ports, keeping the time it became so.
+pub fn conditions_for(
+    status: &KafkaFaultInjectionStatus,
+    injection: &KafkaFaultInjection,
+    now: Timestamp,
+) -> Vec<Condition> {
+    let previous = injection
+        .status
+        .as_ref()
+        .map_or(&[][..], |s| s.conditions.as_slice());
+    tls_condition(
+        &status.tls_ports,
+        tls_message(&status.tls_ports),
+        previous,
+        injection.metadata.generation,
+        &Time(now),
+    )
+    .into_iter()
+    .collect()
 }
 
 #[cfg(test)]
@@ -180,6 +209,7 @@ mod tests {
                 },
                 expire_time: expire.map(str::to_owned),
                 paused,
+                source_ips: None,
             },
         );
         object.metadata.generation = Some(3);

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use kafka_shock_crds::matching::api_key_by_name;
 use kafka_shock_crds::{
-    Action, ActionType, Cidr, Enforcement, FaultMatch, FaultTerms, Handover, SpecError,
+    Action, ActionType, Cidr, Enforcement, FaultMatch, FaultTerms, Handover, SourcesError,
+    SpecError,
 };
 
 use crate::fault::{MatchError, RequestMatcher};
@@ -27,6 +28,9 @@ pub enum PlanError {
     Match(#[from] MatchError),
     #[error("spec.match.sourceCIDRs: {0}")]
     Cidr(String),
+    /// A sourceSelector not resolved to addresses (the CLI has no pods), or selecting none.
+    #[error(transparent)]
+    Sources(#[from] SourcesError),
 }
 
 /// A fault, ready to compile into rules and to match sniffed requests.
@@ -54,9 +58,11 @@ pub struct FaultPlan {
 
 impl FaultPlan {
     /// Validates `terms` and plans them under the injection id `id` (chain name and rule
-    /// comments).
+    /// comments). A `sourceSelector` must have been resolved to addresses first (the agent
+    /// does it with the operator's `sourceIPs`); the CLI has no pods, so it is refused there.
     pub fn new(id: &str, terms: &FaultTerms) -> Result<FaultPlan, PlanError> {
         terms.validate().map_err(PlanError::Invalid)?;
+        terms.match_.with_selected_sources(None)?;
         let verdict = match terms.action.type_ {
             ActionType::Reject => Verdict::Reject,
             ActionType::Drop => Verdict::Drop,
@@ -405,6 +411,47 @@ enforcement: Connection
         let plan = FaultPlan::new("t2", &regex).expect("plan");
         assert_eq!(plan.layers(), Layers::Connection);
         assert!(plan.cuts_connections());
+    }
+
+    #[test]
+    fn an_unresolved_source_selector_is_refused_and_a_resolved_one_is_enforced_by_address() {
+        let isolate = spec(
+            "
+selector: {matchLabels: {app: kafka}}
+ports: [9091]
+match: {sourceSelector: {matchLabels: {app: kafka}}}
+action: {type: Drop}
+",
+        );
+        let error = FaultPlan::new("s1", &isolate).expect_err("no pods in the CLI");
+        assert!(
+            error.to_string().contains("sourceCIDRs"),
+            "says what to use instead: {error}"
+        );
+        let resolved = FaultTerms {
+            match_: isolate
+                .match_
+                .with_selected_sources(Some(&["10.77.0.11".to_owned()]))
+                .expect("resolved"),
+            ..isolate.clone()
+        };
+        let plan = FaultPlan::new("s1", &resolved).expect("plan");
+        let rules: Vec<String> = plan
+            .compile(&[])
+            .v4
+            .rules
+            .iter()
+            .map(|r| r.render())
+            .collect();
+        assert!(!rules.is_empty());
+        assert!(
+            rules.iter().all(|rule| rule.contains("-s 10.77.0.11/32")),
+            "every rule names the selected pod: {rules:?}"
+        );
+        assert!(
+            plan.compile(&[]).v6.rules.is_empty(),
+            "no IPv6 source selected"
+        );
     }
 
     #[test]

@@ -272,6 +272,7 @@ fn tally_of(stats: &SessionStats) -> Tally {
         reset: inline.reset,
         failed_open: inline.failed_open,
         proxy: stats.proxy.as_ref().map(proxy_counts),
+        tls_ports: stats.tls_ports.iter().copied().collect(),
     }
 }
 

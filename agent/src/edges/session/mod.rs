@@ -30,7 +30,8 @@ use kafka_shock_agent::fault::FaultPlan;
 use kafka_shock_agent::inline::{Draw, InlineCounters, Outcome};
 use kafka_shock_agent::rules::{Family, Flow, Layers, OwnedChain, datestop};
 use kafka_shock_agent::sniffer::event::Event;
-use kafka_shock_agent::sniffer::{Sniffer, SnifferConfig};
+use kafka_shock_agent::sniffer::{Notice, Sniffer, SnifferConfig};
+use kafka_shock_crds::tls_message;
 
 use crate::edges::capture::Next;
 use crate::edges::capture::live::{LiveCapture, LiveOptions};
@@ -121,6 +122,9 @@ pub struct SessionStats {
     pub inline: Option<InlineCounters>,
     /// Proxy mode: what the proxy did (errored, throttled, ..., connections handed over).
     pub proxy: Option<ProxyStats>,
+    /// Broker ports on which a client's stream began with a TLS record (Watch and Proxy
+    /// modes): the requests there cannot be read.
+    pub tls_ports: BTreeSet<u16>,
 }
 
 /// How a session follows the broker's traffic.
@@ -445,6 +449,11 @@ impl Watch {
             }
             Next::Idle => drop(self.sniffer.tick(since_epoch())),
             Next::End => bail!("the capture in the broker's namespace stopped"),
+        }
+        for Notice::Tls { broker } in self.sniffer.take_notices() {
+            if stats.tls_ports.insert(broker.port()) {
+                log(&format!("inject: {}", tls_message(&[broker.port()])));
+            }
         }
         let mut changes = Changes::default();
         for request in self.sniffer.take_requests() {

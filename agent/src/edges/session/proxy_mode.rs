@@ -69,6 +69,7 @@ pub(super) fn report(proxy: &ProxyEnforcer, stats: &mut SessionStats, log: &mut 
             "inject: port {port} carries TLS: Proxy can't see its requests (passed through unread)"
         ));
     }
+    stats.tls_ports.extend(&now.tls_ports);
     if now.handed_over > before.handed_over {
         log(&format!(
             "inject: handover: {} of {} connection(s) opened before the fault were reset and now reconnect through the proxy",
