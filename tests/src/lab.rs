@@ -217,6 +217,13 @@ impl Lab {
             .unwrap_or_default()
     }
 
+    /// A setting of the lab's environment file that only some labs have (the three-broker
+    /// lab's `KSHOCK_LAB_TLS_BOOTSTRAP`, `KSHOCK_LAB_TLS_CERT`, `KSHOCK_LAB_REPLICATION_PORT`;
+    /// every lab's `KSHOCK_LAB_CONTROLLER_PORT`).
+    pub fn setting(&self, key: &'static str) -> Result<&str, LabError> {
+        self.var(key)
+    }
+
     /// How many brokers this lab runs.
     pub fn brokers(&self) -> usize {
         self.list("KSHOCK_LAB_BROKERS")

@@ -311,6 +311,7 @@ fn every_example_is_accepted_and_targets_the_lab_brokers() {
             "delay-metadata.yaml",
             "dry-run.yaml",
             "duplicate-produce.yaml",
+            "isolate-broker.yaml",
             "leader-election-storm.yaml",
             "probability.yaml",
             "rebalance-storm.yaml",

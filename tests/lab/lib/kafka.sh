@@ -62,6 +62,7 @@ share.coordinator.state.topic.replication.factor=$((count < 3 ? 1 : 3))
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
+replica.lag.time.max.ms=$((count < 3 ? 30000 : 10000))
 PROPS
   if [[ $listeners == *TLS://* ]]; then
     kafka_tls_keypair
