@@ -482,6 +482,7 @@ fn examples_parse_validate_and_pass_the_cel_rules() {
             "delay-metadata.yaml",
             "dry-run.yaml",
             "duplicate-produce.yaml",
+            "isolate-broker.yaml",
             "leader-election-storm.yaml",
             "probability.yaml",
             "rebalance-storm.yaml",
