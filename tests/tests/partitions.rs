@@ -248,9 +248,12 @@ fn resetting_the_followers_kraft_fetch_moves_the_active_controller() {
         quorum_leader(&lab)
     });
     let id: usize = leader.parse().expect("a node id");
-    let followers: Vec<String> = (0..3)
-        .filter(|&i| i != id)
-        .map(|i| format!("10.77.0.{}/32", 10 + i))
+    let followers: Vec<String> = lab
+        .broker_addrs()
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != id)
+        .map(|(_, addr)| format!("{}/32", addr.split(':').next().expect("broker ip")))
         .collect();
     let port = lab
         .setting("KSHOCK_LAB_CONTROLLER_PORT")
