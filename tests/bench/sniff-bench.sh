@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `kafka-shock sniff` against its peers, both sides doing the same work, on the lab as root:
 #
-#   tests/bench/sniff-bench.sh [ROUNDS]        (default 5; KSHOCK_BENCH_LIVE=0 skips part 3)
+#   tests/bench/sniff-bench.sh [ROUNDS]   (default 5; KSHOCK_BENCH_FILES=0 skips part 2, KSHOCK_BENCH_LIVE=0 part 3)
 #
 # 1. Two captures, recorded once into $KSHOCK_CACHE/bench and reused:
 #    - small: Kafka's ProducerPerformance with linger.ms=0 and batch.size=200 (about one record
@@ -38,6 +38,7 @@ LAB=$ROOT/tests/lab/lab.sh
 ROUNDS=${1:-5}
 RECORDS=${KSHOCK_BENCH_RECORDS:-60000}
 LIVE=${KSHOCK_BENCH_LIVE:-1}
+FILES=${KSHOCK_BENCH_FILES:-1}
 LIVE_RATE=${KSHOCK_BENCH_LIVE_RATE:-10000}
 LIVE_SECONDS=10
 BROKER_NS=ksl-broker-0
@@ -235,12 +236,11 @@ live_round() { # ROUND: one window of sniff and tcpdump on the same traffic
   dump=$!
   PIDS+=("$dump")
   sleep 8 # JVM start and metadata: let the rate settle first
-  : >"$WORK/live.json"
-  s0=$(ticks "$sniff"); d0=$(ticks "$dump"); t0=$EPOCHREALTIME
+  local n0 n1 requests
+  n0=$(wc -l <"$WORK/live.json"); s0=$(ticks "$sniff"); d0=$(ticks "$dump"); t0=$EPOCHREALTIME
   sleep "$LIVE_SECONDS"
-  s1=$(ticks "$sniff"); d1=$(ticks "$dump"); t1=$EPOCHREALTIME
-  local requests
-  requests=$(wc -l <"$WORK/live.json")
+  n1=$(wc -l <"$WORK/live.json"); s1=$(ticks "$sniff"); d1=$(ticks "$dump"); t1=$EPOCHREALTIME
+  requests=$((n1 - n0))
   rss=$(hwm_kib "$sniff")
   kill -INT "$sniff" "$dump"
   wait "$sniff" || die "live sniff failed: $(cat "$WORK/live.err")"
@@ -301,14 +301,18 @@ if [[ -z ${KSHOCK_BENCH_BIN:-} ]]; then
   (cd "$ROOT" && cargo build --release -p kafka-shock-agent 2>"$WORK/build.log") ||
     { tail -20 "$WORK/build.log" >&2; die "cargo build failed"; }
 fi
-bench_capture "$SMALL" small
-bench_capture "$BATCHES" batches
+if [[ $FILES == 1 ]]; then
+  bench_capture "$SMALL" small
+  bench_capture "$BATCHES" batches
+fi
 if [[ $LIVE == 1 ]]; then
   lab_up
   "$LAB" topic bench 1 1 >/dev/null 2>&1
   for round in $(seq "$ROUNDS"); do log "live round $round/$ROUNDS"; live_round; done
 fi
 echo "== kafka-shock sniff vs tshark and tcpdump ($(nproc) CPUs, $ROUNDS rounds alternating, $(date -u +%Y-%m-%dT%H:%MZ))"
-report_capture small "ProducerPerformance, linger.ms=0, batch.size=200"
-report_capture batches "3 producers with default batch.size/linger.ms, 2 consumers"
+if [[ $FILES == 1 ]]; then
+  report_capture small "ProducerPerformance, linger.ms=0, batch.size=200"
+  report_capture batches "3 producers with default batch.size/linger.ms, 2 consumers"
+fi
 if [[ $LIVE == 1 ]]; then report_live; fi
