@@ -57,9 +57,10 @@ pub struct Product {
 
 impl Product {
     /// `lab.sh product up`: `helm upgrade --install` of the chart as release [`RELEASE`] in
-    /// [`NAMESPACE`] (idempotent; the CRDs put back if something removed them), then a
-    /// kubeconfig per component with a TokenRequest token of its ServiceAccount. The chart's
-    /// Deployment and DaemonSet never run in the lab (no kubelet); the tests run the binaries.
+    /// [`NAMESPACE`] (idempotent; the CRDs of this checkout applied, so a reused lab never keeps
+    /// stale ones), then a kubeconfig per component with a TokenRequest token of its
+    /// ServiceAccount. The chart's Deployment and DaemonSet never run in the lab (no kubelet);
+    /// the tests run the binaries.
     pub fn install(lab: &Lab) -> Result<Product, LabError> {
         Product::install_with(lab, &[])
     }
