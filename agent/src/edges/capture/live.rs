@@ -255,7 +255,7 @@ fn capture_loop(
             }
         }
         ring_reads = ring_reads.wrapping_add(1);
-        if ring_reads % 64 == 0 {
+        if ring_reads.is_multiple_of(64) {
             kernel_dropped = count_kernel_drops(&mut capture, kernel_dropped, shared);
         }
         if !hand_over(batch, batches, shared) {
