@@ -17,11 +17,14 @@ ROUNDS=${1:-3}
 RECORDS=${RECORDS:-300000}
 PROBES=${PROBES:-3000}
 LAB=tests/lab/lab.sh
-cargo build -q --release -p kafka-shock-agent -p kafka-shock-probe
+# KSHOCK_BENCH_BIN_DIR: time the kafka-shock and kafka-latency-probe found there instead of
+# building them (to compare two builds).
+BIN_DIR=${KSHOCK_BENCH_BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}
+[ -n "${KSHOCK_BENCH_BIN_DIR:-}" ] || cargo build -q --release -p kafka-shock-agent -p kafka-shock-probe
 "$LAB" up >/dev/null
 eval "$("$LAB" env)"
-KS=${CARGO_TARGET_DIR:-target}/release/kafka-shock
-PROBE=$(readlink -f "${CARGO_TARGET_DIR:-target}/release/kafka-latency-probe")
+KS=$(readlink -f "$BIN_DIR/kafka-shock")
+PROBE=$(readlink -f "$BIN_DIR/kafka-latency-probe")
 NS=ksl-broker-0
 . tests/bench/lib.sh
 bench_start orders perf-bench
