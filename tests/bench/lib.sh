@@ -52,7 +52,7 @@ probe() { # API TOPIC REQUESTS
     --requests "$3" --client-id bench-probe >"$WORK/probe.json"
   t1=$EPOCHREALTIME
   python3 -c 'import json, sys; s = json.load(open(sys.argv[1]))
-assert not s["errors"], f"probe: the broker answered errors {s[\"errors\"]}"
+assert not s["errors"], "probe: the broker answered errors " + str(s["errors"])
 print(s["p50_us"], s["p99_us"], s["p999_us"], s["requests"], round(float(sys.argv[3]) - float(sys.argv[2]), 3))' \
     "$WORK/probe.json" "$t0" "$t1"
 }
