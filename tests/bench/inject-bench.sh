@@ -12,8 +12,9 @@ ROUNDS=${1:-3}
 LAB=tests/lab/lab.sh
 "$LAB" up >/dev/null
 eval "$("$LAB" env)"
-cargo build -q --release -p kafka-shock-agent
-KS=${CARGO_TARGET_DIR:-target}/release/kafka-shock
+# KSHOCK_BENCH_BIN_DIR: time the kafka-shock found there instead of building it.
+[ -n "${KSHOCK_BENCH_BIN_DIR:-}" ] || cargo build -q --release -p kafka-shock-agent
+KS=$(readlink -f "${KSHOCK_BENCH_BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}/kafka-shock")
 NS=ksl-broker-0
 . tests/bench/lib.sh
 bench_start orders other perf-bench
