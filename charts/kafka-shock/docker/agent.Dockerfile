@@ -10,6 +10,9 @@
 # Builder on Debian bookworm, the same glibc as the runtime stage below.
 FROM rust:1.95-bookworm AS builder
 WORKDIR /src
+# libpcap: live capture links against it.
+RUN apt-get update && apt-get install -y --no-install-recommends libpcap-dev \
+    && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
@@ -18,9 +21,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 FROM debian:bookworm-slim
 # iptables (iptables-restore/-save, legacy and nft backends) and iproute2 for enforcement;
-# nsenter comes with util-linux, which the base image already has.
+# nsenter comes with util-linux, which the base image already has; libpcap0.8 for live capture.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates iptables iproute2 util-linux \
+    && apt-get install -y --no-install-recommends ca-certificates iptables iproute2 util-linux libpcap0.8 \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=builder /out/kafka-shock /usr/local/bin/kafka-shock
 # Runs as root: the chart grants NET_ADMIN, NET_RAW, SYS_ADMIN and SYS_PTRACE (or privileged).

@@ -1,7 +1,7 @@
 # Installs and builds everything the lab runs, from package registries only, into $KSHOCK_CACHE.
 # Each piece is keyed by its pinned version and built once; a finished piece is never rebuilt.
 
-DEBIAN_PACKAGES=(iptables kcat iproute2 openssl tcpdump curl procps)
+DEBIAN_PACKAGES=(iptables kcat iproute2 openssl tcpdump curl procps libpcap-dev)
 
 install_debian_packages() {
   local missing=()
@@ -12,6 +12,8 @@ install_debian_packages() {
   command -v tcpdump >/dev/null || missing+=(tcpdump)
   command -v curl >/dev/null || missing+=(curl)
   command -v pkill >/dev/null || missing+=(procps)
+  # libpcap's headers and library: the agent's live capture links against it.
+  [[ -e /usr/include/pcap/pcap.h ]] || missing+=(libpcap-dev)
   ((${#missing[@]})) || return 0
   apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 }
