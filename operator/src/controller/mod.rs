@@ -305,15 +305,9 @@ async fn sync(fault: &KafkaFault, ctx: &Context) -> Result<Synced, Error> {
     let (targets, sources) = if valid && fault.metadata.deletion_timestamp.is_none() {
         let selector = parse_selector(&fault.spec.selector).map_err(SelectError::from)?;
         let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-        let selected = pods
-            .list(&ListParams::default().labels(&selector.to_string()))
-            .await
-            .map_err(|source| Error::ListPods {
-                fault: key(fault),
-                source,
-            })?;
+        let selected = list_selected(fault, &pods, &selector).await?;
         let sources = resolve_sources(fault, &pods).await?;
-        (select_targets(fault, &selected.items)?, sources)
+        (select_targets(fault, &selected)?, sources)
     } else {
         (Vec::new(), None)
     };
@@ -379,14 +373,23 @@ async fn resolve_sources(
         return Ok(None);
     };
     let selector = parse_selector(selector).map_err(SourcesError::from)?;
-    let listed = pods
-        .list(&ListParams::default().labels(&selector.to_string()))
+    let selected = list_selected(fault, pods, &selector).await?;
+    Ok(source_addresses(fault, &selected)?)
+}
+
+/// The pods of `fault`'s namespace that `selector` selects, listed from the API server now.
+async fn list_selected(
+    fault: &KafkaFault,
+    pods: &Api<Pod>,
+    selector: &impl std::fmt::Display,
+) -> Result<Vec<Pod>, Error> {
+    pods.list(&ListParams::default().labels(&selector.to_string()))
         .await
+        .map(|listed| listed.items)
         .map_err(|source| Error::ListPods {
             fault: key(fault),
             source,
-        })?;
-    Ok(source_addresses(fault, &listed.items)?)
+        })
 }
 
 /// Removes the agent's finalizer from the deleted injections in `stored` that no agent can
