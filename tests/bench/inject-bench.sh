@@ -10,12 +10,13 @@ set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/../.."
 ROUNDS=${1:-3}
 LAB=tests/lab/lab.sh
+. tests/bench/lib.sh
+refuse_strays
 "$LAB" up >/dev/null
 eval "$("$LAB" env)"
-cargo build -q --release -p kafka-shock-agent
-KS=${CARGO_TARGET_DIR:-target}/release/kafka-shock
+bench_build kafka-shock-agent
+KS=$BIN/kafka-shock
 NS=ksl-broker-0
-. tests/bench/lib.sh
 bench_start orders other perf-bench
 
 echo "== 1. inject start -> first rejected matching request"
@@ -32,6 +33,7 @@ for _ in $(seq "$ROUNDS"); do
 done | tee "$WORK/first.ms"
 echo "median: $(median <"$WORK/first.ms") ms from inject start to the first rejected request"
 echo "install alone: $(grep -o '[0-9]* ms)' "$WORK/inject1.out" | head -1)"
+figure inject "inject start -> first rejected matching request (kafka-python)" ms "$WORK/first.ms"
 
 echo "== 2. Connection mode: matching request -> its connection rule"
 conn=$(fault conn-c "match: {apiKeys: [Produce], clientId: {exact: bench-c}}" "action: {type: Reject}" "enforcement: Connection")
@@ -40,6 +42,7 @@ start_inject "$conn" "$WORK/inject2.out"
 stop_inject
 grep -o '[0-9]* us after the request' "$WORK/inject2.out" | awk '{print $1/1000}' >"$WORK/conn.ms"
 echo "$(wc -l <"$WORK/conn.ms") connection rules; median $(median <"$WORK/conn.ms") ms, max $(sort -n "$WORK/conn.ms" | tail -1) ms after the request"
+figure inject "Connection: matching request -> its rule (over requests; inject's own log)" ms "$WORK/conn.ms"
 
 echo "== 3. install and remove 1,000 rules"
 cidrs=$(for i in $(seq 1 10); do printf '10.200.%d.0/24,' "$i"; done)
@@ -52,7 +55,10 @@ for _ in $(seq "$ROUNDS"); do
   install=$(grep -o 'changes, [0-9]* ms' "$WORK/inject3.out" | grep -o '[0-9]* ms' | cut -d' ' -f1)
   remove=$(grep -o 'in [0-9]* ms; nothing' "$WORK/inject3.out" | grep -o '[0-9]*')
   echo "$rules rules: install $install ms, remove $remove ms"
+  echo "$install" >>"$WORK/install.ms"; echo "$remove" >>"$WORK/remove.ms"
 done
+figure inject "install 1,000 rules (inject's own log)" ms "$WORK/install.ms"
+figure inject "remove 1,000 rules (inject's own log)" ms "$WORK/remove.ms"
 
 echo "== 4. produce throughput of a non-matching client, fault vs none"
 # Three variants, alternating: no fault; inject running (its rules plus its live sniffer,
@@ -77,3 +83,7 @@ for round in $(seq "$ROUNDS"); do
 done
 none=$(median <"$WORK/none"); with=$(median <"$WORK/fault"); rules=$(median <"$WORK/rules")
 echo "median: none $none rec/s; inject running $with ($(python3 -c "print(round(100*$with/$none, 1))")%); rules only $rules ($(python3 -c "print(round(100*$rules/$none, 1))")%)"
+share=$(python3 -c "print(round(100*$with/$none, 1))")
+figure inject "produce throughput, non-matching client, Signature fault (inject running)" rec/s "$WORK/fault" \
+  "no fault" "$WORK/none" ">= 95% of no fault ($share%)" "$(python3 -c "print('yes' if $share >= 95 else 'no')")"
+figure inject "produce throughput, the fault's rules only (engine killed)" rec/s "$WORK/rules" "no fault" "$WORK/none"

@@ -13,12 +13,13 @@ cd "$(dirname "$(readlink -f "$0")")/../.."
 ROUNDS=${1:-3}
 RECORDS=${RECORDS:-300000}
 LAB=tests/lab/lab.sh
+. tests/bench/lib.sh
+refuse_strays
 "$LAB" up >/dev/null
 eval "$("$LAB" env)"
-cargo build -q --release -p kafka-shock-agent
-KS=${CARGO_TARGET_DIR:-target}/release/kafka-shock
+bench_build kafka-shock-agent
+KS=$BIN/kafka-shock
 NS=ksl-broker-0
-. tests/bench/lib.sh
 bench_start orders perf-bench
 
 # ProducerPerformance's summary: "N records sent, R records/sec (…), A ms avg latency, M ms max
@@ -73,3 +74,12 @@ cat "$WORK/light.cpu"
 echo "median: $(col "$WORK/light.cpu" 1)% of a core per 10k queued requests/s"
 echo "== engine CPU, unthrottled Inline runs (large batches: few requests, many packets)"
 cat "$WORK/full.cpu"
+cols() { awk -v c="$2" '{print $c}' "$1" >"$3"; } # FILE COLUMN OUT
+for mode in none inline signature; do cols "$WORK/full.$mode" 1 "$WORK/tput.$mode"; cols "$WORK/light.$mode" 2 "$WORK/p99.$mode"; done
+cols "$WORK/light.cpu" 1 "$WORK/cpu10k"
+figure inline "produce throughput, non-matching client, Inline fault" rec/s "$WORK/tput.inline" "no fault" "$WORK/tput.none" \
+  ">= 80% of no fault ($(pct "$inl" "$none")%)" "$(python3 -c "print('yes' if $inl >= 0.8 * $none else 'no')")"
+figure inline "produce throughput, Signature fault" rec/s "$WORK/tput.signature" "no fault" "$WORK/tput.none"
+figure inline "p99 at $RATE rec/s, Inline fault (perf tool, whole ms)" ms "$WORK/p99.inline" "no fault" "$WORK/p99.none" \
+  "<= 1 ms added p99 (+$(add "$i99" "$n99") ms)" "$(python3 -c "print('yes' if $i99 - $n99 <= 1 else 'no')")"
+figure inline "Inline engine CPU per 10k queued requests/s (/proc)" "% of a core" "$WORK/cpu10k"

@@ -1,17 +1,48 @@
-# Shared by the inject benches (sourced, after KS, NS and LAB are set): a scratch directory and
-# an exit trap that stops the inject this script started (by pid) and cleans its namespace,
-# fault files as kubectl would take them, one inject at a time, and the figures' arithmetic.
-# bench_start TOPIC... makes the topics and starts clean.
-WORK=$(mktemp -d)
+# The benches' shared helpers (sourced; defines functions only):
+# - fresh binaries: bench_build builds the packages named in release, where cargo puts them
+#   (CARGO_TARGET_DIR honoured), and sets BIN to that directory; refuse_strays exits when a
+#   kafka-shock process runs that the bench did not start (an earlier `lab.sh product start`,
+#   a left-over inject), so a bench never times an older build;
+# - for the inject benches (after KS, NS and LAB are set): bench_start TOPIC... makes a scratch
+#   directory and an exit trap that stops the inject this script started (by pid) and cleans its
+#   namespace, makes the topics and starts clean; fault files as kubectl would take them, one
+#   inject at a time;
+# - the figures' arithmetic, and CPU and RSS read from /proc (not from the product's counters).
+bench_build() { # PACKAGE...; sets BIN
+  local args=() package
+  for package in "$@"; do args+=(-p "$package"); done
+  cargo build -q --release "${args[@]}"
+  BIN=$(readlink -f "$(cargo metadata -q --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release")
+}
+refuse_strays() {
+  local exe pid path strays=""
+  for exe in /proc/[0-9]*/exe; do
+    path=$(readlink "$exe" 2>/dev/null) || continue
+    path=${path% (deleted)}
+    case ${path##*/} in
+      kafka-shock | kafka-shock-operator | kafka-latency-probe)
+        pid=${exe#/proc/}
+        pid=${pid%/exe}
+        strays+="  pid $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)"$'\n'
+        ;;
+    esac
+  done
+  [[ -z $strays ]] && return 0
+  printf 'bench: kafka-shock processes this bench did not start are running:\n%s' "$strays" >&2
+  echo "bench: stop them first (the product's daemons: tests/lab/lab.sh product stop); a bench times only the binaries it builds and starts" >&2
+  exit 1
+}
 pid=""
 bench_cleanup() {
   if [ -n "$pid" ]; then kill -INT "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
   "$KS" clean --netns "$NS" >/dev/null || true
   rm -rf "$WORK"
 }
-trap bench_cleanup EXIT
 bench_start() { # TOPIC...
   local topic
+  WORK=$(mktemp -d)
+  trap bench_cleanup EXIT
   for topic in "$@"; do "$LAB" topic "$topic" >/dev/null 2>&1; done
   "$KS" clean --netns "$NS" >/dev/null
 }
@@ -36,3 +67,13 @@ stop_inject() { kill -INT "$pid"; wait "$pid" || true; pid=""; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# min median max of the numbers on stdin, one line
+spread() { sort -n | awk '{a[NR]=$1} END {if (!NR) exit 1; m=(NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2); print a[1], m, a[NR]}'; }
+# A row of RESULTS.md (tests/bench/run-all.sh), when BENCH_FIGURES names the file to add it to:
+# min/median/max of the numbers in each file, one per round; the peer's side by side.
+figure() { # BENCH NAME UNIT VALUES-FILE [PEER-NAME PEER-VALUES-FILE [GOAL MET]]
+  [[ -n ${BENCH_FIGURES:-} ]] || return 0
+  local peer=""
+  [[ -n ${6:-} ]] && peer="$5: $(spread <"$6" | sed 's| | / |g')"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$(spread <"$4" | sed 's| | / |g')" "$peer" "${7:-}" "${8:-}" >>"$BENCH_FIGURES"
+}

@@ -16,13 +16,14 @@ ROUNDS=${1:-3}
 RECORDS=${RECORDS:-300000}
 PROBES=${PROBES:-3000}
 LAB=tests/lab/lab.sh
+. tests/bench/lib.sh
+refuse_strays
 "$LAB" up >/dev/null
 eval "$("$LAB" env)"
-cargo build -q --release -p kafka-shock-agent -p kafka-shock-probe
-KS=${CARGO_TARGET_DIR:-target}/release/kafka-shock
-PROBE=$(readlink -f "${CARGO_TARGET_DIR:-target}/release/kafka-latency-probe")
+bench_build kafka-shock-agent kafka-shock-probe
+KS=$BIN/kafka-shock
+PROBE=$BIN/kafka-latency-probe
 NS=ksl-broker-0
-. tests/bench/lib.sh
 bench_start orders perf-bench
 
 # ProducerPerformance's summary line; prints records/sec.
@@ -84,3 +85,14 @@ echo "median p99: none $n99 us; Proxy $p99 us (+$(add "$p99" "$n99") ms); Inline
 echo "== proxy CPU during the throughput runs: % of a core per 10k requests/s, % of a core, requests/s, RSS MiB"
 cat "$WORK/proxy.cpu"
 echo "median: $(col "$WORK/proxy.cpu" 1)% of a core per 10k requests/s; RSS $(col "$WORK/proxy.cpu" 4) MiB"
+cols() { awk -v c="$2" '{print $c}' "$1" >"$3"; } # FILE COLUMN OUT
+for mode in none proxy inline; do cols "$WORK/$mode.lat" 2 "$WORK/$mode.p99"; done
+cols "$WORK/proxy.cpu" 1 "$WORK/proxy.cpu10k"; cols "$WORK/proxy.cpu" 4 "$WORK/proxy.rss"
+figure proxy "produce throughput, non-matching client, Proxy fault" rec/s "$WORK/proxy.tput" "no fault" "$WORK/none.tput" \
+  ">= 80% of no fault ($(pct "$prx" "$none")%)" "$(python3 -c "print('yes' if $prx >= 0.8 * $none else 'no')")"
+figure proxy "produce throughput, Inline fault" rec/s "$WORK/inline.tput" "no fault" "$WORK/none.tput"
+figure proxy "p99, one request at a time (kafka-latency-probe), Proxy fault" us "$WORK/proxy.p99" "no fault" "$WORK/none.p99" \
+  "<= 1 ms added p99 (+$(add "$p99" "$n99") ms)" "$(python3 -c "print('yes' if $p99 - $n99 <= 1000 else 'no')")"
+figure proxy "p99, one request at a time, Inline fault" us "$WORK/inline.p99" "no fault" "$WORK/none.p99"
+figure proxy "proxy CPU per 10k requests/s (/proc)" "% of a core" "$WORK/proxy.cpu10k"
+figure proxy "proxy RSS (/proc)" MiB "$WORK/proxy.rss"

@@ -28,9 +28,9 @@ BROKER_NS=ksl-broker-0
 TOPIC=bench
 CACHE=${KSHOCK_BENCH_CACHE:-$HOME/.cache/kafka-shock/bench}
 CAPTURE=$CACHE/produce-$RECORDS-records.pcap
-BIN=$ROOT/target/release/kafka-shock
 WORK=$(mktemp -d /tmp/sniff-bench.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
+. "$ROOT/tests/bench/lib.sh"
 
 log() { printf 'sniff-bench: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -215,12 +215,24 @@ report() {
     "peak RSS $((LIVE_RSS / 1024)) MiB; $LIVE_WARNINGS warnings"
 }
 
+refuse_strays
 lab_up
 install_tools
 log "building kafka-shock (release)"
-(cd "$ROOT" && cargo build --release -p kafka-shock-agent 2>"$WORK/build.log") ||
-  { tail -20 "$WORK/build.log" >&2; die "cargo build failed"; }
+cd "$ROOT"
+bench_build kafka-shock-agent 2>"$WORK/build.log" || { tail -20 "$WORK/build.log" >&2; die "cargo build failed"; }
+BIN=$BIN/kafka-shock # the binary just built, where cargo put it (CARGO_TARGET_DIR honoured)
 record_capture
 bench_file
 bench_live
 report
+column_of "$WORK/json" 1 >"$WORK/json.wall"; column_of "$WORK/summary" 1 >"$WORK/summary.wall"
+column_of "$WORK/tshark" 1 >"$WORK/tshark.wall"
+ratio=$(median <"$WORK/ratio-json")
+figure sniff "sniff --pcap --json, $REQUESTS requests (tshark prints more fields and responses: not yet the same work)" s \
+  "$WORK/json.wall" "tshark -Y kafka.api_key -T fields" "$WORK/tshark.wall" ">= 50x tshark (${ratio}x)" \
+  "$(python3 -c "print('yes' if $ratio >= 50 else 'no')")"
+figure sniff "sniff --pcap --summary -q" s "$WORK/summary.wall" "tshark -Y kafka.api_key -T fields" "$WORK/tshark.wall"
+echo "$LIVE_CPU_PER_10K" >"$WORK/live.cpu10k"
+figure sniff "live sniff CPU per 10k requests/s (one run)" "% of a core" "$WORK/live.cpu10k" "" "" "<= 15% of a core" \
+  "$(python3 -c "print('yes' if '$LIVE_CPU_PER_10K' != 'n/a' and float('$LIVE_CPU_PER_10K') <= 15 else 'no')")"
