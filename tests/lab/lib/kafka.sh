@@ -28,6 +28,10 @@ share.coordinator.state.topic.replication.factor=$((count < 3 ? 1 : 3))
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
+# Request buffers are taken from a pool of this many bytes (Kafka's default is unbounded): junk
+# declaring large sizes on many connections, as the hostile-traffic tests send, then waits for
+# memory instead of exhausting the heap.
+queued.max.request.bytes=134217728
 PROPS
 }
 
@@ -40,7 +44,9 @@ kafka_start_broker() {
     step "format the storage of broker $id" \
       "$KAFKA_CLASS" kafka.tools.StorageTool format -t "$KAFKA_CLUSTER_ID" -c "$dir/server.properties" --ignore-formatted
   fi
-  KAFKA_HEAP_OPTS=$BROKER_HEAP KAFKA_OPTS=-Dkafka.logs.dir=$dir KAFKA_LOG4J_CONFIG=$LAB_DIR/kafka/log4j2.properties \
+  # A broker out of heap exits (rather than living on with dead network threads, answering no
+  # one), so the lab's status sees it DEAD and the next `up` starts it again.
+  KAFKA_HEAP_OPTS=$BROKER_HEAP KAFKA_OPTS="-Dkafka.logs.dir=$dir -XX:+ExitOnOutOfMemoryError" KAFKA_LOG4J_CONFIG=$LAB_DIR/kafka/log4j2.properties \
     ip netns exec "$ns" setsid bash -c 'echo $$ > "$1"; shift; exec "$@"' _ "$dir/pid" \
     "$KAFKA_CLASS" kafka.Kafka "$dir/server.properties" >"$dir/broker.log" 2>&1 </dev/null &
   wait_for 10 test -s "$dir/pid" || die "broker $id did not start (log: $dir/broker.log)"
