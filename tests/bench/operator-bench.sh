@@ -101,9 +101,14 @@ PY
 expected=$(cat "$WORK/expected")
 
 # Faults rolled up for their generation (checked once every injection exists), in namespace $1.
-injections_in() { # NAMESPACE: how many, from one page of one item (remainingItemCount)
-  kubectl get --raw "/apis/kafkashock.io/v1alpha1/namespaces/$1/kafkafaultinjections?limit=1" |
-    python3 -c 'import json, sys; l = json.load(sys.stdin); print(len(l["items"]) + l["metadata"].get("remainingItemCount", 0))'
+injections_in() { # NAMESPACE: how many, from one page of one item (remainingItemCount), else a list
+  local count
+  count=$(kubectl get --raw "/apis/kafkashock.io/v1alpha1/namespaces/$1/kafkafaultinjections?limit=1" | python3 -c '
+import json, sys
+m = json.load(sys.stdin)
+more = m["metadata"].get("continue") and "remainingItemCount" not in m["metadata"]
+print(-1 if more else len(m["items"]) + m["metadata"].get("remainingItemCount", 0))')
+  [[ $count -ge 0 ]] && echo "$count" || kubectl get kafkafaultinjections -n "$1" -o name | wc -l
 }
 rolled_up() {
   kubectl get kafkafaults -n "$1" -o json | python3 -c '
@@ -121,7 +126,10 @@ audit_requests() { # FROM USER
 import collections, json, sys
 seen, by = set(), collections.Counter()
 for line in sys.stdin:
-    e = json.loads(line)
+    try:
+        e = json.loads(line)
+    except ValueError:  # the line being written
+        continue
     if e["user"]["username"] != sys.argv[1] or e["auditID"] in seen:
         continue
     seen.add(e["auditID"])
@@ -184,13 +192,13 @@ operator_round() { # ROUND
   t0=$(now)
   kubectl delete --raw "/api/v1/namespaces/$NS/pods?gracePeriodSeconds=0" >/dev/null
   kubectl delete --raw "/apis/kafkashock.io/v1alpha1/namespaces/$NS/kafkafaults" >/dev/null
-  until [[ $(kubectl get kafkafaults -n "$NS" -o name | wc -l) -eq 0 ]]; do
+  until [[ $(kubectl get kafkafaults -n "$NS" -o name | wc -l) -eq 0 && $(injections_in "$NS") -eq 0 ]]; do
     past "$t0" 600 && { echo "bench: faults still there after 600 s" >&2; exit 1; }
     sleep 1
   done
   since "$t0" >>"$WORK/teardown"
-  echo "round $1: teardown (pods, then faults deleted) until every fault is gone: $(tail -1 "$WORK/teardown")s;" \
-    "injections left: $(injections_in "$NS"); operator totals: peak RSS $(peak_rss_mib "$operator_pid") MiB, CPU $(cpu_seconds "$operator_pid") s" | tee -a "$WORK/log"
+  echo "round $1: teardown (pods, then faults deleted) until every fault and injection is gone: $(tail -1 "$WORK/teardown")s;" \
+    "operator totals: peak RSS $(peak_rss_mib "$operator_pid") MiB, CPU $(cpu_seconds "$operator_pid") s" | tee -a "$WORK/log"
   kill -INT "$operator_pid"
   wait "$operator_pid"
   operator_pid=
@@ -241,4 +249,4 @@ figure operator "steady state, $FAULTS faults over $PODS pods (fresh operator)" 
 figure operator "operator CPU to steady state" s "$WORK/cpu"
 figure operator "operator peak RSS" MiB "$WORK/rss"
 figure operator "API requests to steady state (audit log)" requests "$WORK/requests"
-figure operator "teardown: pods then faults deleted, to every fault gone" s "$WORK/teardown"
+figure operator "teardown: pods then faults deleted, to every fault and injection gone" s "$WORK/teardown"
