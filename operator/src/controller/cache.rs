@@ -8,12 +8,20 @@
 //! behind the operator's own writes, which the reconcile makes good itself: what it writes it
 //! keeps from the write's answer; and a deleted fault, which must not let go while an
 //! injection remains, lists its injections from the API server (see `sync`).
+//!
+//! The faults' own store can lag the same way: [`Written`] keeps the status the operator last
+//! wrote to each fault, so a reconcile handed the fault as it was before that write neither
+//! writes the same status again nor publishes its Events twice.
 
-use std::sync::Arc;
+use std::{
+    borrow::Cow,
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+};
 
 use futures::{FutureExt, StreamExt, stream::BoxStream};
 use k8s_openapi::api::core::v1::{Node, Pod, PodSpec, PodStatus};
-use kafka_shock_crds::KafkaFaultInjection;
+use kafka_shock_crds::{KafkaFault, KafkaFaultInjection, KafkaFaultStatus};
 use kube::{
     Api, Client, ResourceExt,
     core::PartialObjectMeta,
@@ -184,5 +192,48 @@ impl Cache {
             nodes: reflector::store().0,
             injections: reflector::store().0,
         }
+    }
+}
+
+/// The status this operator last wrote to each fault, by the fault's UID. Only the operator
+/// writes a fault's status, so that one is the newest, even when the faults' watch has not
+/// delivered it yet. Kept while the operator runs; a restarted operator starts from the
+/// statuses it reads.
+#[derive(Debug, Default)]
+pub struct Written(Mutex<HashMap<String, KafkaFaultStatus>>);
+
+impl Written {
+    /// `fault` with the newest status: the one last written, if the fault shows another.
+    pub fn newest<'a>(&self, fault: &'a KafkaFault) -> Cow<'a, KafkaFault> {
+        let known = fault
+            .uid()
+            .and_then(|uid| self.statuses().get(&uid).cloned());
+        match known {
+            Some(status) if fault.status.as_ref() != Some(&status) => {
+                let mut newer = fault.clone();
+                newer.status = Some(status);
+                Cow::Owned(newer)
+            }
+            _ => Cow::Borrowed(fault),
+        }
+    }
+
+    /// `status` was written to `fault`.
+    pub fn remember(&self, fault: &KafkaFault, status: &KafkaFaultStatus) {
+        if let Some(uid) = fault.uid() {
+            self.statuses().insert(uid, status.clone());
+        }
+    }
+
+    /// `fault` is gone.
+    pub fn forget(&self, fault: &KafkaFault) {
+        if let Some(uid) = fault.uid() {
+            self.statuses().remove(&uid);
+        }
+    }
+
+    fn statuses(&self) -> std::sync::MutexGuard<'_, HashMap<String, KafkaFaultStatus>> {
+        // A panic elsewhere leaves the map consistent: every change is one insert or remove.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

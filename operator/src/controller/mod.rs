@@ -161,6 +161,8 @@ pub struct Context {
     pub rails: GuardRails,
     /// The pods, nodes and injections, as the watches last saw them.
     pub cache: Cache,
+    /// The status last written to each fault.
+    pub written: Written,
 }
 
 impl Context {
@@ -176,6 +178,7 @@ impl Context {
             metrics,
             rails,
             cache,
+            written: Written::default(),
         }
     }
 }
@@ -248,6 +251,7 @@ async fn cleanup(fault: &KafkaFault, ctx: &Context) -> Result<Action, Error> {
         });
     }
     ctx.metrics.forget(&key(fault));
+    ctx.written.forget(fault);
     info!(fault = %fault.name_any(), "every injection is gone; releasing the fault");
     Ok(Action::await_change())
 }
@@ -262,6 +266,8 @@ struct Synced {
 
 /// The one pass of the pure core over a fault: read, decide, write the difference.
 async fn sync(fault: &KafkaFault, ctx: &Context) -> Result<Synced, Error> {
+    let newest = ctx.written.newest(fault);
+    let fault = newest.as_ref();
     let name = fault.name_any();
     let namespace = fault
         .namespace()
@@ -321,6 +327,7 @@ async fn sync(fault: &KafkaFault, ctx: &Context) -> Result<Synced, Error> {
     let status = roll_up(fault, &ctx.rails, &targets, &current, &now);
     if fault.status.as_ref() != Some(&status) {
         write_status(fault, &status, ctx).await?;
+        ctx.written.remember(fault, &status);
     }
     ctx.metrics.observe(&key(fault), status.phase, &current);
     Ok(Synced {
@@ -484,4 +491,4 @@ pub mod cache;
 #[cfg(test)]
 mod tests;
 
-pub use cache::Cache;
+pub use cache::{Cache, Written};

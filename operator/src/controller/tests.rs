@@ -151,7 +151,7 @@ async fn a_new_fault_first_gets_the_operators_finalizer() {
 
 /// What a reconcile wrote: the injections as stored, and the fault's status.
 #[derive(Default)]
-struct Written {
+struct Recorded {
     injections: Vec<Value>,
     status: Value,
 }
@@ -159,7 +159,7 @@ struct Written {
 /// The exchanges of a new fault's reconcile in the cluster of [`brokers`]: no request reads
 /// anything (the pods and injections come from the cache); an injection is applied for each
 /// Ready pod, the status written, and the Event of the selection published.
-async fn first_injection(mut server: ApiServer, written: Arc<Mutex<Written>>) {
+async fn first_injection(mut server: ApiServer, written: Arc<Mutex<Recorded>>) {
     for target in ["broker-0", "broker-1"] {
         let name = format!("reset-orders-{target}");
         let call = server
@@ -220,7 +220,7 @@ async fn first_injection(mut server: ApiServer, written: Arc<Mutex<Written>>) {
 
 #[tokio::test]
 async fn a_valid_fault_creates_one_injection_per_ready_pod_and_reports() {
-    let written = Arc::new(Mutex::new(Written::default()));
+    let written = Arc::new(Mutex::new(Recorded::default()));
     let cluster = cache(brokers(), &[]);
     let scenario = |server| first_injection(server, written.clone());
     let action = run_within(
@@ -235,7 +235,7 @@ async fn a_valid_fault_creates_one_injection_per_ready_pod_and_reports() {
 
 #[tokio::test]
 async fn an_unchanged_world_costs_no_request() {
-    let written = Arc::new(Mutex::new(Written::default()));
+    let written = Arc::new(Mutex::new(Recorded::default()));
     let cluster = cache(brokers(), &[]);
     let scenario = |server| first_injection(server, written.clone());
     run_within(
@@ -247,7 +247,7 @@ async fn an_unchanged_world_costs_no_request() {
     .await;
 
     // The watches then show what it wrote: reconciled again, it reads and writes nothing.
-    let Written { injections, status } = std::mem::take(&mut *written.lock().unwrap());
+    let Recorded { injections, status } = std::mem::take(&mut *written.lock().unwrap());
     let mut synced = finalized(fault("All", None));
     synced.status = Some(serde_json::from_value(status).unwrap());
     let cluster = cache(brokers(), &injections);
@@ -469,4 +469,43 @@ async fn a_deleted_fault_whose_pods_are_gone_releases_everything_and_goes() {
     )
     .await;
     assert_eq!(action, Action::await_change());
+}
+
+#[tokio::test]
+async fn a_fault_older_than_the_status_written_to_it_gets_no_second_write() {
+    // The injections are in place (the cache shows them) and the status is written once...
+    let written = Arc::new(Mutex::new(Recorded::default()));
+    let cluster = cache(brokers(), &[]);
+    let scenario = |server| first_injection(server, written.clone());
+    run_within(
+        GuardRails::default(),
+        cluster,
+        finalized(fault("All", None)),
+        scenario,
+    )
+    .await;
+    let injections = std::mem::take(&mut written.lock().unwrap().injections);
+
+    let (client, mut server) = api_server();
+    let ctx = Arc::new(Context::new(
+        client,
+        Arc::new(Metrics::default()),
+        GuardRails::default(),
+        cache(brokers(), &injections),
+    ));
+    let stale = finalized(fault("All", None));
+    let writes = tokio::spawn(async move {
+        let call = server
+            .expect(Method::PATCH, &format!("{FAULTS}/reset-orders/status"))
+            .await;
+        call.answer(stored_fault());
+        assert_eq!(event(&mut server).await, "Selected");
+        // ... then the server goes: any further request fails the reconcile below.
+    });
+    let first = reconcile(Arc::new(stale.clone()), ctx.clone());
+    assert_eq!(first.await.unwrap(), Action::requeue(RESYNC));
+    writes.await.unwrap();
+    // ... and the watch hands the fault over again as it was before that write.
+    let again = tokio::time::timeout(Duration::from_secs(10), reconcile(Arc::new(stale), ctx));
+    assert_eq!(again.await.unwrap().unwrap(), Action::requeue(RESYNC));
 }
