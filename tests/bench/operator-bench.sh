@@ -38,7 +38,13 @@ as_operator_cleanup() {
   kubectl delete kafkafaultinjections --all -n "$1" --wait=false >/dev/null 2>&1 || true
 }
 cleanup() {
-  [[ -n $operator_pid ]] && kill -INT "$operator_pid" 2>/dev/null && wait "$operator_pid" 2>/dev/null || true
+  if [[ -n $operator_pid ]] && kill -0 "$operator_pid" 2>/dev/null; then
+    # A failed round: the operator still runs, so it releases what it made once pods and faults go.
+    kubectl delete --raw "/api/v1/namespaces/$NS/pods?gracePeriodSeconds=0" >/dev/null 2>&1 || true
+    kubectl delete --raw "/apis/kafkashock.io/v1alpha1/namespaces/$NS/kafkafaults" >/dev/null 2>&1 || true
+    for _ in $(seq 120); do [[ $(kubectl get kafkafaults -n "$NS" -o name 2>/dev/null | wc -l) -eq 0 ]] && break; sleep 1; done
+    kill -INT "$operator_pid" 2>/dev/null && wait "$operator_pid" 2>/dev/null || true
+  fi
   # Whatever is left (a failed run): drop the finalizers, then the objects. Injections only
   # the operator's account may change (the chart's admission policy).
   for ns in "$NS" "$PEER_NS"; do
@@ -206,13 +212,18 @@ operator_round() { # ROUND
 
 # The peer's objects: the operator's injections, as the operator wrote them, for another namespace.
 peers_file() {
-  kubectl get kafkafaultinjections -n "$NS" -o json | python3 -c '
+  local attempt
+  for attempt in 1 2 3; do # a list this long can time out on a busy API server
+    kubectl get kafkafaultinjections -n "$NS" -o json --chunk-size=200 >"$WORK/injections.json" && break
+    [[ $attempt -lt 3 ]] || return 1
+  done
+  python3 -c '
 import json, sys
 items = json.load(sys.stdin)["items"]
 peers = [{"apiVersion": i["apiVersion"], "kind": i["kind"],
           "metadata": {"name": i["metadata"]["name"], "namespace": sys.argv[1], "labels": i["metadata"]["labels"]},
           "spec": i["spec"]} for i in items]
-json.dump({"apiVersion": "v1", "kind": "List", "items": peers}, sys.stdout)' "$PEER_NS" >"$WORK/peers.json"
+json.dump({"apiVersion": "v1", "kind": "List", "items": peers}, sys.stdout)' "$PEER_NS" <"$WORK/injections.json" >"$WORK/peers.json"
 }
 
 peer_round() { # ROUND
