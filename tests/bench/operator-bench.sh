@@ -59,6 +59,13 @@ cleanup() {
 trap cleanup EXIT
 
 now() { date +%s.%N; }
+# A collection delete, repeated until it returns: on a busy API server one can outlast the
+# request timeout (60 s) and be cut off with part of the collection left.
+delete_all() { # PATH
+  for _ in 1 2 3 4 5; do kubectl delete --raw "$1" >/dev/null 2>&1 && return 0; done
+  echo "bench: could not delete $1" >&2
+  return 1
+}
 since() { python3 -c "print(f'{$(now) - $1:.1f}')"; }
 past() { python3 -c "import sys; sys.exit(0 if $(now) - $1 > $2 else 1)"; } # START SECONDS
 
@@ -196,8 +203,8 @@ operator_round() { # ROUND
   fi
 
   t0=$(now)
-  kubectl delete --raw "/api/v1/namespaces/$NS/pods?gracePeriodSeconds=0" >/dev/null
-  kubectl delete --raw "/apis/kafkashock.io/v1alpha1/namespaces/$NS/kafkafaults" >/dev/null
+  delete_all "/api/v1/namespaces/$NS/pods?gracePeriodSeconds=0"
+  delete_all "/apis/kafkashock.io/v1alpha1/namespaces/$NS/kafkafaults"
   until [[ $(kubectl get kafkafaults -n "$NS" -o name | wc -l) -eq 0 && $(injections_in "$NS") -eq 0 ]]; do
     past "$t0" 600 && { echo "bench: faults still there after 600 s" >&2; exit 1; }
     sleep 1
