@@ -42,7 +42,9 @@ cleanup() {
     # A failed round: the operator still runs, so it releases what it made once pods and faults go.
     kubectl delete --raw "/api/v1/namespaces/$NS/pods?gracePeriodSeconds=0" >/dev/null 2>&1 || true
     kubectl delete --raw "/apis/kafkashock.io/v1alpha1/namespaces/$NS/kafkafaults" >/dev/null 2>&1 || true
-    for _ in $(seq 120); do [[ $(kubectl get kafkafaults -n "$NS" -o name 2>/dev/null | wc -l) -eq 0 ]] && break; sleep 1; done
+    local t0
+    t0=$(date +%s)
+    until [[ $(kubectl get kafkafaults -n "$NS" -o name 2>/dev/null | wc -l) -eq 0 ]] || (($(date +%s) - t0 > 90)); do sleep 1; done
     kill -INT "$operator_pid" 2>/dev/null && wait "$operator_pid" 2>/dev/null || true
   fi
   # Whatever is left (a failed run): drop the finalizers, then the objects. Injections only
