@@ -15,7 +15,7 @@ cd "$(dirname "$(readlink -f "$0")")/../.."
 # One line per bench: its name, then the script and its arguments (short round counts).
 BENCHES=(
   "operator operator-bench.sh 2"
-  "fault fault-bench.sh 5"
+  "fault fault-bench.sh 3"
   "inject inject-bench.sh 2"
   "inline inline-bench.sh 2"
   "proxy proxy-bench.sh 2"
