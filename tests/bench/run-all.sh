@@ -50,9 +50,10 @@ for line in "${BENCHES[@]}"; do
   [[ $status == ok ]] || tail -20 "$LOGS/$name.log" >&2
 done
 
-python3 - "$BENCH_FIGURES" "$LOGS/runs" "$RESULTS" "$README" "$((SECONDS - started))" <<'PY'
-import os, platform, re, subprocess, sys, time
-figures, runs, results, readme, total = sys.argv[1:6]
+skipped=$(for line in "${BENCHES[@]}"; do read -r name _ <<<"$line"; wanted "$name" || printf '%s ' "$name"; done)
+python3 - "$BENCH_FIGURES" "$LOGS/runs" "$RESULTS" "$README" "$((SECONDS - started))" "$skipped" <<'PY'
+import os, platform, re, sys, time
+figures, runs, results, readme, total, skipped = sys.argv[1:7]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
 mem = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal"))
 rows = [l.rstrip("\n").split("\t") for l in open(figures) if l.strip()]
@@ -71,6 +72,7 @@ body = [
     "compared); the peer is the same work done without kafka-shock or by another tool. The lab",
     "shares the machine's cores with the clients, the broker and the API server, so figures",
     "scatter: compare sides within one run.",
+    *([f"Not run this time: {', '.join(skipped.split())}."] if skipped.strip() else []),
     "",
     *table,
     "",
@@ -83,7 +85,8 @@ open(results, "w").write("\n".join(body))
 text = open(readme).read()
 begin, end = "<!-- bench-results:begin -->", "<!-- bench-results:end -->"
 if begin in text and end in text:
-    block = "\n".join([begin, f"From [tests/bench/RESULTS.md](tests/bench/RESULTS.md), {machine}:", "", *table, end])
+    note = f" (not run this time: {', '.join(skipped.split())})" if skipped.strip() else ""
+    block = "\n".join([begin, f"From [tests/bench/RESULTS.md](tests/bench/RESULTS.md), {machine}{note}:", "", *table, end])
     text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
     open(readme, "w").write(text)
 PY
