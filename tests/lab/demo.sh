@@ -12,14 +12,24 @@ ROOT=$(cd "$(dirname "$(readlink -f "$0")")/../.." && pwd)
 LAB=$ROOT/tests/lab/lab.sh
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-say "building kafka-shock (the agent/CLI and the operator)"
-cargo build -q --release -p kafka-shock-agent -p kafka-shock-operator --manifest-path "$ROOT/Cargo.toml"
-KS=${CARGO_TARGET_DIR:-$ROOT/target}/release/kafka-shock
-OPERATOR=${CARGO_TARGET_DIR:-$ROOT/target}/release/kafka-shock-operator
+# The two builds of a first run overlap: the release build of the two binaries the demo runs
+# (Rust, its long single-threaded link last) goes on while the lab builds (Go, Maven, pip).
+say "building kafka-shock (the agent/CLI and the operator, in release) while the lab comes up"
+BUILD_LOG=$(mktemp)
+cargo build -q --release -p kafka-shock-agent -p kafka-shock-operator --manifest-path "$ROOT/Cargo.toml" >"$BUILD_LOG" 2>&1 &
+build=$!
+trap 'kill "$build" 2>/dev/null || true; rm -f "$BUILD_LOG"' EXIT
 
 say "bringing up the lab (Kafka in network namespaces, kube-apiserver, clients)"
 "$LAB" status >/dev/null 2>&1 || "$LAB" up   # a running lab of any size will do
 eval "$("$LAB" env)"
+say "waiting for the kafka-shock build"
+wait "$build" || { cat "$BUILD_LOG" >&2; echo "demo: cargo build failed" >&2; exit 1; }
+trap - EXIT
+rm -f "$BUILD_LOG"
+BIN=$(cargo metadata -q --format-version 1 --no-deps --manifest-path "$ROOT/Cargo.toml" |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release
+KS=$BIN/kafka-shock
 BROKER_NS=${KSHOCK_LAB_BROKER_NETNS%%,*}
 
 say "the broker pods, as an operator sees them (kubectl get nodes,pods -A -o wide)"
