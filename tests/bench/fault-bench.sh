@@ -74,7 +74,7 @@ for round in $(seq "$ROUNDS"); do
   "$KS" inject -f "$WORK/fault.yaml" --netns "$NS" >"$WORK/inject.out" 2>&1 &
   injector=$!
   wait "$producer"
-  first_failure "$t0" >>"$WORK/inject.ms" 1
+  first_failure "$t0" >>"$WORK/inject.ms"
   t1=$(now)
   kill -INT "$injector"
   until_no_chains

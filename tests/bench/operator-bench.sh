@@ -183,10 +183,10 @@ operator_round() { # ROUND
   done
   steady=$(since "$t0")
   requests=$(audit_requests "$from" "$OPERATOR_USER")
-  echo "$steady" >>"$WORK/steady" 1
-  cpu_seconds "$operator_pid" >>"$WORK/cpu" 1
-  peak_rss_mib "$operator_pid" >>"$WORK/rss" 1
-  echo "${requests%% *}" >>"$WORK/requests" 1
+  echo "$steady" >>"$WORK/steady"
+  cpu_seconds "$operator_pid" >>"$WORK/cpu"
+  peak_rss_mib "$operator_pid" >>"$WORK/rss"
+  echo "${requests%% *}" >>"$WORK/requests"
   sleep 5 # settle: the status writes wake each fault once more
   reconciles=$(metric kafka_shock_operator_reconciles_total)
   errors=$(curl -s "http://$METRICS/metrics" | awk '/^kafka_shock_operator_reconcile_errors_total/ {sum += $2} END {print sum + 0}')
@@ -211,7 +211,7 @@ operator_round() { # ROUND
     past "$t0" 600 && { echo "bench: faults still there after 600 s" >&2; exit 1; }
     sleep 1
   done
-  since "$t0" >>"$WORK/teardown" 1
+  since "$t0" >>"$WORK/teardown"
   echo "round $1: teardown (pods, then faults deleted) until every fault and injection is gone: $(tail -1 "$WORK/teardown")s;" \
     "operator totals: peak RSS $(peak_rss_mib "$operator_pid") MiB, CPU $(cpu_seconds "$operator_pid") s" | tee -a "$WORK/log"
   kill -INT "$operator_pid"
@@ -241,7 +241,7 @@ peer_round() { # ROUND
   t0=$(now)
   # As the operator's account: the chart's admission policy refuses injections from anyone else.
   KUBECONFIG=$KSHOCK_OPERATOR_KUBECONFIG kubectl apply --server-side --field-manager=bench -f "$WORK/peers.json" >/dev/null
-  since "$t0" >>"$WORK/peer" 1
+  since "$t0" >>"$WORK/peer"
   echo "round $1: peer kubectl apply --server-side of $expected injections: $(tail -1 "$WORK/peer")s;" \
     "API requests $(audit_requests "$from" "$OPERATOR_USER")" | tee -a "$WORK/log"
   KUBECONFIG=$KSHOCK_OPERATOR_KUBECONFIG kubectl delete kafkafaultinjections --all -n "$PEER_NS" --wait=false >/dev/null
