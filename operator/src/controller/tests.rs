@@ -218,8 +218,9 @@ async fn first_injection(mut server: ApiServer, written: Arc<Mutex<Recorded>>) {
     assert_eq!(event(&mut server).await, "Selected");
 }
 
-#[tokio::test]
-async fn a_valid_fault_creates_one_injection_per_ready_pod_and_reports() {
+/// The first reconcile of the test fault in the cluster of [`brokers`] ([`first_injection`]):
+/// what it returned, and what it wrote.
+async fn first_reconcile() -> (Action, Recorded) {
     let written = Arc::new(Mutex::new(Recorded::default()));
     let cluster = cache(brokers(), &[]);
     let scenario = |server| first_injection(server, written.clone());
@@ -230,24 +231,21 @@ async fn a_valid_fault_creates_one_injection_per_ready_pod_and_reports() {
         scenario,
     )
     .await;
+    let recorded = std::mem::take(&mut *written.lock().unwrap());
+    (action, recorded)
+}
+
+#[tokio::test]
+async fn a_valid_fault_creates_one_injection_per_ready_pod_and_reports() {
+    let (action, _) = first_reconcile().await;
     assert_eq!(action, Action::requeue(RESYNC));
 }
 
 #[tokio::test]
 async fn an_unchanged_world_costs_no_request() {
-    let written = Arc::new(Mutex::new(Recorded::default()));
-    let cluster = cache(brokers(), &[]);
-    let scenario = |server| first_injection(server, written.clone());
-    run_within(
-        GuardRails::default(),
-        cluster,
-        finalized(fault("All", None)),
-        scenario,
-    )
-    .await;
+    let (_, Recorded { injections, status }) = first_reconcile().await;
 
     // The watches then show what it wrote: reconciled again, it reads and writes nothing.
-    let Recorded { injections, status } = std::mem::take(&mut *written.lock().unwrap());
     let mut synced = finalized(fault("All", None));
     synced.status = Some(serde_json::from_value(status).unwrap());
     let cluster = cache(brokers(), &injections);
@@ -474,17 +472,7 @@ async fn a_deleted_fault_whose_pods_are_gone_releases_everything_and_goes() {
 #[tokio::test]
 async fn a_fault_older_than_the_status_written_to_it_gets_no_second_write() {
     // The injections are in place (the cache shows them) and the status is written once...
-    let written = Arc::new(Mutex::new(Recorded::default()));
-    let cluster = cache(brokers(), &[]);
-    let scenario = |server| first_injection(server, written.clone());
-    run_within(
-        GuardRails::default(),
-        cluster,
-        finalized(fault("All", None)),
-        scenario,
-    )
-    .await;
-    let injections = std::mem::take(&mut written.lock().unwrap().injections);
+    let (_, Recorded { injections, .. }) = first_reconcile().await;
 
     let (client, mut server) = api_server();
     let ctx = Arc::new(Context::new(
