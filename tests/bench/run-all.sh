@@ -59,8 +59,11 @@ mem = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("Mem
 rows = [l.rstrip("\n").split("\t") for l in open(figures) if l.strip()]
 table = ["| bench | figure | unit | kafka-shock: min / median / max | peer: min / median / max | goal | met |",
          "|---|---|---|---|---|---|---|"]
+def tidy(cell):  # four significant digits: the rounds scatter more than that
+    four = lambda v: f"{v:.0f}" if v >= 1000 else f"{v:.4g}"
+    return re.sub(r"\d+\.\d{3,}", lambda m: four(float(m.group())), cell)
 for bench, name, unit, ours, peer, goal, met in rows:
-    table.append(f"| {bench} | {name} | {unit} | {ours} | {peer} | {goal} | {met} |")
+    table.append(f"| {bench} | {name} | {unit} | {tidy(ours)} | {tidy(peer)} | {goal} | {met} |")
 run_lines = [l.rstrip("\n").split("\t") for l in open(runs) if l.strip()]
 machine = (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {cpu}, {os.cpu_count()} cores, "
            f"{mem // 1024 // 1024} GiB, Linux {platform.release()}")
