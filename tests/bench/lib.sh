@@ -94,11 +94,11 @@ print(s["p50_us"], s["p99_us"], s["p999_us"], s["requests"], round(float(sys.arg
 # Rotates the words of the array named $1 by one: each round starts with the next mode.
 rotate() { local -n rot_=$1; rot_=("${rot_[@]:1}" "${rot_[0]}"); }
 # A row of RESULTS.md (tests/bench/run-all.sh), when BENCH_FIGURES names the file to add it to:
-# min/median/max over the rounds of column C of each file (one line a round); the peer's side by
-# side; the goal and whether the figures meet it (met / NOT met, as met prints).
-figure() { # BENCH NAME UNIT FILE C [PEER-NAME PEER-FILE [GOAL MET]]
+# min/median/max over the rounds of column C of FILE (one line a round), the peer's (column
+# PEER-C of PEER-FILE) side by side, the goal and whether the figures meet it (as met prints).
+figure() { # BENCH NAME UNIT FILE C [PEER-NAME PEER-FILE PEER-C [GOAL MET]]
   [[ -n ${BENCH_FIGURES:-} ]] || return 0
   local peer=""
-  [[ -n ${7:-} ]] && peer="$6: $(mmm "$7" "$5" | sed 's|/| / |g')"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$(mmm "$4" "$5" | sed 's|/| / |g')" "$peer" "${8:-}" "${9:-}" >>"$BENCH_FIGURES"
+  [[ -n ${7:-} ]] && peer="$6: $(mmm "$7" "$8" | sed 's|/| / |g')"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$(mmm "$4" "$5" | sed 's|/| / |g')" "$peer" "${9:-}" "${10:-}" >>"$BENCH_FIGURES"
 }

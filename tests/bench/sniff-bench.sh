@@ -22,7 +22,7 @@
 #    CPU from /proc/<pid>/stat, peak RSS (VmHWM) from /proc/<pid>/status, drops from each.
 #    Goal: <= 15% of a core per 10k requests/s, no drops, RSS <= 64 MiB.
 #
-# CPU and peak RSS of the file runs come from the kernel (wait4's rusage, through GNU time),
+# CPU and peak RSS of the file runs come from the kernel (wait4's rusage, in microseconds),
 # never from kafka-shock's own counters. Every figure is printed as min/median/max over the
 # rounds with its peer on the same line, and each goal as met / NOT met. The script brings the
 # lab up when it needs it (recording, live; run it under the lab lock) and leaves it to the
@@ -70,7 +70,6 @@ lab_up() {
 install_tools() {
   local missing=()
   command -v tshark >/dev/null || missing+=(tshark)
-  [[ -x /usr/bin/time ]] || missing+=(time)
   command -v tcpdump >/dev/null || missing+=(tcpdump)
   ((${#missing[@]})) || return 0
   log "installing ${missing[*]}"
@@ -140,7 +139,7 @@ record() { # FILE TRAFFIC-FUNCTION
 
 # --- the two sides ---------------------------------------------------------------------------
 
-# The commands timed, as argv (GNU time runs them): CMD NAME CAPTURE sets the array CMD.
+# The commands timed, as argv (measure runs them): CMD NAME CAPTURE sets the array CMD.
 # tshark_fields: the requests only (to a broker port), the fields kafka-shock prints of each.
 # tshark_stats: tshark's statistics mode, one count of requests per API key in the capture.
 command_of() { # NAME CAPTURE
@@ -189,15 +188,24 @@ api_key() { # NAME -> Kafka's api key (the APIs a capture of these clients holds
   esac
 }
 
-# Runs "$@" (stdout to /dev/null); appends "wall_s cpu_s maxrss_kib" to the file $1.
+# Runs "$@" (stdout to /dev/null); appends "wall_s cpu_s maxrss_kib" to the file $1. CPU (user +
+# sys) and peak RSS are the kernel's, from wait4's rusage at microsecond resolution (GNU time
+# prints hundredths of a second, too coarse for kafka-shock's tenth of a second).
 measure() {
-  local out=$1 start end
+  local out=$1
   shift
-  start=$EPOCHREALTIME
-  /usr/bin/time -f '%U %S %M' -o "$WORK/time" "$@" >/dev/null 2>"$WORK/stderr" ||
+  python3 -c 'import os, sys, time
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    os.execvp(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - start
+print(f"{wall:.4f} {usage.ru_utime + usage.ru_stime:.4f} {usage.ru_maxrss}")
+sys.exit(os.waitstatus_to_exitcode(status))' "$@" >"$WORK/time" 2>"$WORK/stderr" ||
     { cat "$WORK/stderr" >&2; die "failed: $*"; }
-  end=$EPOCHREALTIME
-  awk -v s="$start" -v e="$end" '{ printf "%.4f %.3f %d\n", e - s, $1 + $2, $3 }' "$WORK/time" >>"$out"
+  cat "$WORK/time" >>"$out"
 }
 
 bench_capture() { # CAPTURE NAME
