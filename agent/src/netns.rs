@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use kafka_shock_agent::pod_netns::{self, Candidate, PodKey, PodNetnsError};
+use kafka_shock_agent::pod_netns::{self, Candidate, FoundBy, PodKey, PodNetnsError};
 use nix::sched::{CloneFlags, setns};
 
 /// Why a namespace could not be named or entered.
@@ -77,13 +77,15 @@ impl NetnsTarget {
                 return find_pod(&PodKey {
                     uid: Some(uid.clone()),
                     ip: None,
-                });
+                })
+                .map(|(path, _)| path);
             }
             NetnsTarget::PodIp(ip) => {
                 return find_pod(&PodKey {
                     uid: None,
                     ip: Some(*ip),
-                });
+                })
+                .map(|(path, _)| path);
             }
             NetnsTarget::Named(name) => {
                 let path = Path::new("/run/netns").join(name);
@@ -114,13 +116,14 @@ impl NetnsTarget {
 }
 
 /// `/proc/<pid>/ns/net` of the one namespace that belongs to the pod `wanted` (by UID first,
-/// by address else), and its inode, which changes when the pod's sandbox is recreated.
-pub fn find_pod_namespace(wanted: &PodKey) -> Result<(PathBuf, u64), NetnsError> {
-    let path = find_pod(wanted)?;
+/// by address else), its inode, which changes when the pod's sandbox is recreated, and which of
+/// the two found it.
+pub fn find_pod_namespace(wanted: &PodKey) -> Result<(PathBuf, u64, FoundBy), NetnsError> {
+    let (path, found_by) = find_pod(wanted)?;
     let inode = std::fs::metadata(&path)
         .map_err(NetnsError::ScanProc)?
         .ino();
-    Ok((path, inode))
+    Ok((path, inode, found_by))
 }
 
 /// `/proc/<pid>/ns/net` of every network namespace a process is in, the host's included: where
@@ -132,8 +135,8 @@ pub fn every_namespace() -> Result<Vec<PathBuf>, NetnsError> {
         .collect())
 }
 
-/// `/proc/<pid>/ns/net` of the one namespace that belongs to the pod `wanted`.
-fn find_pod(wanted: &PodKey) -> Result<PathBuf, NetnsError> {
+/// `/proc/<pid>/ns/net` of the one namespace that belongs to the pod `wanted`, and how.
+fn find_pod(wanted: &PodKey) -> Result<(PathBuf, FoundBy), NetnsError> {
     // The CLI and the agent run in the host's namespace, so ours stands in for pid 1's when
     // pid 1 is hidden from us (as in a sandbox without hostPID).
     let host_inode = namespace_inode("1")
@@ -141,7 +144,10 @@ fn find_pod(wanted: &PodKey) -> Result<PathBuf, NetnsError> {
         .map_err(NetnsError::ScanProc)?;
     let candidates = scan_namespaces()?;
     let pod = pod_netns::pick(&candidates, wanted, host_inode)?;
-    Ok(PathBuf::from(format!("/proc/{}/ns/net", pod.pid)))
+    Ok((
+        PathBuf::from(format!("/proc/{}/ns/net", pod.pid)),
+        pod.found_by(wanted),
+    ))
 }
 
 fn namespace_inode(process: impl std::fmt::Display) -> std::io::Result<u64> {

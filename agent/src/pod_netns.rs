@@ -38,6 +38,34 @@ pub struct Candidate {
     pub addresses: BTreeSet<IpAddr>,
 }
 
+/// How a namespace was matched to its pod: by the pod UID in a member process's cgroup (the
+/// exact key, as the kubelet names pod cgroups), or by the pod's address (the fallback, for
+/// namespaces no kubelet made). The agent logs it when it starts enforcing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FoundBy {
+    PodUid,
+    PodIp,
+}
+
+impl fmt::Display for FoundBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FoundBy::PodUid => "pod UID in cgroup",
+            FoundBy::PodIp => "pod IP",
+        })
+    }
+}
+
+impl Candidate {
+    /// How this namespace, chosen by [`pick`] for `wanted`, matched it.
+    pub fn found_by(&self, wanted: &PodKey) -> FoundBy {
+        match (&self.pod_uid, &wanted.uid) {
+            (Some(found), Some(uid)) if found.eq_ignore_ascii_case(uid) => FoundBy::PodUid,
+            _ => FoundBy::PodIp,
+        }
+    }
+}
+
 /// Why no single namespace could be chosen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PodNetnsError {
@@ -304,6 +332,25 @@ Local:
             read(2, 40, &pod_cgroup, FIB_TRIE),
         ];
         assert_eq!(pick(&all, &key(Some(UID), None), 1).unwrap().pid, 40);
+    }
+
+    #[test]
+    fn says_how_it_found_the_namespace() {
+        let all = namespaces();
+        let by_uid = key(Some(&UID.to_uppercase()), Some("10.77.0.11"));
+        assert_eq!(
+            pick(&all, &by_uid, 1).unwrap().found_by(&by_uid),
+            FoundBy::PodUid
+        );
+        let by_ip = key(
+            Some("00000000-0000-0000-0000-000000000000"),
+            Some("10.77.0.11"),
+        );
+        assert_eq!(
+            pick(&all, &by_ip, 1).unwrap().found_by(&by_ip),
+            FoundBy::PodIp
+        );
+        assert_eq!(FoundBy::PodUid.to_string(), "pod UID in cgroup");
     }
 
     #[test]

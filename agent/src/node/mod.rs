@@ -25,7 +25,7 @@ use kafka_shock_agent::assignment::{
     Desired, Tally, desired, fault_spec_of, is_orphan, rule_id, status_for, time_until,
 };
 use kafka_shock_agent::plan::FaultPlan;
-use kafka_shock_agent::pod_netns::PodKey;
+use kafka_shock_agent::pod_netns::{FoundBy, PodKey};
 use kafka_shock_crds::injection::{FINALIZER, NODE_LABEL};
 use kafka_shock_crds::{
     ActionType, InjectionPhase, KafkaFaultInjection, KafkaFaultInjectionStatus,
@@ -315,7 +315,9 @@ async fn reconcile(
 }
 
 /// The pod's network namespace as it is now: by pod UID in cgroups, else by pod IP.
-async fn resolve(injection: &KafkaFaultInjection) -> Result<(std::path::PathBuf, u64), Error> {
+async fn resolve(
+    injection: &KafkaFaultInjection,
+) -> Result<(std::path::PathBuf, u64, FoundBy), Error> {
     let key = PodKey {
         uid: Some(injection.spec.pod_uid.clone()).filter(|uid| !uid.is_empty()),
         ip: injection.spec.pod_ip.parse::<IpAddr>().ok(),
@@ -336,7 +338,7 @@ async fn enforce(
         .map(|until| time_until(until, Timestamp::now()).min(RESYNC))
         .unwrap_or(RESYNC)
         .max(Duration::from_millis(100));
-    let (netns, inode) = match resolve(injection).await {
+    let (netns, inode, found_by) = match resolve(injection).await {
         Ok(found) => found,
         Err(error) => {
             // The pod is not (or no longer) on this node's kernel: nothing can be enforced,
@@ -360,6 +362,7 @@ async fn enforce(
     let placement = Placement {
         netns,
         netns_inode: inode,
+        found_by,
         generation: injection.metadata.generation,
     };
     let current = ctx.take_worker(uid);
@@ -445,7 +448,7 @@ fn start_worker(
             info!(injection = %log_name, "{line}");
         }
     });
-    info!(injection = %name, netns = %placement.netns.display(), "enforcing");
+    info!(injection = %name, netns = %placement.netns.display(), found_by = %placement.found_by, "enforcing");
     Worker::start(
         placement,
         Assignment {
@@ -492,7 +495,7 @@ async fn remove_rules(
     let tally = progress
         .as_ref()
         .map_or_else(|| tally_kept(injection), |p| tally_of(&p.stats));
-    if let Ok((netns, _)) = resolve(injection).await {
+    if let Ok((netns, _, _)) = resolve(injection).await {
         let id = rule_id(&ctx.node, uid);
         let removal = tokio::task::spawn_blocking(move || remove_leftovers(&netns, &id))
             .await

@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use kafka_shock_agent::plan::FaultPlan;
+use kafka_shock_agent::pod_netns::FoundBy;
 
 use crate::engine::Enforcer;
 use crate::session::{Log, Removal, Session, SessionStats, remove_fault};
@@ -36,6 +37,8 @@ pub struct Progress {
 pub struct Placement {
     pub netns: PathBuf,
     pub netns_inode: u64,
+    /// How the pod's namespace was found (pod UID or pod IP), for the logs.
+    pub found_by: FoundBy,
     pub generation: Option<i64>,
 }
 
