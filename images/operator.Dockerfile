@@ -1,27 +1,15 @@
 # syntax=docker/dockerfile:1
-# The kafka-shock operator image. Build from the repository root (the whole Cargo workspace is
-# the build context):
+# The kafka-shock operator image: the release binary, run as a non-root user; it writes nothing
+# to its root filesystem, which the chart mounts read-only. images/build.sh builds the binary
+# and this file with Docker or buildah:
 #
-#   docker build -f charts/kafka-shock/docker/operator.Dockerfile -t ghcr.io/kafka-shock/operator:0.1.0 .
+#   images/build.sh                       # ghcr.io/kafka-shock/operator:<chart appVersion>
 #
-# Not built in this repository's CI: the lab has no container engine (no Docker, no kubelet),
-# so the chart is checked against the real kube-apiserver without running these images.
-
-# Builder on Debian bookworm, the same glibc as the runtime stage below.
-FROM rust:1.95-bookworm AS builder
-WORKDIR /src
-COPY . .
-RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p kafka-shock-operator \
-    && install -D -m 0755 target/release/kafka-shock-operator /out/kafka-shock-operator
-
-FROM debian:bookworm-slim
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates \
-    && rm -rf /var/lib/apt/lists/*
-COPY --from=builder /out/kafka-shock-operator /usr/local/bin/kafka-shock-operator
-# The chart runs it as this non-root user with a read-only root filesystem.
+# The build context holds only the binary, which needs glibc and nothing else: BASE may be as
+# small as the lab's (Debian's libc6 and libgcc-s1, unpacked by mmdebstrap).
+ARG BASE=docker.io/library/debian:bookworm-slim
+FROM ${BASE}
+COPY kafka-shock-operator /usr/local/bin/kafka-shock-operator
 USER 65532:65532
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/kafka-shock-operator"]
