@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every kafka-shock test: formatting, lints, unit tests, and the lab tests on real Apache
-# Kafka, a real kube-apiserver and real iptables. Installs and builds what it needs first
-# (idempotently, cached under $KSHOCK_CACHE), and takes the lab down at the end, pass or fail.
+# Kafka, a real Kubernetes cluster (kubelets, containerd) and real iptables. Installs and builds
+# what it needs first (idempotently, cached under $KSHOCK_CACHE), and takes the lab down at the
+# end, pass or fail.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 [[ $(id -u) -eq 0 ]] || { echo "run-all: must run as root: the lab tests create network namespaces and iptables rules" >&2; exit 1; }
@@ -14,7 +15,7 @@ export CARGO_TERM_COLOR=never RUST_BACKTRACE=1
 started=$SECONDS
 section() { printf '\n== %s (%d s)\n' "$*" $((SECONDS - started)); }
 
-section "lab build (packages, Kafka jars, kube-apiserver/etcd/kubectl, helm, Python client)"
+section "lab build (packages, Kafka jars, Kubernetes, helm, CNI plugins, Python client, images)"
 tests/lab/lab.sh build
 trap 'tests/lab/lab.sh down || true' EXIT
 
@@ -26,6 +27,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 section "cargo build (binaries the lab tests run)"
 cargo build --workspace --bins --locked
+
+section "cargo build --release (the binaries of the agent and operator images the lab runs)"
+cargo build --release --locked -p kafka-shock-agent -p kafka-shock-operator --bins
 
 section "cargo test (unit, CRD drift and lab tests)"
 cargo test --workspace --locked --no-fail-fast

@@ -26,6 +26,10 @@ pub enum LabError {
     Kubeconfig(String),
     #[error("{0} is not built: run `cargo build -p kafka-shock-agent` (tests/run-all.sh does)")]
     MissingBinary(PathBuf),
+    #[error(
+        "{0} is not built: run `cargo build --release -p kafka-shock-agent -p kafka-shock-operator` (tests/run-all.sh does); the lab builds the product's images from it"
+    )]
+    MissingRelease(PathBuf),
     #[error("`{command}` did not become ready; its stderr:\n{stderr}")]
     NotReady { command: String, stderr: String },
     #[error("the lab harness needs root (network namespaces); run the tests as root")]

@@ -43,6 +43,28 @@ pub fn kafka_shock_bin() -> Result<PathBuf, LabError> {
     }
 }
 
+/// Where `cargo build --release` put kafka-shock and kafka-shock-operator: `target/release`
+/// beside this test binary's profile directory. The lab builds the product's images from them
+/// (`tests/run-all.sh` builds them before the tests run).
+pub fn release_dir() -> Result<PathBuf, LabError> {
+    let exe = std::env::current_exe().map_err(|source| LabError::Spawn {
+        command: "current_exe".into(),
+        source,
+    })?;
+    let release = exe
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .map(|target| target.join("release"))
+        .unwrap_or_default();
+    for binary in ["kafka-shock", "kafka-shock-operator"] {
+        if !release.join(binary).is_file() {
+            return Err(LabError::MissingRelease(release.join(binary)));
+        }
+    }
+    Ok(release)
+}
+
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -299,13 +321,17 @@ impl Lab {
         command
     }
 
-    /// kubectl against the lab's apiserver, as its admin.
     /// `iptables-save` and `ip6tables-save` of broker 0's namespace, one after the other.
     pub fn broker_rules(&self) -> String {
+        self.broker_rules_of(0)
+    }
+
+    /// `iptables-save` and `ip6tables-save` of broker `id`'s namespace, one after the other.
+    pub fn broker_rules_of(&self, id: usize) -> String {
         ["iptables-save", "ip6tables-save"]
             .iter()
             .map(|tool| {
-                stdout(&mut self.in_netns(&self.broker_netns()[0], tool))
+                stdout(&mut self.in_netns(&self.broker_netns()[id], tool))
                     .unwrap_or_else(|error| panic!("{error}"))
             })
             .collect::<Vec<_>>()
@@ -314,10 +340,41 @@ impl Lab {
 
     /// How many KSHOCK chains (IPv4 and IPv6) broker 0's namespace holds.
     pub fn broker_chains(&self) -> usize {
-        self.broker_rules()
+        self.broker_chains_of(0)
+    }
+
+    /// How many KSHOCK chains (IPv4 and IPv6) broker `id`'s namespace holds.
+    pub fn broker_chains_of(&self, id: usize) -> usize {
+        self.broker_rules_of(id)
             .lines()
             .filter(|line| line.starts_with(":KSHOCK-"))
             .count()
+    }
+
+    /// The host pid of broker `id`'s JVM (in its pod's network namespace).
+    pub fn broker_pid(&self, id: usize) -> u32 {
+        let pids = stdout(Command::new("ip").args(["netns", "pids", &self.broker_netns()[id]]))
+            .unwrap_or_else(|error| panic!("{error}"));
+        pids.lines()
+            .filter_map(|pid| pid.trim().parse::<u32>().ok())
+            .find(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|comm| comm.trim() == "java")
+            })
+            .unwrap_or_else(|| panic!("no JVM in broker {id}'s namespace (pids {pids:?})"))
+    }
+
+    /// Names each broker pod's current network namespace `ksl-broker-N` again (`lab.sh netns`),
+    /// after a test recreated broker pods itself (`kubectl delete pod`, a drain); waits until
+    /// every broker answers.
+    pub fn refresh_broker_netns(&self) -> Result<(), LabError> {
+        Lab::script(&["netns"]).map(drop)
+    }
+
+    /// `lab.sh restart-broker ID`: deletes broker `id`'s pod and waits until the StatefulSet's
+    /// new pod (new UID, new network namespace) serves and is named `ksl-broker-ID`.
+    pub fn restart_broker(&self, id: usize) -> Result<(), LabError> {
+        Lab::script(&["restart-broker", &id.to_string()]).map(drop)
     }
 
     /// Runs `tests/clients/<script>` with kafka-python in the client namespace against the
@@ -335,6 +392,7 @@ impl Lab {
             .unwrap_or_else(|error| panic!("{script:?} printed no JSON report ({error}): {report}"))
     }
 
+    /// kubectl against the lab's apiserver, as its admin.
     pub fn kubectl(&self) -> Command {
         self.host("kubectl")
     }

@@ -1,15 +1,20 @@
-# The lab's Apache Kafka: KRaft brokers (broker+controller in one process), each in its own
-# network namespace, run from the jars fetched by Maven with the machine's Java.
+# The lab's Apache Kafka: KRaft brokers (broker and controller in one process) running as pods
+# of a StatefulSet, from the lab's Kafka image, labelled as Strimzi labels its broker pods. Each
+# broker's configuration is generated here, in one place, into a ConfigMap (one file per pod);
+# its data lives on the host below $LAB_STATE, so a recreated pod starts from it, as from a
+# persistent volume.
 
 KAFKA_CLUSTER_ID=S2Fma2FTaG9ja0xhYjAwMA # base64url("KafkaShockLab000")
 BROKER_HEAP=${KSHOCK_LAB_BROKER_HEAP:--Xmx512m -Xms256m}
 KAFKA_CLASS=$LAB_DIR/bin/kafka-class
+KAFKA_DATA=$LAB_STATE/kafka
+KAFKA_UID=1001
 
-kafka_write_config() {
-  local id=$1 count=$2 dir=$LAB_STATE/broker-$1 voters="" i
+# server.properties of broker $1 in a cluster of $2 brokers.
+kafka_broker_config() {
+  local id=$1 count=$2 voters="" i
   for ((i = 0; i < count; i++)); do voters+="${voters:+,}$i@$(broker_ip "$i"):$CONTROLLER_PORT"; done
-  mkdir -p "$dir/data"
-  cat >"$dir/server.properties" <<PROPS
+  cat <<PROPS
 process.roles=broker,controller
 node.id=$id
 controller.quorum.voters=$voters
@@ -18,7 +23,7 @@ advertised.listeners=PLAINTEXT://$(broker_ip "$id"):$KAFKA_PORT,CONTROLLER://$(b
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
-log.dirs=$dir/data
+log.dirs=/var/lib/kafka/data
 num.partitions=1
 default.replication.factor=1
 offsets.topic.replication.factor=$((count < 3 ? 1 : 3))
@@ -31,19 +36,92 @@ auto.create.topics.enable=true
 PROPS
 }
 
-kafka_start_broker() {
-  local id=$1 count=$2 ns dir=$LAB_STATE/broker-$1
-  ns=$(broker_ns "$id")
-  pid_alive "$dir/pid" && return 0
-  kafka_write_config "$id" "$count"
-  if [[ ! -f $dir/data/meta.properties ]]; then
-    step "format the storage of broker $id" \
-      "$KAFKA_CLASS" kafka.tools.StorageTool format -t "$KAFKA_CLUSTER_ID" -c "$dir/server.properties" --ignore-formatted
-  fi
-  KAFKA_HEAP_OPTS=$BROKER_HEAP KAFKA_OPTS=-Dkafka.logs.dir=$dir KAFKA_LOG4J_CONFIG=$LAB_DIR/kafka/log4j2.properties \
-    ip netns exec "$ns" setsid bash -c 'echo $$ > "$1"; shift; exec "$@"' _ "$dir/pid" \
-    "$KAFKA_CLASS" kafka.Kafka "$dir/server.properties" >"$dir/broker.log" 2>&1 </dev/null &
-  wait_for 10 test -s "$dir/pid" || die "broker $id did not start (log: $dir/broker.log)"
+# The StatefulSet, its headless Service and the brokers' ConfigMap, for $1 brokers.
+kafka_manifests() {
+  local count=$1 id
+  cat <<YAML
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: $BROKER_SET-config, namespace: $POD_NAMESPACE}
+data:
+YAML
+  for ((id = 0; id < count; id++)); do
+    echo "  $(broker_pod "$id").properties: |"
+    kafka_broker_config "$id" "$count" | sed 's/^/    /'
+  done
+  cat <<YAML
+---
+apiVersion: v1
+kind: Service
+metadata: {name: $BROKER_SET, namespace: $POD_NAMESPACE}
+spec:
+  clusterIP: None
+  selector: {strimzi.io/cluster: $KAFKA_CLUSTER, strimzi.io/pool-name: brokers}
+  ports: [{name: kafka, port: $KAFKA_PORT}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: $BROKER_SET, namespace: $POD_NAMESPACE}
+spec:
+  serviceName: $BROKER_SET
+  replicas: $count
+  podManagementPolicy: Parallel
+  selector:
+    matchLabels: {strimzi.io/cluster: $KAFKA_CLUSTER, strimzi.io/pool-name: brokers}
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/name: kafka
+        strimzi.io/cluster: $KAFKA_CLUSTER
+        strimzi.io/kind: Kafka
+        strimzi.io/name: $KAFKA_CLUSTER-kafka
+        strimzi.io/pool-name: brokers
+        strimzi.io/broker-role: "true"
+        strimzi.io/controller-role: "true"
+    spec:
+      enableServiceLinks: false
+      terminationGracePeriodSeconds: 20
+      topologySpreadConstraints:
+      - maxSkew: 1
+        topologyKey: kubernetes.io/hostname
+        whenUnsatisfiable: ScheduleAnyway
+        labelSelector:
+          matchLabels: {strimzi.io/cluster: $KAFKA_CLUSTER, strimzi.io/pool-name: brokers}
+      securityContext: {runAsUser: $KAFKA_UID, runAsGroup: $KAFKA_UID}
+      containers:
+      - name: kafka
+        image: $KAFKA_IMAGE
+        imagePullPolicy: IfNotPresent
+        env:
+        - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+        - {name: KAFKA_CLUSTER_ID, value: $KAFKA_CLUSTER_ID}
+        - {name: KAFKA_HEAP_OPTS, value: "$BROKER_HEAP"}
+        ports:
+        - {name: kafka, containerPort: $KAFKA_PORT}
+        - {name: controller, containerPort: $CONTROLLER_PORT}
+        readinessProbe:
+          tcpSocket: {port: kafka}
+          periodSeconds: 2
+        resources:
+          requests: {cpu: 100m, memory: 512Mi}
+        volumeMounts:
+        - {name: config, mountPath: /etc/kafka}
+        - {name: data, mountPath: /var/lib/kafka/data, subPathExpr: \$(POD_NAME)}
+      volumes:
+      - name: config
+        configMap: {name: $BROKER_SET-config}
+      - name: data
+        hostPath: {path: $KAFKA_DATA, type: Directory}
+YAML
+}
+
+# The data directories the brokers' pods mount (the broker runs as $KAFKA_UID).
+kafka_make_data_dirs() {
+  local count=$1 id
+  for ((id = 0; id < count; id++)); do
+    mkdir -p "$KAFKA_DATA/$(broker_pod "$id")"
+    chown "$KAFKA_UID:$KAFKA_UID" "$KAFKA_DATA/$(broker_pod "$id")"
+  done
 }
 
 # A broker is ready once it answers a Metadata request listing every broker of the lab.
@@ -52,11 +130,22 @@ kafka_brokers_ready() {
   [[ $(ip netns exec "$CLIENT_NS" kcat -b "$(broker_ip 0):$KAFKA_PORT" -L -m 3 2>/dev/null | grep -c 'broker [0-9]* at') -ge $count ]]
 }
 
-kafka_up() {
+# Waits until the brokers answer, then names their namespaces (ksl-broker-N).
+kafka_wait_ready() {
   local count=$1 id
-  for ((id = 0; id < count; id++)); do kafka_start_broker "$id" "$count"; done
-  wait_for 90 kafka_brokers_ready "$count" ||
-    die "Kafka did not become ready in 90 s (logs: $LAB_STATE/broker-*/broker.log)"
+  wait_for 120 kafka_brokers_ready "$count" ||
+    die "Kafka did not become ready in 120 s (kubectl -n $POD_NAMESPACE logs $(broker_pod 0); kubectl -n $POD_NAMESPACE get pods)"
+  for ((id = 0; id < count; id++)); do
+    net_attach_broker "$id" || die "could not name the network namespace of broker $id"
+  done
+}
+
+kafka_up() {
+  local count=$1
+  kubectl create namespace "$POD_NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kafka_make_data_dirs "$count"
+  kafka_manifests "$count" | kubectl apply -f - >/dev/null
+  kafka_wait_ready "$count"
 }
 
 # Creates a topic from the client namespace with Kafka's own TopicCommand.
