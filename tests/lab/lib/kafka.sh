@@ -130,10 +130,13 @@ kafka_brokers_ready() {
   [[ $(ip netns exec "$CLIENT_NS" kcat -b "$(broker_ip 0):$KAFKA_PORT" -L -m 3 2>/dev/null | grep -c 'broker [0-9]* at') -ge $count ]]
 }
 
-# Waits until the brokers answer, then names their namespaces (ksl-broker-N).
+# Waits until the broker pods are Ready (as the operator selects them) and the brokers answer,
+# then names their namespaces (ksl-broker-N).
 kafka_wait_ready() {
   local count=$1 id
-  wait_for 120 kafka_brokers_ready "$count" ||
+  wait_for 120 kubectl -n "$POD_NAMESPACE" wait --for=condition=Ready pod \
+    -l "strimzi.io/cluster=$KAFKA_CLUSTER,strimzi.io/pool-name=brokers" --timeout=5s &&
+    wait_for 120 kafka_brokers_ready "$count" ||
     die "Kafka did not become ready in 120 s (kubectl -n $POD_NAMESPACE logs $(broker_pod 0); kubectl -n $POD_NAMESPACE get pods)"
   for ((id = 0; id < count; id++)); do
     net_attach_broker "$id" || die "could not name the network namespace of broker $id"
