@@ -66,6 +66,9 @@ running_brokers() { [[ -f $LAB_STATE/env ]] && sed -n 's/^KSHOCK_LAB_BROKERS=//p
 # Everything that could stop `up` halfway is checked before anything is created.
 preflight() {
   [[ -f $LAB_STATE/env ]] && return 0 # our own lab holds the ports and the bridge
+  if [[ -n $(ls -A "$LAB_STATE" 2>/dev/null) ]]; then
+    die "$LAB_STATE holds a lab left half made (an interrupted up, or a crash): run 'lab.sh down' first"
+  fi
   require_free_port "$APISERVER_PORT" "kube-apiserver" APISERVER
   require_free_port "$ETCD_CLIENT_PORT" "etcd client" ETCD
   require_free_port "$ETCD_PEER_PORT" "etcd peer" ETCD
