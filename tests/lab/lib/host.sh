@@ -18,7 +18,7 @@ HOST_SYSCTLS=(
 )
 # Directories outside $LAB_STATE that the kubelet (legacy log links), libcni (result cache)
 # and the containerd shims (sockets) create at fixed places.
-HOST_DIRS=(/var/lib/kubelet /var/log/containers /var/log/pods /var/lib/cni /run/containerd /etc/cni /opt/cni)
+HOST_DIRS=(/var/lib/kubelet /var/log/containers /var/log/pods /var/lib/cni /run/containerd)
 
 # Records the host as it is, once, before anything of the lab's Kubernetes runs.
 host_record() {
@@ -40,9 +40,13 @@ host_restore() {
   local kind key value
   while read -r kind key value; do
     case $kind in
-      sysctl) [[ $(sysctl -n "$key" 2>/dev/null) == "$value" ]] || sysctl -q -w "$key=$value" >/dev/null || log "could not restore $key=$value" ;;
-      absent) [[ -z $(host_mounts_below "$key") ]] && rm -rf "$key" ;;
-      absent-kube-chains) ;;
+      sysctl)
+        if [[ $(sysctl -n "$key" 2>/dev/null) != "$value" ]]; then
+          sysctl -q -w "$key=$value" >/dev/null || log "could not restore $key=$value"
+        fi ;;
+      absent)
+        # Never below a mount: that would remove what the mount shows.
+        if [[ -z $(host_mounts_below "$key") ]]; then rm -rf "$key"; else log "$key holds mounts: left"; fi ;;
     esac
   done <"$HOST_RECORD"
 }
