@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark of kafka-shock-operator on the lab's kube-apiserver, as root (no agent runs):
-#   1. baseline write cost: `kubectl apply` of 200 Pods (Running, Ready, over the 2 lab nodes)
-#      and of 1,000 KafkaFaults over them (modes All, One and Percent);
+#   1. baseline write cost: `kubectl apply` of 200 Pods (Running, Ready, over 2 hollow nodes:
+#      Node objects no kubelet runs, kept Ready by this script renewing their Leases, so the
+#      pods' status is the one written here) and of 1,000 KafkaFaults over them (modes All, One
+#      and Percent);
 #   2. operator cold start over them: time until every fault's status is rolled up for its
 #      generation and every injection exists, its peak RSS (VmHWM) and CPU seconds, its
 #      reconciles and errors;
@@ -9,8 +11,8 @@
 #      the writes the operator had to make;
 #   4. teardown: pods deleted, then the faults: time until every fault is gone (the operator
 #      releases the injections of vanished pods itself).
-# Runs as the chart's operator ServiceAccount. Cleans up what it made (the namespaces stay:
-# without a controller-manager a deleted namespace never finishes terminating).
+# Runs as the chart's operator ServiceAccount. Cleans up what it made (the namespaces stay, for
+# the next run).
 # Usage: flock /tmp/kshock-lab.lock tests/bench/operator-bench.sh [FAULTS] [PODS]
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/../.."
@@ -25,9 +27,12 @@ eval "$("$LAB" env)"
 cargo build -q --release -p kafka-shock-operator
 OPERATOR=${CARGO_TARGET_DIR:-target}/release/kafka-shock-operator
 WORK=$(mktemp -d)
+HOLLOW=(ksl-hollow-1 ksl-hollow-2)
 operator_pid=
+heartbeat_pid=
 cleanup() {
   [[ -n $operator_pid ]] && kill -INT "$operator_pid" 2>/dev/null && wait "$operator_pid" 2>/dev/null || true
+  [[ -n $heartbeat_pid ]] && kill "$heartbeat_pid" 2>/dev/null || true
   # Whatever is left (a failed run): drop the finalizers, then the objects.
   for ns in "$NS" "$PEER_NS"; do
     for kind in kafkafaultinjections kafkafaults; do
@@ -36,6 +41,10 @@ cleanup() {
       kubectl delete --raw "/apis/kafkashock.io/v1alpha1/namespaces/$ns/$kind" >/dev/null 2>&1 || true
     done
     kubectl delete --raw "/api/v1/namespaces/$ns/pods?gracePeriodSeconds=0" >/dev/null 2>&1 || true
+  done
+  for node in "${HOLLOW[@]}"; do
+    kubectl delete node "$node" --ignore-not-found >/dev/null 2>&1 || true
+    kubectl delete lease "$node" -n kube-node-lease --ignore-not-found >/dev/null 2>&1 || true
   done
   rm -rf "$WORK"
 }
@@ -47,7 +56,33 @@ since() { python3 -c "print(f'{$(now) - $1:.1f}')"; }
 # The chart, and a kubeconfig with the operator ServiceAccount's token.
 eval "$(tests/lab/lab.sh product up 2>/dev/null | sed 's/^/export /')"
 for ns in "$NS" "$PEER_NS"; do kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null; done
-read -r -a NODES <<<"$(echo "$KSHOCK_LAB_NODES" | tr , ' ')"
+# Hollow nodes: Ready Node objects whose Leases this script renews (as a kubelet would), so the
+# node lifecycle controller keeps them Ready; tainted, so the scheduler puts nothing there.
+hollow_heartbeat() {
+  local node
+  for node in "${HOLLOW[@]}"; do
+    kubectl apply -f - >/dev/null <<YAML
+apiVersion: coordination.k8s.io/v1
+kind: Lease
+metadata: {name: $node, namespace: kube-node-lease}
+spec: {holderIdentity: $node, leaseDurationSeconds: 40, renewTime: "$(date -u +%Y-%m-%dT%H:%M:%S.%6NZ)"}
+YAML
+  done
+}
+for node in "${HOLLOW[@]}"; do
+  kubectl apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Node
+metadata: {name: $node, labels: {kafkashock.io/hollow: "true"}}
+spec: {taints: [{key: kafkashock.io/hollow, value: "true", effect: NoSchedule}]}
+YAML
+  heartbeat=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  kubectl patch node "$node" --subresource=status --type=merge -p "{\"status\":{\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\",\"reason\":\"KubeletReady\",\"message\":\"hollow node of operator-bench\",\"lastHeartbeatTime\":\"$heartbeat\",\"lastTransitionTime\":\"$heartbeat\"}]}}" >/dev/null
+done
+hollow_heartbeat
+(while sleep 10; do hollow_heartbeat; done) &
+heartbeat_pid=$!
+NODES=("${HOLLOW[@]}")
 
 # The objects: pods spread over label groups and nodes; faults each selecting one group.
 python3 - "$WORK" "$PODS" "$FAULTS" "$GROUPS_" "$NS" "${NODES[@]}" >"$WORK/expected" <<'PY'
@@ -105,12 +140,14 @@ kubectl apply -f "$WORK/pods.json" >/dev/null
 pods_apply=$(since "$t0")
 t0=$(now)
 split -n l/8 "$WORK/statuses" "$WORK/status-part."
+patchers=()
 for part in "$WORK"/status-part.*; do
   while read -r pod status; do
     kubectl patch pod "$pod" -n "$NS" --subresource=status --type=merge -p "$status" >/dev/null
   done <"$part" &
+  patchers+=($!)
 done
-wait
+wait "${patchers[@]}" # not the hollow nodes' heartbeat
 pods_status=$(since "$t0")
 t0=$(now)
 kubectl apply -f "$WORK/faults.json" >/dev/null
