@@ -83,6 +83,10 @@ preflight() {
     ss -Hltn "sport = :$port" | grep -q . &&
       die "port $port (a kubelet's or kube-proxy's) is already in use on this host: does it run Kubernetes? $(ss -Hltnp "sport = :$port" | awk '{print $NF}' | head -1)"
   done
+  local free_mib
+  free_mib=$(df -Pm "$(dirname "$LAB_STATE")" | awk 'NR == 2 {print $4}')
+  ((free_mib >= 2048)) ||
+    die "only $free_mib MiB free for $LAB_STATE: the lab's containers and images need about 2 GiB"
   if host_has_kube_chains; then
     die "the host's iptables hold KUBE-* chains: Kubernetes networking runs here, or a lab crashed ('lab.sh down' removes a lab's)"
   fi
@@ -147,6 +151,8 @@ undo_failed_up() {
   rm -rf "$kept" && mkdir -p "$kept"
   find "$LAB_STATE" -name '*.log' -not -path '*/containerd/*' -exec cp --parents {} "$kept" \; 2>/dev/null || true
   kubectl get pods -A -o wide >"$kept/pods.txt" 2>&1 || true
+  kubectl describe nodes >"$kept/nodes.txt" 2>&1 || true
+  kubectl get events -A --sort-by=.lastTimestamp >"$kept/events.txt" 2>&1 || true
   log "up failed: removing what it started (logs kept in $kept)"
   cmd_down
 }

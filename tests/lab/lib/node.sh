@@ -95,8 +95,11 @@ TOML
 
 # The kubelet's configuration for node $1 (index $2): cgroupfs under a cgroup root of its own,
 # its own address and ports, x509 client auth (the apiserver's client certificate) and webhook
-# authorization, logs below the node's directory. Eviction and image garbage collection are
-# relaxed: the lab's images come from no registry, so a collected image could not come back.
+# authorization, logs below the node's directory. Image garbage collection is off: the lab's
+# images come from no registry, so a collected image could not come back. Only memory evicts:
+# the lab shares its disk with whatever else the host does, and a kubelet that sees disk
+# pressure taints its node, so nothing new would be scheduled (naming one signal leaves the
+# others at zero).
 node_write_kubelet_config() {
   local node=$1 index=$2 dir
   dir=$(node_dir "$node")
@@ -127,7 +130,7 @@ resolvConf: /etc/resolv.conf
 serializeImagePulls: false
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
-evictionHard: {memory.available: 100Mi, nodefs.available: 1%, nodefs.inodesFree: 1%, imagefs.available: 1%}
+evictionHard: {memory.available: 100Mi}
 containerLogMaxSize: 10Mi
 YAML
 }
