@@ -73,6 +73,9 @@ images_archive() {
       rm -f "$archive.tmp" &&
       buildah push -q "$ref" "oci-archive:$archive.tmp:$ref" &&
       mv "$archive.tmp" "$archive" || return 1
+    # The archive is what the lab imports; vfs keeps a full copy of every layer, so the built
+    # image goes (the Debian bases stay, for the next builds on them).
+    buildah rmi "$ref" >/dev/null
   fi
   echo "$archive"
 }
@@ -119,12 +122,16 @@ images_build_product() {
     "$REPO_DIR/images/agent.Dockerfile" "$REPO_DIR/images/operator.Dockerfile" \
     "$(images_base_ref agent-base)" "$(images_base_ref operator-base)")
   out=$IMAGES_CACHE/product/$key
+  # Images of earlier binaries are of no more use.
+  find "$IMAGES_CACHE/product" -mindepth 1 -maxdepth 1 -not -name "$key" -exec rm -rf {} + 2>/dev/null || true
   if [[ ! -f $out/images ]]; then
     rm -rf "$out" && mkdir -p "$out"
     "$REPO_DIR/images/build.sh" --engine buildah --bin-dir "$bin_dir" --output-dir "$out" \
       --agent-base "$(images_base_ref agent-base)" --operator-base "$(images_base_ref operator-base)" \
       >"$out/images.tmp" || return 1
     mv "$out/images.tmp" "$out/images"
+    # The archives are what the lab imports (see images_archive).
+    awk '{print $1}' "$out/images" | xargs -r buildah rmi >/dev/null
   fi
   cat "$out/images"
 }
