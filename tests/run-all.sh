@@ -22,6 +22,9 @@ trap 'tests/lab/lab.sh down || true' EXIT
 section "cargo fmt --check"
 cargo fmt --all --check
 
+section "size check (functions at most 100 lines, files at most 700 lines of non-test code)"
+python3 tests/check-size.py
+
 section "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

@@ -1,29 +1,34 @@
-//! The pure core of kafka-shock's agent and CLI.
+//! The pure core of kafka-shock's agent and CLI: every decision, none of the I/O. Packets,
+//! times, objects and texts go in; events, rules, verdicts and statuses come out. Nothing here
+//! opens a socket, runs a command, enters a namespace, reads a file or the clock, or talks to
+//! Kubernetes, so all of it is unit-tested and fuzzed without root (see
+//! `docs/architecture.md` for how the parts fit together).
 //!
-//! Everything here is deterministic and free of I/O, so that it can be unit
-//! tested and fuzzed without root, sockets or Kubernetes: parsing captured
-//! packets, TCP reassembly, Kafka framing and decoding, and the events and
-//! summaries `kafka-shock sniff` prints. The binary wires these to capture.
+//! The folders, each depending only on those above it (and on `kafka-shock-crds`, the API):
+//! - [`wire`]: link-layer frames to TCP segments, TCP reassembly, Kafka framing, and the
+//!   capture filter program;
+//! - [`decode`]: Kafka requests and responses to what a fault can match;
+//! - [`sniffer`]: the sans-I/O state machine from packets to decoded [`sniffer::event`]s, and
+//!   the summary `sniff` prints;
+//! - [`rules`]: the iptables rule compiler, the desired-vs-actual diff, and who owns a chain;
+//! - [`fault`]: a fault's terms made enforceable ([`fault::FaultPlan`]) and its match
+//!   evaluated on decoded requests ([`fault::RequestMatcher`]);
+//! - [`inline`]: the Inline decider, one verdict per queued packet;
+//! - [`assignment`]: what the node agent does about one injection, and which network
+//!   namespace is a pod's.
+//!
+//! The binary (`main.rs`) holds the commands and the I/O edges that feed this core.
 #![forbid(unsafe_code)]
 
 pub mod assignment;
-pub mod bpf;
 pub mod decode;
-pub mod event;
-pub mod frame;
+pub mod fault;
 pub mod inline;
-pub mod lease;
-pub mod matching;
-pub mod packet;
-pub mod plan;
-pub mod pod_netns;
-pub mod reassembly;
 pub mod rules;
 pub mod sniffer;
-pub mod span;
-pub mod summary;
 #[cfg(test)]
 mod test_rng;
+pub mod wire;
 
 /// A hash map for the per-packet lookups (connections, correlation ids, topic ids): foldhash is
 /// several times faster than std's SipHash on these small keys, and its per-process random

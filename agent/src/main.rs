@@ -1,25 +1,15 @@
-//! `kafka-shock`: the command line of kafka-shock's agent on one machine, without Kubernetes.
-//! `sniff` decodes a broker's Kafka traffic, live from its network namespace or from a capture.
+//! `kafka-shock`: the command line (`sniff`, `inject`, `rules`, `clean`) and the node agent
+//! (`agent`). The binary holds the [`commands`] and the I/O [`edges`] they drive; every
+//! decision is the library's (`kafka_shock_agent`, the pure core). See `docs/architecture.md`.
 #![forbid(unsafe_code)]
 
-mod capture;
-mod clock;
-mod engine;
-mod firewall;
-mod inject;
-mod netns;
-mod nfqueue;
-mod node;
-mod output;
-mod rules_cmd;
-mod session;
-mod sniff;
-mod topic_probe;
+mod commands;
+mod edges;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use commands::{agent, clean, inject, rules, sniff};
 
 #[derive(Parser)]
 #[command(
@@ -39,11 +29,11 @@ enum Command {
     /// Enforce a KafkaFault (YAML) in a broker's network namespace until it ends.
     Inject(inject::InjectArgs),
     /// Show the rules kafka-shock has installed in a network namespace.
-    Rules(rules_cmd::TargetArgs),
+    Rules(rules::RulesArgs),
     /// Remove every rule kafka-shock installed, in one namespace or all of them.
-    Clean(rules_cmd::CleanArgs),
+    Clean(clean::CleanArgs),
     /// Run as the node agent: enforce the KafkaFaultInjections of this node (Kubernetes).
-    Agent(node::AgentArgs),
+    Agent(agent::AgentArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,20 +45,13 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KAFKA_SHOCK_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    kafka_shock_daemon::logging::init(default_level, kafka_shock_daemon::LogFormat::Text);
     let outcome = match cli.command {
         Command::Sniff(args) => sniff::run(args),
         Command::Inject(args) => inject::run(args),
-        Command::Rules(args) => rules_cmd::list(args),
-        Command::Clean(args) => rules_cmd::clean(args),
-        Command::Agent(args) => node::run(args),
+        Command::Rules(args) => rules::run(args),
+        Command::Clean(args) => clean::run(args),
+        Command::Agent(args) => agent::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

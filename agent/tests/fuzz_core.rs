@@ -30,10 +30,12 @@ use bytes::Bytes;
 use kafka_shock_agent::decode::{
     REQUEST_PROBE_LEN, decode_request, decode_response, plausible_request_start,
 };
-use kafka_shock_agent::event::Event;
-use kafka_shock_agent::frame::{BoundaryCheck, FrameEvent, Framer, FramerConfig, FramingCounters};
-use kafka_shock_agent::packet::LinkType;
+use kafka_shock_agent::sniffer::event::Event;
 use kafka_shock_agent::sniffer::{Counters, Sniffer, SnifferConfig};
+use kafka_shock_agent::wire::frame::{
+    BoundaryCheck, FrameEvent, Framer, FramerConfig, FramingCounters,
+};
+use kafka_shock_agent::wire::packet::LinkType;
 use serde_json::Value;
 use support::*;
 
@@ -655,8 +657,8 @@ fn ip_of(packet: &Packet) -> &[u8] {
 /// end); held packets and bytes never exceed the budget; buffered bytes stay under the bound
 /// the configuration implies.
 fn run_inline(seed: u64) {
+    use kafka_shock_agent::fault::RequestMatcher;
     use kafka_shock_agent::inline::{Action, Decider, InlineConfig};
-    use kafka_shock_agent::matching::RequestMatcher;
 
     let (packets, _, _) = generate(seed);
     let mut rng = Rng::new(seed ^ 0x1e1e);

@@ -97,6 +97,18 @@ pub enum ActionType {
     Delay,
 }
 
+impl ActionType {
+    /// What happened to a request this action hit, as the agent's and the CLI's lines say it:
+    /// `reset`, `dropped` or `delayed`.
+    pub fn word(self) -> &'static str {
+        match self {
+            ActionType::Reject => "reset",
+            ActionType::Drop => "dropped",
+            ActionType::Delay => "delayed",
+        }
+    }
+}
+
 /// How the agent enforces a fault: Auto picks the cheapest mode that can express it;
 /// Signature compiles the match into kernel rules on request bytes (no userspace in the data
 /// path, but it misses requests split across segments and later requests in a segment);

@@ -7,12 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    action::{Action, Enforcement},
-    duration::parse_duration,
-    injection::InjectionPhase,
-    matching::{FaultMatch, default_ports},
-};
+use crate::{duration::parse_duration, injection::InjectionPhase, terms::FaultTerms};
 
 /// What a KafkaFault does: which broker pods it targets, which Kafka requests it hits, and what
 /// happens to them.
@@ -88,23 +83,9 @@ pub struct KafkaFaultSpec {
     #[schemars(range(min = 1))]
     pub value: Option<u32>,
 
-    /// The broker listener ports whose traffic the fault inspects.
-    #[serde(default = "default_ports")]
-    #[schemars(length(min = 1, max = 16), inner(range(min = 1)))]
-    #[x_kube(merge_strategy = ListMerge::Set)]
-    pub ports: Vec<u16>,
-
-    /// Which requests the fault hits; every condition set must hold, and an empty match hits
-    /// every request.
-    #[serde(default, rename = "match")]
-    pub match_: FaultMatch,
-
-    /// What happens to each matched request.
-    pub action: Action,
-
-    /// How the agent enforces the fault; Auto picks the cheapest mode that can express it.
-    #[serde(default)]
-    pub enforcement: Enforcement,
+    /// The ports, match, action and enforcement, at spec level.
+    #[serde(flatten)]
+    pub terms: FaultTerms,
 
     /// How long the fault lasts once injected, e.g. 5m or 1h30m. Absent: until deleted. The
     /// agents end it on time even when the operator is down.
@@ -259,9 +240,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::{ActionType, matching::DEFAULT_KAFKA_PORT};
+    use crate::{ActionType, Enforcement, FaultMatch, matching::DEFAULT_KAFKA_PORT};
 
-    /// The example of DESIGN.md, every field set, with a status as the operator writes it.
+    /// The example of docs/architecture.md, every field set, with a status as the operator writes
+    /// it.
     const FULL: &str = r#"
 apiVersion: kafkashock.io/v1alpha1
 kind: KafkaFault
@@ -305,13 +287,19 @@ status:
     fn full_example_round_trips() {
         let fault: KafkaFault = serde_yaml::from_str(FULL).unwrap();
         let spec = &fault.spec;
-        assert_eq!(spec.match_.api_keys, ["Produce"]);
-        assert_eq!(spec.match_.source_cidrs, ["10.0.0.0/8"]);
+        assert_eq!(spec.terms.match_.api_keys, ["Produce"]);
+        assert_eq!(spec.terms.match_.source_cidrs, ["10.0.0.0/8"]);
         assert_eq!(
-            spec.match_.client_id.as_ref().unwrap().exact.as_deref(),
+            spec.terms
+                .match_
+                .client_id
+                .as_ref()
+                .unwrap()
+                .exact
+                .as_deref(),
             Some("checkout-svc")
         );
-        assert_eq!(spec.action.delay(), Some(Duration::from_millis(500)));
+        assert_eq!(spec.terms.action.delay(), Some(Duration::from_millis(500)));
         assert_eq!(spec.duration(), Some(Duration::from_secs(300)));
         let status = fault.status.as_ref().unwrap();
         assert_eq!(status.phase, FaultPhase::Active);
@@ -330,7 +318,7 @@ status:
         }
         let again: KafkaFault = serde_yaml::from_str(&yaml).unwrap();
         assert_eq!(again, fault);
-        // The DESIGN example shows every field at once; a delay on a Reject is not meaningful.
+        // The example shows every field at once; a delay on a Reject is not meaningful.
         assert_eq!(
             fault.spec.validate().unwrap_err(),
             [crate::SpecError::UnusedDelay {
@@ -352,13 +340,13 @@ spec:
 "#;
         let fault: KafkaFault = serde_yaml::from_str(minimal).unwrap();
         let spec = &fault.spec;
-        assert_eq!(spec.ports, [DEFAULT_KAFKA_PORT]);
+        assert_eq!(spec.terms.ports, [DEFAULT_KAFKA_PORT]);
         assert_eq!(spec.mode, TargetMode::All);
         assert_eq!(spec.value, None);
-        assert_eq!(spec.enforcement, Enforcement::Auto);
-        assert_eq!(spec.action.probability, 100);
-        assert_eq!(spec.action.delay(), None);
-        assert_eq!(spec.match_, FaultMatch::default());
+        assert_eq!(spec.terms.enforcement, Enforcement::Auto);
+        assert_eq!(spec.terms.action.probability, 100);
+        assert_eq!(spec.terms.action.delay(), None);
+        assert_eq!(spec.terms.match_, FaultMatch::default());
         assert_eq!(spec.duration(), None);
         assert!(!spec.paused && !spec.dry_run);
         assert_eq!(fault.status, None);

@@ -2,25 +2,14 @@
 //! pod's node.
 //!
 //! Dispatch goes through the API rather than a private RPC, so it survives restarts, shows in
-//! kubectl, and leaves no open port on a privileged agent.
+//! kubectl, and leaves no open port on a privileged agent. Its labels, finalizer and name are
+//! in [`crate::contract`].
 
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    action::{Action, Enforcement},
-    matching::{FaultMatch, default_ports},
-};
-
-/// The label holding the node an injection's pod runs on, so each agent watches only its own.
-pub const NODE_LABEL: &str = "kafkashock.io/node";
-
-/// The label holding the name of the KafkaFault an injection belongs to.
-pub const FAULT_LABEL: &str = "kafkashock.io/fault";
-
-/// The finalizer that keeps an injection until the agent has removed its rules.
-pub const FINALIZER: &str = "kafkashock.io/rules";
+use crate::terms::FaultTerms;
 
 /// Everything the agent needs to enforce one fault on one pod, with no further lookups.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -70,22 +59,9 @@ pub struct KafkaFaultInjectionSpec {
     /// The node the pod runs on: the agent there enforces this injection.
     pub node_name: String,
 
-    /// The broker listener ports whose traffic is inspected.
-    #[serde(default = "default_ports")]
-    #[schemars(length(min = 1, max = 16), inner(range(min = 1)))]
-    #[x_kube(merge_strategy = ListMerge::Set)]
-    pub ports: Vec<u16>,
-
-    /// Which requests to hit, copied from the fault.
-    #[serde(default, rename = "match")]
-    pub match_: FaultMatch,
-
-    /// What to do to each matched request, copied from the fault.
-    pub action: Action,
-
-    /// How to enforce, copied from the fault.
-    #[serde(default)]
-    pub enforcement: Enforcement,
+    /// The fault's ports, match, action and enforcement, copied from it, at spec level.
+    #[serde(flatten)]
+    pub terms: FaultTerms,
 
     /// When the agent must remove the rules on its own, even if the operator is down
     /// (RFC 3339). Absent: until the injection is deleted.
@@ -164,7 +140,7 @@ fn is_zero(count: &u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ActionType, ClientIdMatch};
+    use crate::{ActionType, ClientIdMatch, Enforcement, FAULT_LABEL, FINALIZER, NODE_LABEL};
 
     #[test]
     fn round_trips_with_camel_case_names() {
@@ -205,12 +181,12 @@ status:
         );
         let spec = &injection.spec;
         assert_eq!(spec.pod_ips, ["10.1.0.7", "fd00::7"]);
-        assert_eq!(spec.ports, [9092]);
-        assert_eq!(spec.enforcement, Enforcement::Auto);
+        assert_eq!(spec.terms.ports, [9092]);
+        assert_eq!(spec.terms.enforcement, Enforcement::Auto);
         assert!(!spec.paused);
-        assert_eq!(spec.action.type_, ActionType::Reject);
+        assert_eq!(spec.terms.action.type_, ActionType::Reject);
         assert_eq!(
-            spec.match_.client_id,
+            spec.terms.match_.client_id,
             Some(ClientIdMatch {
                 prefix: Some("checkout-".into()),
                 ..ClientIdMatch::default()

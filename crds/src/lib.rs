@@ -8,24 +8,39 @@
 //! [`KafkaFaultSpec::validate`] checks the same and what the server cannot (regexes, CIDRs,
 //! API names, durations). The checked-in CRD YAML is written by the `crdgen` binary from
 //! [`crd_files`], and a test fails when it drifts.
+//!
+//! [`contract`] holds what the operator and the agents agree on beyond the fields (labels,
+//! finalizers, names, rule ids, the stable [`hash`]). This crate depends on nothing else of
+//! kafka-shock; the operator and the agent build on it. See `docs/architecture.md`.
 #![forbid(unsafe_code)]
 
 pub mod action;
+pub mod contract;
 pub mod crdgen;
 pub mod duration;
 pub mod fault;
+pub mod hash;
 pub mod injection;
 pub mod matching;
+pub mod selector;
+pub mod terms;
 pub mod validate;
 
 pub use action::{Action, ActionType, Enforcement};
+pub use contract::{
+    FAULT_FINALIZER, FAULT_LABEL, FINALIZER, NODE_LABEL, injection_name, label_value,
+    parse_rule_id, rule_id,
+};
 pub use crdgen::{CrdFile, RenderError, crd_files};
 pub use duration::{DurationError, parse_duration};
 pub use fault::{
     FaultPhase, KafkaFault, KafkaFaultSpec, KafkaFaultStatus, TargetMode, TargetStatus,
 };
+pub use hash::{fnv1a64, stable_hash};
 pub use injection::{
     InjectionPhase, KafkaFaultInjection, KafkaFaultInjectionSpec, KafkaFaultInjectionStatus,
 };
 pub use matching::{ApiVersionRange, Cidr, ClientIdMatch, FaultMatch};
+pub use selector::{SelectorError, parse_selector};
+pub use terms::FaultTerms;
 pub use validate::SpecError;

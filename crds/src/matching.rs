@@ -3,7 +3,11 @@
 //! The match is shared, unchanged, by `KafkaFault` (what the user asks for) and
 //! `KafkaFaultInjection` (what the agent enforces), so the CEL rules it carries guard both.
 
-use std::{fmt, net::IpAddr, str::FromStr};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    str::FromStr,
+};
 
 use kafka_protocol::messages::ApiKey;
 use kube::KubeSchema;
@@ -148,8 +152,10 @@ pub enum CidrError {
 }
 
 /// A parsed `sourceCIDRs` entry: an address and how many leading bits of it are significant.
-/// Accepts what Kubernetes' CEL `isCIDR()` accepts, host bits included (`10.0.0.1/8`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Accepts what Kubernetes' CEL `isCIDR()` accepts, host bits included (`10.0.0.1/8`), and
+/// shows as written; [`Cidr::network`] is the block as a kernel rule states it. The one CIDR
+/// type of kafka-shock: validation, request matching and the rule compiler all use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Cidr {
     /// The address as written.
     pub addr: IpAddr,
@@ -158,6 +164,34 @@ pub struct Cidr {
 }
 
 impl Cidr {
+    /// The block of one host: `/32`, or `/128` for IPv6 (an IPv4-mapped IPv6 address is taken
+    /// as the IPv4 address it carries, as the packets carrying it are IPv4 on the wire).
+    pub fn host(addr: IpAddr) -> Self {
+        let addr = addr.to_canonical();
+        let prefix_len = if addr.is_ipv4() { 32 } else { 128 };
+        Self { addr, prefix_len }
+    }
+
+    /// The block in canonical form, as a kernel rule states it: host bits cleared, and an
+    /// IPv4-mapped IPv6 block of at least 96 bits as the IPv4 block it maps. Equal blocks then
+    /// compare and show equal (`10.1.2.3/8` is `10.0.0.0/8`).
+    pub fn network(&self) -> Self {
+        let (addr, prefix_len) = match self.addr {
+            IpAddr::V6(v6) if self.prefix_len >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => (IpAddr::V4(v4), self.prefix_len - 96),
+                None => (self.addr, self.prefix_len),
+            },
+            other => (other, self.prefix_len),
+        };
+        let addr = match addr {
+            IpAddr::V4(v4) => IpAddr::V4(Ipv4Addr::from(
+                mask(u32::from(v4).into(), prefix_len, 32) as u32,
+            )),
+            IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(mask(v6.into(), prefix_len, 128))),
+        };
+        Self { addr, prefix_len }
+    }
+
     /// Whether `ip` falls inside this block (never across address families).
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
@@ -173,6 +207,14 @@ impl Cidr {
             _ => false,
         }
     }
+}
+
+/// `bits` (a `width`-bit number) with all but its top `prefix_len` bits cleared.
+fn mask(bits: u128, prefix_len: u8, width: u32) -> u128 {
+    let ignored = width - u32::from(prefix_len);
+    bits.checked_shr(ignored)
+        .and_then(|top| top.checked_shl(ignored))
+        .unwrap_or(0)
 }
 
 /// Compares the top `prefix_len` bits of two `width`-bit numbers.
@@ -273,5 +315,25 @@ mod tests {
         let host: Cidr = "fd00::1/128".parse().unwrap();
         assert!(host.contains("fd00::1".parse().unwrap()));
         assert!(!host.contains("fd00::2".parse().unwrap()));
+    }
+
+    #[test]
+    fn cidrs_parse_and_mask() {
+        let network = |text: &str| text.parse::<Cidr>().unwrap().network().to_string();
+        assert_eq!(network("10.1.2.3/8"), "10.0.0.0/8");
+        assert_eq!(
+            Cidr::host("fd00::1".parse().unwrap()).to_string(),
+            "fd00::1/128"
+        );
+        assert_eq!(
+            Cidr::host("::ffff:10.0.0.1".parse().unwrap()).to_string(),
+            "10.0.0.1/32"
+        );
+        assert_eq!(network("::ffff:10.0.0.1/104"), "10.0.0.0/8");
+        assert_eq!(network("fd00::1:2/64"), "fd00::/64");
+        assert_eq!(network("0.0.0.0/0"), "0.0.0.0/0");
+        assert_eq!(network("::/0"), "::/0");
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("x/8".parse::<Cidr>().is_err());
     }
 }

@@ -1,7 +1,8 @@
 //! [`KafkaFaultSpec::validate`]: every check the CRD's schema and CEL rules make, plus those
 //! the API server cannot make (regexes compile, CIDRs parse, API names are known, durations
 //! read). The operator runs it before acting and reports the result in the `Valid` condition;
-//! the CLI runs it before applying.
+//! the CLI runs it before applying. [`FaultTerms::validate`] is its part both kinds share:
+//! the agent runs it on each injection before enforcing it.
 
 use std::collections::HashSet;
 
@@ -12,6 +13,8 @@ use crate::{
     duration::{DurationError, MAX_DURATION, MAX_DURATION_TEXT, parse_duration},
     fault::{KafkaFaultSpec, TargetMode},
     matching::{Cidr, CidrError, FaultMatch, api_key_by_name},
+    selector::{SelectorError, selector_errors},
+    terms::FaultTerms,
 };
 
 /// One thing wrong with a fault spec. Every message starts with the path of the field at fault.
@@ -23,13 +26,8 @@ pub enum SpecError {
     )]
     EmptySelector,
     /// A matchExpressions entry Kubernetes would refuse when listing pods.
-    #[error("spec.selector.matchExpressions[{index}]: {problem}")]
-    BadSelectorExpression {
-        /// Position in matchExpressions.
-        index: usize,
-        /// What is wrong with it.
-        problem: String,
-    },
+    #[error("spec.selector.{0}")]
+    Selector(#[from] SelectorError),
     /// Mode Fixed or Percent without a value.
     #[error("spec.value: required when mode is {0:?}")]
     MissingValue(TargetMode),
@@ -153,10 +151,7 @@ impl KafkaFaultSpec {
         let mut errors = Vec::new();
         check_selector(&self.selector, &mut errors);
         check_mode(self.mode, self.value, &mut errors);
-        check_ports(&self.ports, &mut errors);
-        check_match(&self.match_, &mut errors);
-        check_action(&self.action, &mut errors);
-        check_enforcement(self, &mut errors);
+        self.terms.check(&mut errors);
         if let Some(duration) = &self.duration {
             check_duration("spec.duration", duration, false, &mut errors);
         }
@@ -168,26 +163,35 @@ impl KafkaFaultSpec {
     }
 }
 
+impl FaultTerms {
+    /// Checks the ports, match, action and enforcement, as [`KafkaFaultSpec::validate`] does
+    /// for a fault: what the agent runs before enforcing an injection (or a CLI file, which
+    /// no API server has seen).
+    pub fn validate(&self) -> Result<(), Vec<SpecError>> {
+        let mut errors = Vec::new();
+        self.check(&mut errors);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn check(&self, errors: &mut Vec<SpecError>) {
+        check_ports(&self.ports, errors);
+        check_match(&self.match_, errors);
+        check_action(&self.action, errors);
+        check_enforcement(self, errors);
+    }
+}
+
 fn check_selector(selector: &LabelSelector, errors: &mut Vec<SpecError>) {
     let labels = selector.match_labels.as_ref().map_or(0, |l| l.len());
     let expressions = selector.match_expressions.as_deref().unwrap_or_default();
     if labels == 0 && expressions.is_empty() {
         errors.push(SpecError::EmptySelector);
     }
-    for (index, expression) in expressions.iter().enumerate() {
-        let values = expression.values.as_deref().unwrap_or_default();
-        let problem = match expression.operator.as_str() {
-            "In" | "NotIn" if values.is_empty() => {
-                format!("operator {} needs values", expression.operator)
-            }
-            "Exists" | "DoesNotExist" if !values.is_empty() => {
-                format!("operator {} takes no values", expression.operator)
-            }
-            "In" | "NotIn" | "Exists" | "DoesNotExist" => continue,
-            other => format!("unknown operator {other:?}; use In, NotIn, Exists or DoesNotExist"),
-        };
-        errors.push(SpecError::BadSelectorExpression { index, problem });
-    }
+    errors.extend(selector_errors(selector).into_iter().map(SpecError::from));
 }
 
 fn check_mode(mode: TargetMode, value: Option<u32>, errors: &mut Vec<SpecError>) {
@@ -309,17 +313,17 @@ fn check_action(action: &Action, errors: &mut Vec<SpecError>) {
     }
 }
 
-fn check_enforcement(spec: &KafkaFaultSpec, errors: &mut Vec<SpecError>) {
-    if spec.action.type_ == ActionType::Delay && !spec.enforcement.can_delay() {
-        errors.push(SpecError::DelayNeedsInline(spec.enforcement));
+fn check_enforcement(terms: &FaultTerms, errors: &mut Vec<SpecError>) {
+    if terms.action.type_ == ActionType::Delay && !terms.enforcement.can_delay() {
+        errors.push(SpecError::DelayNeedsInline(terms.enforcement));
     }
-    let has_regex = spec
+    let has_regex = terms
         .match_
         .client_id
         .as_ref()
         .is_some_and(|c| c.regex.is_some());
-    if has_regex && !spec.enforcement.can_match_regex() {
-        errors.push(SpecError::RegexNeedsStream(spec.enforcement));
+    if has_regex && !terms.enforcement.can_match_regex() {
+        errors.push(SpecError::RegexNeedsStream(terms.enforcement));
     }
 }
 

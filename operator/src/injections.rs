@@ -1,5 +1,5 @@
 //! From targets to KafkaFaultInjections: a deterministic builder and the create/update/delete
-//! plan that brings the API in line with it.
+//! changes that bring the API in line with it.
 //!
 //! The builder fills only fields that follow from its inputs, in a fixed order, so the same
 //! fault, target and start give a byte-identical object: comparing it with what is stored tells
@@ -13,21 +13,17 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time},
 };
 use kafka_shock_crds::{
-    KafkaFault, KafkaFaultInjection, KafkaFaultInjectionSpec,
-    injection::{FAULT_LABEL, FINALIZER, NODE_LABEL},
+    FAULT_LABEL, FINALIZER, KafkaFault, KafkaFaultInjection, KafkaFaultInjectionSpec, NODE_LABEL,
+    injection_name, label_value,
 };
 use kube::{Resource, ResourceExt};
 
 use crate::{
-    hash::stable_hash,
     schedule::{
         START_ANNOTATION, ends_at, expiry, injection_start, rfc3339, started_at, whole_seconds,
     },
     targets::Target,
 };
-
-/// The longest name that is also a valid label value and DNS label.
-const MAX_NAME: usize = 63;
 
 /// Why injections cannot be built for a fault: it lacks metadata that only the API server sets,
 /// without which the injection would have no owner or place.
@@ -40,7 +36,7 @@ pub enum InjectionError {
 
 /// What to change so that the fault's injections are exactly those its targets need.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct InjectionPlan {
+pub struct InjectionChanges {
     /// Injections to create.
     pub create: Vec<KafkaFaultInjection>,
     /// Injections whose stored version differs from these (e.g. the pod was recreated with a new
@@ -52,55 +48,10 @@ pub struct InjectionPlan {
     pub delete: Vec<String>,
 }
 
-impl InjectionPlan {
+impl InjectionChanges {
     /// Whether nothing needs to change.
     pub fn is_empty(&self) -> bool {
         self.create.is_empty() && self.update.is_empty() && self.delete.is_empty()
-    }
-}
-
-/// The name of the injection of fault `fault_name` on pod `pod_name`: `<fault>-<pod>` when that
-/// is a valid DNS label, else made one (lowercase letters, digits and '-', at most 63 characters)
-/// with a hash of the full name appended, so that different pairs keep different names.
-pub fn injection_name(fault_name: &str, pod_name: &str) -> String {
-    let full = format!("{fault_name}-{pod_name}");
-    fit(&full, |b| {
-        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'
-    })
-}
-
-/// `value` as a label value: itself when it fits (at most 63 characters of letters, digits,
-/// '-', '_' and '.'), else shortened like [`injection_name`]. Fault and node names can be longer
-/// than a label allows; whoever selects by [`NODE_LABEL`] or [`FAULT_LABEL`] must use this too.
-pub fn label_value(value: &str) -> String {
-    fit(value, |b| {
-        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
-    })
-}
-
-/// `text` when it is at most [`MAX_NAME`] bytes of `allowed` characters starting and ending
-/// with a letter or digit; else its allowed characters (others become '-'), cut to leave room
-/// for '-' and 8 hex digits of the hash of `text`.
-fn fit(text: &str, allowed: fn(u8) -> bool) -> String {
-    let edges_ok = |s: &str| {
-        s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-            && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
-    };
-    if text.len() <= MAX_NAME && text.bytes().all(allowed) && edges_ok(text) {
-        return text.to_owned();
-    }
-    let suffix = format!("{:08x}", stable_hash(&[text]) as u32);
-    let cleaned: String = text
-        .to_ascii_lowercase()
-        .bytes()
-        .map(|b| if allowed(b) { char::from(b) } else { '-' })
-        .take(MAX_NAME - suffix.len() - 1)
-        .collect();
-    let stem = cleaned.trim_matches(|c: char| !c.is_ascii_alphanumeric());
-    if stem.is_empty() {
-        suffix
-    } else {
-        format!("{stem}-{suffix}")
     }
 }
 
@@ -154,10 +105,7 @@ pub fn injection_for(
             pod_ip: target.pod_ip.clone(),
             pod_ips: target.pod_ips.clone(),
             node_name: target.node_name.clone(),
-            ports: spec.ports.clone(),
-            match_: spec.match_.clone(),
-            action: spec.action.clone(),
-            enforcement: spec.enforcement,
+            terms: spec.terms.clone(),
             expire_time: ends_at(fault, start).map(rfc3339),
             paused: spec.paused,
         },
@@ -177,12 +125,12 @@ pub fn injection_for(
 ///   deletion makes the end visible in the API and lets the fault roll up to Completed.
 /// - An injection already being deleted is left alone: its successor is created once it is
 ///   gone (the controller's watch on injections brings it back).
-pub fn plan_injections(
+pub fn injection_changes(
     fault: &KafkaFault,
     targets: &[Target],
     existing: &[KafkaFaultInjection],
     now: &Time,
-) -> Result<InjectionPlan, InjectionError> {
+) -> Result<InjectionChanges, InjectionError> {
     let expired = expiry(fault, existing).is_some_and(|end| end <= now.0);
     let wants_none = fault.metadata.deletion_timestamp.is_some() || fault.spec.dry_run || expired;
     let wanted = if wants_none { &[][..] } else { targets };
@@ -190,12 +138,12 @@ pub fn plan_injections(
     let stored: BTreeMap<String, &KafkaFaultInjection> =
         existing.iter().map(|i| (i.name_any(), i)).collect();
 
-    let mut plan = InjectionPlan::default();
+    let mut changes = InjectionChanges::default();
     let mut wanted_names = BTreeSet::new();
     for target in wanted {
         let name = injection_name(&fault.name_any(), &target.pod_name);
         match stored.get(&name) {
-            None => plan
+            None => changes
                 .create
                 .push(injection_for(fault, target, &Time(fault_start))?),
             Some(current) if current.metadata.deletion_timestamp.is_some() => {}
@@ -203,18 +151,18 @@ pub fn plan_injections(
                 let start = injection_start(current).unwrap_or(fault_start);
                 let desired = injection_for(fault, target, &Time(start))?;
                 if needs_update(current, &desired) {
-                    plan.update.push(desired);
+                    changes.update.push(desired);
                 }
             }
         }
         wanted_names.insert(name);
     }
-    plan.delete = stored
+    changes.delete = stored
         .into_iter()
         .filter(|(name, i)| !wanted_names.contains(name) && i.metadata.deletion_timestamp.is_none())
         .map(|(name, _)| name)
         .collect();
-    Ok(plan)
+    Ok(changes)
 }
 
 /// Whether `current` lacks anything `desired` sets: its spec, a label, the start annotation, the
@@ -298,7 +246,7 @@ mod tests {
     fn builds_the_whole_injection() {
         let mut f = fault("All", None);
         f.spec.duration = Some("5m".into());
-        f.spec.ports = vec![9092, 9093];
+        f.spec.terms.ports = vec![9092, 9093];
         let injection =
             injection_for(&f, &target("broker-0"), &time("2025-01-02T03:04:05.7Z")).unwrap();
         let json = serde_json::to_value(&injection).unwrap();
@@ -330,8 +278,8 @@ mod tests {
                     "podIPs": ["10.0.0.8", "fd00::1"],
                     "nodeName": "node-broker-0",
                     "ports": [9092, 9093],
-                    "match": serde_json::to_value(&f.spec.match_).unwrap(),
-                    "action": serde_json::to_value(&f.spec.action).unwrap(),
+                    "match": serde_json::to_value(&f.spec.terms.match_).unwrap(),
+                    "action": serde_json::to_value(&f.spec.terms.action).unwrap(),
                     "enforcement": "Auto",
                     "expireTime": "2025-01-02T03:09:05Z",
                     "paused": false,
@@ -381,67 +329,12 @@ mod tests {
     }
 
     #[test]
-    fn names_are_dns_labels_that_stay_distinct() {
-        assert_eq!(
-            injection_name("reset-orders", "broker-0"),
-            "reset-orders-broker-0"
-        );
-        let long_fault = "a-very-long-fault-name-that-someone-wrote-to-explain-everything";
-        let a = injection_name(long_fault, "my-cluster-broker-0");
-        let b = injection_name(long_fault, "my-cluster-broker-1");
-        for name in [&a, &b] {
-            assert_eq!(name.len(), 63, "{name}");
-            assert!(name.starts_with("a-very-long-fault-name"), "{name}");
-        }
-        assert_ne!(a, b);
-        assert_eq!(
-            a,
-            injection_name(long_fault, "my-cluster-broker-0"),
-            "stable"
-        );
-
-        let dotted = injection_name("f", "broker.0");
-        assert!(
-            dotted.starts_with("f-broker-0-") && dotted.len() == "f-broker-0-".len() + 8,
-            "{dotted}"
-        );
-        assert_ne!(
-            dotted,
-            injection_name("f", "broker-0"),
-            "'.' and '-' must not collide"
-        );
-        // A cut that ends on '-' or '.' is trimmed before the suffix.
-        let cut = injection_name(&format!("{}-x", "a".repeat(53)), "p");
-        assert!(!cut.contains("--"), "{cut}");
-        assert_eq!(fit("...", |b| b.is_ascii_lowercase()).len(), 8);
-        for name in [&a, &b, &dotted, &cut] {
-            assert!(
-                name.bytes()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
-            );
-            assert!(!name.starts_with('-') && !name.ends_with('-'));
-        }
-    }
-
-    #[test]
-    fn label_values_keep_valid_names_and_shorten_long_ones() {
-        assert_eq!(
-            label_value("ip-10-0-0-1.ec2.internal"),
-            "ip-10-0-0-1.ec2.internal"
-        );
-        assert_eq!(label_value("Node_1"), "Node_1");
-        let long = label_value(&"n".repeat(100));
-        assert_eq!(long.len(), 63);
-        assert_eq!(long, label_value(&"n".repeat(100)));
-    }
-
-    #[test]
     fn plans_creates_for_new_targets_with_one_shared_start() {
         let mut f = fault("All", None);
         f.spec.duration = Some("10m".into());
         let targets = [target("broker-0"), target("broker-1")];
         let now = time("2025-01-02T03:04:05Z");
-        let plan = plan_injections(&f, &targets, &[], &now).unwrap();
+        let plan = injection_changes(&f, &targets, &[], &now).unwrap();
         assert!(plan.update.is_empty() && plan.delete.is_empty());
         assert_eq!(plan.create.len(), 2);
         for created in &plan.create {
@@ -454,7 +347,7 @@ mod tests {
         // A pod joining later gets the fault's start, not its own.
         let existing = [stored(plan.create[0].clone())];
         let later = time("2025-01-02T03:07:00Z");
-        let plan = plan_injections(&f, &targets, &existing, &later).unwrap();
+        let plan = injection_changes(&f, &targets, &existing, &later).unwrap();
         assert!(plan.update.is_empty() && plan.delete.is_empty());
         assert_eq!(plan.create.len(), 1);
         assert_eq!(plan.create[0].spec.pod_name, "broker-1");
@@ -469,17 +362,17 @@ mod tests {
         let mut f = fault("All", None);
         f.spec.duration = Some("10m".into());
         let targets = [target("broker-0"), target("broker-1")];
-        let first = plan_injections(&f, &targets, &[], &time("2025-01-02T03:04:05Z")).unwrap();
+        let first = injection_changes(&f, &targets, &[], &time("2025-01-02T03:04:05Z")).unwrap();
         let existing: Vec<_> = first.create.into_iter().map(stored).collect();
         for now in ["2025-01-02T03:04:06Z", "2025-01-02T03:10:00Z"] {
-            let plan = plan_injections(&f, &targets, &existing, &time(now)).unwrap();
+            let plan = injection_changes(&f, &targets, &existing, &time(now)).unwrap();
             assert!(plan.is_empty(), "{now}: {plan:?}");
         }
         // Even with no status startTime (lost write) and the targets in another order.
         f.status = None;
         let reversed = [targets[1].clone(), targets[0].clone()];
         assert!(
-            plan_injections(&f, &reversed, &existing, &time("2025-01-02T03:05:00Z"))
+            injection_changes(&f, &reversed, &existing, &time("2025-01-02T03:05:00Z"))
                 .unwrap()
                 .is_empty()
         );
@@ -490,7 +383,7 @@ mod tests {
         let mut f = fault("All", None);
         f.spec.duration = Some("10m".into());
         let before = target("broker-0");
-        let created = plan_injections(
+        let created = injection_changes(
             &f,
             std::slice::from_ref(&before),
             &[],
@@ -505,7 +398,7 @@ mod tests {
             ..before
         };
         let plan =
-            plan_injections(&f, &[restarted], &existing, &time("2025-01-02T03:06:00Z")).unwrap();
+            injection_changes(&f, &[restarted], &existing, &time("2025-01-02T03:06:00Z")).unwrap();
         assert!(plan.create.is_empty() && plan.delete.is_empty());
         let [updated] = &plan.update[..] else {
             panic!("{plan:?}")
@@ -524,31 +417,32 @@ mod tests {
         let mut f = fault("All", None);
         let targets = [target("broker-0"), target("broker-1")];
         let now = time("2025-01-02T03:04:05Z");
-        let existing: Vec<_> = plan_injections(&f, &targets, &[], &now)
+        let existing: Vec<_> = injection_changes(&f, &targets, &[], &now)
             .unwrap()
             .create
             .into_iter()
             .map(stored)
             .collect();
         f.spec.paused = true;
-        let plan = plan_injections(&f, &targets, &existing, &now).unwrap();
+        let plan = injection_changes(&f, &targets, &existing, &now).unwrap();
         assert_eq!(plan.update.len(), 2);
         assert!(plan.update.iter().all(|i| i.spec.paused));
 
         let paused: Vec<_> = plan.update.into_iter().map(stored).collect();
         assert!(
-            plan_injections(&f, &targets, &paused, &now)
+            injection_changes(&f, &targets, &paused, &now)
                 .unwrap()
                 .is_empty()
         );
         f.spec.paused = false;
-        let resumed = plan_injections(&f, &targets, &paused, &now).unwrap();
+        let resumed = injection_changes(&f, &targets, &paused, &now).unwrap();
         assert_eq!(resumed.update.len(), 2);
         assert!(resumed.update.iter().all(|i| !i.spec.paused));
 
         // A duration added later is counted from the original start.
         f.spec.duration = Some("1h".into());
-        let plan = plan_injections(&f, &targets, &existing, &time("2025-01-02T03:30:00Z")).unwrap();
+        let plan =
+            injection_changes(&f, &targets, &existing, &time("2025-01-02T03:30:00Z")).unwrap();
         assert_eq!(plan.update.len(), 2);
         assert!(
             plan.update
@@ -575,7 +469,7 @@ mod tests {
             let mut broken = good.clone();
             strip(&mut broken);
             assert_eq!(
-                plan_injections(&f, &targets, &[broken], &now)
+                injection_changes(&f, &targets, &[broken], &now)
                     .unwrap()
                     .update
                     .len(),
@@ -590,31 +484,31 @@ mod tests {
         let f = fault("All", None);
         let now = time("2025-01-02T03:04:05Z");
         let all = [target("broker-0"), target("broker-1"), target("broker-2")];
-        let existing: Vec<_> = plan_injections(&f, &all, &[], &now)
+        let existing: Vec<_> = injection_changes(&f, &all, &[], &now)
             .unwrap()
             .create
             .into_iter()
             .map(stored)
             .collect();
 
-        let plan = plan_injections(&f, &all[..2], &existing, &now).unwrap();
+        let plan = injection_changes(&f, &all[..2], &existing, &now).unwrap();
         assert_eq!(plan.delete, ["reset-orders-broker-2"]);
         assert!(plan.create.is_empty() && plan.update.is_empty());
 
         let mut dry = f.clone();
         dry.spec.dry_run = true;
-        let plan = plan_injections(&dry, &all, &existing, &now).unwrap();
+        let plan = injection_changes(&dry, &all, &existing, &now).unwrap();
         assert_eq!(plan.delete.len(), 3);
         assert!(plan.create.is_empty() && plan.update.is_empty());
         assert!(
-            plan_injections(&dry, &all, &[], &now).unwrap().is_empty(),
+            injection_changes(&dry, &all, &[], &now).unwrap().is_empty(),
             "dry run creates nothing"
         );
 
         let mut deleted = f.clone();
         deleted.metadata.deletion_timestamp = Some(now.clone());
         assert_eq!(
-            plan_injections(&deleted, &all, &existing, &now)
+            injection_changes(&deleted, &all, &existing, &now)
                 .unwrap()
                 .delete
                 .len(),
@@ -624,10 +518,10 @@ mod tests {
         // Already terminating: neither deleted again nor replaced until gone.
         let mut terminating = existing.clone();
         terminating[2].metadata.deletion_timestamp = Some(now.clone());
-        let plan = plan_injections(&f, &all, &terminating, &now).unwrap();
+        let plan = injection_changes(&f, &all, &terminating, &now).unwrap();
         assert!(plan.is_empty(), "{plan:?}");
         assert!(
-            plan_injections(&f, &all[..2], &terminating, &now)
+            injection_changes(&f, &all[..2], &terminating, &now)
                 .unwrap()
                 .is_empty()
         );
@@ -638,17 +532,17 @@ mod tests {
         let mut f = fault("All", None);
         f.spec.duration = Some("1m".into());
         let all = [target("broker-0"), target("broker-1")];
-        let existing: Vec<_> = plan_injections(&f, &all[..1], &[], &time("2025-01-02T03:04:05Z"))
+        let existing: Vec<_> = injection_changes(&f, &all[..1], &[], &time("2025-01-02T03:04:05Z"))
             .unwrap()
             .create
             .into_iter()
             .map(stored)
             .collect();
         let expired = time("2025-01-02T03:05:05Z");
-        let plan = plan_injections(&f, &all, &existing, &expired).unwrap();
+        let plan = injection_changes(&f, &all, &existing, &expired).unwrap();
         assert!(plan.create.is_empty() && plan.update.is_empty(), "{plan:?}");
         assert_eq!(plan.delete, ["reset-orders-broker-0"]);
-        let plan = plan_injections(&f, &all, &existing, &time("2025-01-02T03:05:04Z")).unwrap();
+        let plan = injection_changes(&f, &all, &existing, &time("2025-01-02T03:05:04Z")).unwrap();
         assert_eq!(plan.create.len(), 1, "one second before expiry");
         assert!(plan.delete.is_empty());
 
@@ -657,7 +551,11 @@ mod tests {
             start_time: Some("2025-01-02T03:04:05Z".into()),
             ..Default::default()
         });
-        assert!(plan_injections(&f, &all, &[], &expired).unwrap().is_empty());
+        assert!(
+            injection_changes(&f, &all, &[], &expired)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

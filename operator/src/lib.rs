@@ -7,8 +7,8 @@
 //!
 //! 1. checks the spec with [`validity`];
 //! 2. picks the target pods with [`select_targets`] (stable, so reconciles do not flap);
-//! 3. turns them into an [`InjectionPlan`] with [`plan_injections`] (create, update, delete), whose
-//!    objects come from the deterministic builder [`injection_for`];
+//! 3. turns them into [`InjectionChanges`] with [`injection_changes`] (create, update,
+//!    delete), whose objects come from the deterministic builder [`injection_for`];
 //! 4. releases the finalizer of injections whose pod or node is gone ([`finalizer_releasable`]);
 //! 5. writes the status [`roll_up`] computes from the injections' own statuses, and requeues at
 //!    [`expiry`].
@@ -19,27 +19,26 @@
 //! [`triggers`] (which faults a pod or node change wakes) are pure too.
 //!
 //! The I/O edges are apart: [`controller`] (watches, reconcile, writes, Events), [`metrics`]
-//! (`/metrics`, `/healthz`) and [`preflight`] (the CRDs and RBAC are there); the
-//! `kafka-shock-operator` binary wires them up.
+//! (what `/metrics` serves) and [`preflight`] (the CRDs and RBAC are there); the
+//! `kafka-shock-operator` binary wires them up, with the plumbing it shares with the agent
+//! (`kafka-shock-daemon`: logging, the HTTP endpoint, finalizer release). The contract with
+//! the agents (labels, finalizers, names) is `kafka_shock_crds::contract`; see
+//! `docs/architecture.md`.
 #![forbid(unsafe_code)]
 
 pub mod controller;
-mod hash;
 pub mod injections;
 pub mod metrics;
 pub mod notices;
 pub mod preflight;
 pub mod rollup;
 pub mod schedule;
-pub mod selector;
 pub mod targets;
 pub mod triggers;
 
 pub use injections::{
-    InjectionError, InjectionPlan, finalizer_releasable, injection_for, injection_name,
-    label_value, plan_injections,
+    InjectionChanges, InjectionError, finalizer_releasable, injection_changes, injection_for,
 };
 pub use rollup::{current_phase, roll_up, validity};
 pub use schedule::{START_ANNOTATION, expiry, rfc3339, started_at};
-pub use selector::{Selector, SelectorError};
 pub use targets::{SelectError, Target, select_targets};

@@ -9,10 +9,10 @@
 use std::{process::ExitCode, sync::Arc};
 
 use anyhow::Context as _;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+use kafka_shock_daemon::{LogFormat, http, logging};
 use kafka_shock_operator::{controller, metrics, preflight};
 use tracing::{error, info};
-use tracing_subscriber::EnvFilter;
 
 /// The kafka-shock operator: KafkaFault -> target pods -> one KafkaFaultInjection per pod.
 #[derive(Debug, Parser)]
@@ -32,30 +32,10 @@ struct Args {
     concurrency: u16,
 }
 
-/// How log lines are written (to standard error).
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("KAFKA_SHOCK_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().init(),
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging(args.log_format);
+    logging::init("info", args.log_format);
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
@@ -66,7 +46,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let listener = metrics::listen(&args.metrics_addr).await?;
+    let listener = http::listen(&args.metrics_addr).await?;
     let client = kube::Client::try_default().await.context(
         "no Kubernetes API client: set KUBECONFIG, or run in a pod with a ServiceAccount token",
     )?;
@@ -75,7 +55,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let metrics = Arc::new(metrics::Metrics::default());
     let (stop_serving, stopped) = tokio::sync::oneshot::channel::<()>();
     let address = listener.local_addr()?;
-    let server = tokio::spawn(metrics::serve(listener, metrics.clone(), async {
+    let server = tokio::spawn(http::serve(listener, metrics.clone(), async {
         let _ = stopped.await;
     }));
     info!(%address, "serving /metrics and /healthz");

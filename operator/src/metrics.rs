@@ -1,21 +1,17 @@
-//! The operator's Prometheus metrics and the HTTP endpoint serving them with `/healthz`.
+//! The operator's Prometheus metrics, served with `/healthz` by `kafka_shock_daemon::http`.
 //!
 //! Counters say how hard the controller works and why it fails; gauges say where the faults and
 //! their injections are, so a dashboard shows "3 faults Active, 1 Recovering" without listing
 //! objects. The gauges are kept per fault and moved by differences, so a reconcile costs the
 //! same whatever the number of faults.
 
-use std::{
-    collections::HashMap,
-    future::Future,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Mutex, time::Duration};
 
-use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use crate::rollup::current_phase;
 use kafka_shock_crds::{FaultPhase, InjectionPhase, KafkaFaultInjection};
+use kafka_shock_daemon::Exported;
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
+    encoding::EncodeLabelSet,
     metrics::{
         counter::Counter,
         family::Family,
@@ -24,95 +20,6 @@ use prometheus_client::{
     },
     registry::{Registry, Unit},
 };
-use tokio::net::TcpListener;
-
-use crate::rollup::current_phase;
-
-/// Why the metrics endpoint cannot be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum MetricsError {
-    /// `--metrics-addr` is not `:PORT` or `HOST:PORT`.
-    #[error(
-        "--metrics-addr {0:?}: expected :PORT or HOST:PORT (e.g. :8080, 127.0.0.1:8080, [::1]:8080)"
-    )]
-    BadAddress(String),
-    /// The address cannot be listened on (in use, not local, no permission).
-    #[error("cannot listen on {address} for /metrics: {source}")]
-    Listen {
-        /// The address as given.
-        address: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The HTTP server stopped on an I/O error.
-    #[error("the /metrics server failed: {0}")]
-    Serve(#[source] std::io::Error),
-}
-
-/// `--metrics-addr` as a host and a port to bind: `:PORT` means every IPv4 interface (as in the
-/// chart's `--metrics-addr=:8080`), `HOST:PORT` that host (a name, an IPv4 or a bracketed IPv6
-/// address).
-pub fn listen_addr(text: &str) -> Result<(String, u16), MetricsError> {
-    let bad = || MetricsError::BadAddress(text.to_owned());
-    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
-    let port: u16 = port.parse().map_err(|_| bad())?;
-    let host = match host {
-        "" => "0.0.0.0",
-        bracketed if bracketed.starts_with('[') => bracketed
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .filter(|h| !h.is_empty())
-            .ok_or_else(bad)?,
-        plain if plain.contains(':') || plain.contains(']') => return Err(bad()),
-        plain => plain,
-    };
-    Ok((host.to_owned(), port))
-}
-
-/// Binds `--metrics-addr`.
-pub async fn listen(text: &str) -> Result<TcpListener, MetricsError> {
-    let (host, port) = listen_addr(text)?;
-    TcpListener::bind((host.as_str(), port))
-        .await
-        .map_err(|source| MetricsError::Listen {
-            address: text.to_owned(),
-            source,
-        })
-}
-
-/// Serves `/metrics` and `/healthz` on `listener` until `shutdown` completes.
-pub async fn serve(
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), MetricsError> {
-    let app = Router::new()
-        .route("/metrics", get(scrape))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .with_state(metrics);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(MetricsError::Serve)
-}
-
-async fn scrape(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
-    match metrics.encode() {
-        Ok(text) => (
-            StatusCode::OK,
-            [(
-                axum::http::header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            text,
-        ),
-        Err(_) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            [(axum::http::header::CONTENT_TYPE, "text/plain")],
-            "could not encode the metrics\n".to_owned(),
-        ),
-    }
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
@@ -272,11 +179,18 @@ impl Metrics {
         }
     }
 
-    /// The metrics in the OpenMetrics text format.
-    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+    /// The metrics in the OpenMetrics text format, as `/metrics` serves them.
+    #[cfg(test)]
+    fn encode(&self) -> Result<String, std::fmt::Error> {
         let mut text = String::new();
-        encode(&mut text, &self.registry)?;
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
+    }
+}
+
+impl Exported for Metrics {
+    fn registry(&self) -> &Registry {
+        &self.registry
     }
 }
 
@@ -286,7 +200,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        injections::{plan_injections, time},
+        injections::{injection_changes, time},
         select_targets,
         targets::tests::{fault, pod},
     };
@@ -295,21 +209,6 @@ mod tests {
         text.lines()
             .find(|l| l.starts_with(prefix))
             .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
-    }
-
-    #[test]
-    fn reads_port_only_and_host_port() {
-        assert_eq!(listen_addr(":8080").unwrap(), ("0.0.0.0".into(), 8080));
-        assert_eq!(listen_addr("127.0.0.1:9").unwrap(), ("127.0.0.1".into(), 9));
-        assert_eq!(listen_addr("[::1]:80").unwrap(), ("::1".into(), 80));
-        assert_eq!(listen_addr("localhost:0").unwrap(), ("localhost".into(), 0));
-        for bad in ["8080", ":http", "::1:80", "[]:80", "host:70000", ""] {
-            let error = listen_addr(bad).unwrap_err();
-            assert!(
-                error.to_string().contains("expected :PORT"),
-                "{bad}: {error}"
-            );
-        }
     }
 
     #[test]
@@ -322,7 +221,7 @@ mod tests {
         let f = fault("All", None);
         let now = time("2025-01-02T03:04:05Z");
         let targets = select_targets(&f, &[pod("broker-0"), pod("broker-1")]).unwrap();
-        let mut injections = plan_injections(&f, &targets, &[], &now).unwrap().create;
+        let mut injections = injection_changes(&f, &targets, &[], &now).unwrap().create;
         metrics.observe("kafka/a", FaultPhase::Injecting, &injections);
         metrics.observe("kafka/b", FaultPhase::Injecting, &injections[..1]);
         injections[0].status = Some(KafkaFaultInjectionStatus {

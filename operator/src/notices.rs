@@ -111,7 +111,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        injections::{plan_injections, time},
+        injections::{injection_changes, time},
         roll_up, select_targets,
         targets::tests::{fault, pod},
     };
@@ -141,7 +141,7 @@ mod tests {
         );
 
         f.status = Some(selected.clone());
-        let mut injections = plan_injections(&f, &targets, &[], &now).unwrap().create;
+        let mut injections = injection_changes(&f, &targets, &[], &now).unwrap().create;
         for injection in &mut injections {
             injection.status = Some(KafkaFaultInjectionStatus {
                 phase: InjectionPhase::Active,
@@ -164,7 +164,7 @@ mod tests {
     fn failures_are_warnings_on_transition() {
         let now = time("2025-01-02T03:04:05Z");
         let mut f = fault("All", None);
-        f.spec.match_.client_id = Some(ClientIdMatch {
+        f.spec.terms.match_.client_id = Some(ClientIdMatch {
             regex: Some("(".into()),
             ..Default::default()
         });
@@ -181,7 +181,7 @@ mod tests {
 
         let f = fault("All", None);
         let targets = select_targets(&f, &[pod("broker-0")]).unwrap();
-        let mut injections = plan_injections(&f, &targets, &[], &now).unwrap().create;
+        let mut injections = injection_changes(&f, &targets, &[], &now).unwrap().create;
         injections[0].status = Some(KafkaFaultInjectionStatus {
             phase: InjectionPhase::Failed,
             last_error: Some("no network namespace for the pod".into()),

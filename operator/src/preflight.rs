@@ -76,30 +76,21 @@ where
 
 #[cfg(test)]
 mod tests {
-    use http::{Request, Response, StatusCode};
-    use kube::client::Body;
+    use http::{Method, StatusCode};
+    use kafka_shock_daemon::mock::api_server;
     use serde_json::json;
-    use tower_test::mock;
 
     use super::*;
 
     /// `check` against an API server that answers the first list with `status` and `body`.
     async fn check_against(status: StatusCode, body: serde_json::Value) -> PreflightError {
-        let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let (client, mut api) = api_server();
         let server = tokio::spawn(async move {
-            let (request, reply) = handle.next_request().await.expect("a request");
-            assert_eq!(
-                request.uri().path(),
-                "/apis/kafkashock.io/v1alpha1/kafkafaults"
-            );
-            reply.send_response(
-                Response::builder()
-                    .status(status)
-                    .body(Body::from(serde_json::to_vec(&body).unwrap()))
-                    .unwrap(),
-            );
+            api.expect(Method::GET, "/apis/kafkashock.io/v1alpha1/kafkafaults")
+                .await
+                .answer_with(status, body);
         });
-        let error = check(&Client::new(service, "default")).await.unwrap_err();
+        let error = check(&client).await.unwrap_err();
         server.await.unwrap();
         error
     }

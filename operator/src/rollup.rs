@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kafka_shock_crds::{
     FaultPhase, InjectionPhase, KafkaFault, KafkaFaultInjection, KafkaFaultInjectionStatus,
-    KafkaFaultStatus, TargetStatus, fault::conditions,
+    KafkaFaultStatus, TargetMode, TargetStatus, fault::conditions,
 };
 
 use crate::{
@@ -47,45 +47,312 @@ pub fn validity(fault: &KafkaFault) -> Result<(), String> {
 /// - Pending: dry run, or no target selected;
 /// - Active: every target's injection is Active for its current spec;
 /// - Injecting: otherwise.
+///
+/// The facts are gathered once (`Facts`), and the phase and every condition are read from them
+/// (the stage, `Stage`, decides both the phase and the Injected condition).
 pub fn roll_up(
     fault: &KafkaFault,
     targets: &[Target],
     injections: &[KafkaFaultInjection],
     now: &Time,
 ) -> KafkaFaultStatus {
-    let spec = &fault.spec;
-    let valid = validity(fault);
     let start = started_at(fault, injections);
     let end = start.and_then(|start| ends_at(fault, start));
-    let deleting = fault.metadata.deletion_timestamp.is_some();
-    let ending = deleting || end.is_some_and(|end| end <= now.0);
+    let facts = Facts::gather(
+        fault,
+        targets,
+        injections,
+        end.is_some_and(|end| end <= now.0),
+    );
+    let (phase, injected) = facts.phase_and_injected();
+    let previous = fault.status.as_ref();
+    let generation = fault.metadata.generation;
+    let conditions = [
+        (conditions::SELECTED, facts.selected()),
+        (conditions::INJECTED, injected),
+        (conditions::RECOVERED, facts.recovered()),
+        (conditions::PAUSED, facts.paused()),
+        (conditions::VALID, facts.valid()),
+    ]
+    .into_iter()
+    .map(|(type_, state)| condition(previous, type_, state, generation, now))
+    .collect();
 
-    let by_pod: BTreeMap<&str, &KafkaFaultInjection> = injections
-        .iter()
-        .map(|i| (i.spec.pod_name.as_str(), i))
-        .collect();
+    KafkaFaultStatus {
+        phase,
+        observed_generation: generation,
+        conditions,
+        targets: rows(&facts, targets, injections),
+        matched_requests: injections
+            .iter()
+            .filter_map(|i| i.status.as_ref())
+            .fold(0, |sum, s| sum.saturating_add(s.matched_requests)),
+        injected_targets: saturate(facts.injected),
+        total_targets: saturate(facts.total),
+        start_time: start.map(rfc3339),
+        expire_time: end.map(rfc3339),
+    }
+}
+
+/// Everything the status is read from, gathered once from the fault, its targets and its
+/// injections.
+struct Facts {
+    /// The spec's problems, joined, when it is invalid.
+    valid: Result<(), String>,
+    /// The fault is being deleted.
+    deleting: bool,
+    /// Its duration is over.
+    expired: bool,
+    /// spec.paused, spec.dryRun and spec.mode.
+    paused: bool,
+    dry_run: bool,
+    mode: TargetMode,
+    /// Pods selected now.
+    total: usize,
+    /// Of those, the ones whose injection is Active for its current spec.
+    injected: usize,
+    /// Injections that may still hold rules (also of pods no longer targeted).
+    holding: usize,
+    /// Injections that have removed their rules for the pause, and all injections.
+    paused_injections: usize,
+    injections: usize,
+    /// `pod: error` for each injection an agent reports Failed.
+    failures: Vec<String>,
+}
+
+/// Where the fault stands: the first of these that applies. Both the phase and the Injected
+/// condition are read from it.
+enum Stage {
+    /// The spec is invalid.
+    Invalid,
+    /// The fault is being deleted.
+    Deleted,
+    /// Its duration is over.
+    Expired,
+    /// An agent reports an injection Failed.
+    Failed,
+    /// spec.paused.
+    Paused,
+    /// spec.dryRun.
+    DryRun,
+    /// No pod is selected.
+    NoTargets,
+    /// Every target's injection is Active.
+    Injected,
+    /// Otherwise.
+    Injecting,
+}
+
+impl Facts {
+    fn gather(
+        fault: &KafkaFault,
+        targets: &[Target],
+        injections: &[KafkaFaultInjection],
+        expired: bool,
+    ) -> Facts {
+        let by_pod: BTreeMap<&str, &KafkaFaultInjection> = injections
+            .iter()
+            .map(|i| (i.spec.pod_name.as_str(), i))
+            .collect();
+        let in_phase = |phase| {
+            injections
+                .iter()
+                .filter(|i| current_phase(i) == phase)
+                .count()
+        };
+        Facts {
+            valid: validity(fault),
+            deleting: fault.metadata.deletion_timestamp.is_some(),
+            expired,
+            paused: fault.spec.paused,
+            dry_run: fault.spec.dry_run,
+            mode: fault.spec.mode,
+            total: targets.len(),
+            injected: targets
+                .iter()
+                .filter_map(|t| by_pod.get(t.pod_name.as_str()))
+                .filter(|i| current_phase(i) == InjectionPhase::Active)
+                .count(),
+            holding: injections.iter().filter(|i| holds_rules(i)).count(),
+            paused_injections: in_phase(InjectionPhase::Paused),
+            injections: injections.len(),
+            failures: injections
+                .iter()
+                .filter(|i| current_phase(i) == InjectionPhase::Failed)
+                .map(|i| {
+                    let error = i.status.as_ref().and_then(|s| s.last_error.as_deref());
+                    format!("{}: {}", i.spec.pod_name, error.unwrap_or("failed"))
+                })
+                .collect(),
+        }
+    }
+
+    /// Deleted or expired: its rules are to go.
+    fn ending(&self) -> bool {
+        self.deleting || self.expired
+    }
+
+    fn stage(&self) -> Stage {
+        match () {
+            () if self.valid.is_err() => Stage::Invalid,
+            () if self.deleting => Stage::Deleted,
+            () if self.expired => Stage::Expired,
+            () if !self.failures.is_empty() => Stage::Failed,
+            () if self.paused => Stage::Paused,
+            () if self.dry_run => Stage::DryRun,
+            () if self.total == 0 => Stage::NoTargets,
+            () if self.injected == self.total => Stage::Injected,
+            () => Stage::Injecting,
+        }
+    }
+
+    /// The phase and the Injected condition: one row per stage.
+    fn phase_and_injected(&self) -> (FaultPhase, State) {
+        let (total, injected) = (self.total, self.injected);
+        let recovery = if self.holding > 0 {
+            FaultPhase::Recovering
+        } else {
+            FaultPhase::Completed
+        };
+        match self.stage() {
+            Stage::Invalid => (
+                FaultPhase::Failed,
+                no(
+                    "SpecInvalid",
+                    "nothing is injected while the spec is invalid",
+                ),
+            ),
+            Stage::Deleted => (
+                recovery,
+                no(
+                    "FaultDeleted",
+                    "the fault is deleted; its rules are removed",
+                ),
+            ),
+            Stage::Expired => (
+                recovery,
+                no(
+                    "FaultExpired",
+                    "spec.duration is over; the rules are removed",
+                ),
+            ),
+            Stage::Failed => (
+                FaultPhase::Failed,
+                no(INJECTION_FAILED, self.failures.join("; ")),
+            ),
+            Stage::Paused => (
+                FaultPhase::Paused,
+                no("Paused", "the fault is paused; its rules are removed"),
+            ),
+            Stage::DryRun => (
+                FaultPhase::Pending,
+                no(
+                    "DryRun",
+                    format!("dry run: {total} target pods selected, nothing injected"),
+                ),
+            ),
+            Stage::NoTargets => (
+                FaultPhase::Pending,
+                no("NoTargets", "no target pod to inject"),
+            ),
+            Stage::Injected => (
+                FaultPhase::Active,
+                yes(
+                    "AllTargetsInjected",
+                    format!("{injected} of {total} targets injected"),
+                ),
+            ),
+            Stage::Injecting => (
+                FaultPhase::Injecting,
+                no(
+                    "Injecting",
+                    format!("{injected} of {total} targets injected"),
+                ),
+            ),
+        }
+    }
+
+    fn selected(&self) -> State {
+        match () {
+            () if self.valid.is_err() => no(
+                "SpecInvalid",
+                "targets are not selected while the spec is invalid",
+            ),
+            () if self.total == 0 => no(
+                "NoTargets",
+                "no Running and Ready pod in the fault's namespace matches spec.selector",
+            ),
+            () => yes(
+                "TargetsSelected",
+                format!(
+                    "{} of the matching pods selected (mode {:?})",
+                    self.total, self.mode
+                ),
+            ),
+        }
+    }
+
+    fn recovered(&self) -> State {
+        match () {
+            () if !self.ending() => no(
+                "NotEnded",
+                "the fault ends when it is deleted or its spec.duration is over",
+            ),
+            () if self.holding > 0 => no(
+                "RemovingRules",
+                format!("targets still holding rules: {}", self.holding),
+            ),
+            () => yes("RulesRemoved", "every rule the fault installed is gone"),
+        }
+    }
+
+    fn paused(&self) -> State {
+        if self.paused {
+            yes(
+                "Paused",
+                format!(
+                    "{} of {} targets have removed their rules",
+                    self.paused_injections, self.injections
+                ),
+            )
+        } else {
+            no("NotPaused", "spec.paused is false")
+        }
+    }
+
+    fn valid(&self) -> State {
+        match &self.valid {
+            Ok(()) => yes("SpecValid", "the spec is valid"),
+            Err(reasons) => no("SpecInvalid", reasons.clone()),
+        }
+    }
+
+    /// The phase and message of a target that has no injection yet.
+    fn waiting(&self) -> (InjectionPhase, &'static str) {
+        match () {
+            () if self.ending() => (
+                InjectionPhase::Recovered,
+                "the fault has ended; nothing is injected",
+            ),
+            () if self.dry_run => (
+                InjectionPhase::Pending,
+                "dry run: selected, nothing injected",
+            ),
+            () => (
+                InjectionPhase::Pending,
+                "waiting for its injection to be created",
+            ),
+        }
+    }
+}
+
+/// One row per injection and per target without one yet, sorted by pod.
+fn rows(
+    facts: &Facts,
+    targets: &[Target],
+    injections: &[KafkaFaultInjection],
+) -> Vec<TargetStatus> {
     let selected: BTreeSet<&str> = targets.iter().map(|t| t.pod_name.as_str()).collect();
-
-    let total = targets.len();
-    let injected = targets
-        .iter()
-        .filter_map(|t| by_pod.get(t.pod_name.as_str()))
-        .filter(|i| current_phase(i) == InjectionPhase::Active)
-        .count();
-    let failures: Vec<String> = injections
-        .iter()
-        .filter(|i| current_phase(i) == InjectionPhase::Failed)
-        .map(|i| {
-            let error = i.status.as_ref().and_then(|s| s.last_error.as_deref());
-            format!("{}: {}", i.spec.pod_name, error.unwrap_or("failed"))
-        })
-        .collect();
-    let holding = injections.iter().filter(|i| holds_rules(i)).count();
-    let paused = injections
-        .iter()
-        .filter(|i| current_phase(i) == InjectionPhase::Paused)
-        .count();
-
     let mut rows: BTreeMap<&str, TargetStatus> = injections
         .iter()
         .map(|i| {
@@ -95,21 +362,8 @@ pub fn roll_up(
             )
         })
         .collect();
+    let (phase, message) = facts.waiting();
     for target in targets {
-        let (phase, message) = match () {
-            () if ending => (
-                InjectionPhase::Recovered,
-                "the fault has ended; nothing is injected",
-            ),
-            () if spec.dry_run => (
-                InjectionPhase::Pending,
-                "dry run: selected, nothing injected",
-            ),
-            () => (
-                InjectionPhase::Pending,
-                "waiting for its injection to be created",
-            ),
-        };
         rows.entry(&target.pod_name)
             .or_insert_with(|| TargetStatus {
                 pod: target.pod_name.clone(),
@@ -121,118 +375,7 @@ pub fn roll_up(
                 message: Some(message.to_owned()),
             });
     }
-
-    let phase = match () {
-        () if valid.is_err() => FaultPhase::Failed,
-        () if ending && holding > 0 => FaultPhase::Recovering,
-        () if ending => FaultPhase::Completed,
-        () if !failures.is_empty() => FaultPhase::Failed,
-        () if spec.paused => FaultPhase::Paused,
-        () if spec.dry_run || total == 0 => FaultPhase::Pending,
-        () if injected == total => FaultPhase::Active,
-        () => FaultPhase::Injecting,
-    };
-
-    let selected_condition = match () {
-        () if valid.is_err() => no(
-            "SpecInvalid",
-            "targets are not selected while the spec is invalid",
-        ),
-        () if total == 0 => no(
-            "NoTargets",
-            "no Running and Ready pod in the fault's namespace matches spec.selector",
-        ),
-        () => yes(
-            "TargetsSelected",
-            format!(
-                "{total} of the matching pods selected (mode {:?})",
-                spec.mode
-            ),
-        ),
-    };
-    let injected_condition = match () {
-        () if valid.is_err() => no(
-            "SpecInvalid",
-            "nothing is injected while the spec is invalid",
-        ),
-        () if deleting => no(
-            "FaultDeleted",
-            "the fault is deleted; its rules are removed",
-        ),
-        () if ending => no(
-            "FaultExpired",
-            "spec.duration is over; the rules are removed",
-        ),
-        () if !failures.is_empty() => no(INJECTION_FAILED, failures.join("; ")),
-        () if spec.paused => no("Paused", "the fault is paused; its rules are removed"),
-        () if spec.dry_run => no(
-            "DryRun",
-            format!("dry run: {total} target pods selected, nothing injected"),
-        ),
-        () if total == 0 => no("NoTargets", "no target pod to inject"),
-        () if injected == total => yes(
-            "AllTargetsInjected",
-            format!("{injected} of {total} targets injected"),
-        ),
-        () => no(
-            "Injecting",
-            format!("{injected} of {total} targets injected"),
-        ),
-    };
-    let recovered_condition = match () {
-        () if !ending => no(
-            "NotEnded",
-            "the fault ends when it is deleted or its spec.duration is over",
-        ),
-        () if holding > 0 => no(
-            "RemovingRules",
-            format!("targets still holding rules: {holding}"),
-        ),
-        () => yes("RulesRemoved", "every rule the fault installed is gone"),
-    };
-    let paused_condition = if spec.paused {
-        yes(
-            "Paused",
-            format!(
-                "{paused} of {} targets have removed their rules",
-                injections.len()
-            ),
-        )
-    } else {
-        no("NotPaused", "spec.paused is false")
-    };
-    let valid_condition = match &valid {
-        Ok(()) => yes("SpecValid", "the spec is valid"),
-        Err(reasons) => no("SpecInvalid", reasons.clone()),
-    };
-
-    let previous = fault.status.as_ref();
-    let generation = fault.metadata.generation;
-    let conditions = [
-        (conditions::SELECTED, selected_condition),
-        (conditions::INJECTED, injected_condition),
-        (conditions::RECOVERED, recovered_condition),
-        (conditions::PAUSED, paused_condition),
-        (conditions::VALID, valid_condition),
-    ]
-    .into_iter()
-    .map(|(type_, state)| condition(previous, type_, state, generation, now))
-    .collect();
-
-    KafkaFaultStatus {
-        phase,
-        observed_generation: generation,
-        conditions,
-        targets: rows.into_values().collect(),
-        matched_requests: injections
-            .iter()
-            .filter_map(|i| i.status.as_ref())
-            .fold(0, |sum, s| sum.saturating_add(s.matched_requests)),
-        injected_targets: saturate(injected),
-        total_targets: saturate(total),
-        start_time: start.map(rfc3339),
-        expire_time: end.map(rfc3339),
-    }
+    rows.into_values().collect()
 }
 
 /// A condition's status, reason and message.
@@ -340,7 +483,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        injections::{plan_injections, time},
+        injections::{injection_changes, time},
         select_targets,
         targets::tests::{fault, pod},
     };
@@ -359,7 +502,7 @@ mod tests {
         targets: &[Target],
         phases: &[InjectionPhase],
     ) -> Vec<KafkaFaultInjection> {
-        let plan = plan_injections(fault, targets, &[], &time(START)).unwrap();
+        let plan = injection_changes(fault, targets, &[], &time(START)).unwrap();
         plan.create
             .into_iter()
             .zip(phases)
@@ -540,11 +683,11 @@ mod tests {
     #[test]
     fn an_invalid_spec_is_failed_with_every_reason() {
         let mut f = fault("All", None);
-        f.spec.match_.client_id = Some(ClientIdMatch {
+        f.spec.terms.match_.client_id = Some(ClientIdMatch {
             regex: Some("(".into()),
             ..Default::default()
         });
-        f.spec.match_.api_keys = vec!["Produce".into(), "Nope".into()];
+        f.spec.terms.match_.api_keys = vec!["Produce".into(), "Nope".into()];
         let reasons = validity(&f).unwrap_err();
         assert!(
             reasons.contains("spec.match.clientId.regex: invalid regex"),

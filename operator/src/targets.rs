@@ -9,16 +9,13 @@
 //! operator restart, different faults spread over different pods, and a pod joining or leaving
 //! changes at most one target, instead of reshuffling (and re-injecting) them all.
 
-use std::cmp::Reverse;
+use std::{cmp::Reverse, collections::BTreeMap};
 
 use k8s_openapi::api::core::v1::Pod;
-use kafka_shock_crds::{KafkaFault, TargetMode};
-use kube::ResourceExt;
-
-use crate::{
-    hash::stable_hash,
-    selector::{Selector, SelectorError},
+use kafka_shock_crds::{
+    KafkaFault, SelectorError, TargetMode, parse_selector, selector::SelectorExt, stable_hash,
 };
+use kube::ResourceExt;
 
 /// One pod a fault is to be injected into, with what its injection needs to reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,8 +66,8 @@ pub fn select_targets<'a>(
     pods: impl IntoIterator<Item = &'a Pod>,
 ) -> Result<Vec<Target>, SelectError> {
     let spec = &fault.spec;
-    let selector = Selector::new(&spec.selector)?;
-    if selector.is_empty() {
+    let selector = parse_selector(&spec.selector)?;
+    if selector.selects_all() {
         return Err(SelectError::EmptySelector);
     }
     let count = TargetCount::new(spec.mode, spec.value)?;
@@ -80,7 +77,8 @@ pub fn select_targets<'a>(
     let mut eligible: Vec<Target> = pods
         .into_iter()
         .filter(|pod| {
-            pod.namespace() == namespace && selector.matches(pod.metadata.labels.as_ref())
+            let labels = pod.metadata.labels.as_ref();
+            pod.namespace() == namespace && selector.matches(labels.unwrap_or(&BTreeMap::new()))
         })
         .filter_map(eligible_target)
         .collect();

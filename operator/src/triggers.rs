@@ -6,11 +6,11 @@
 //! its targets (a pod that stopped matching must be dropped) — keeps a busy namespace from
 //! reconciling every fault on every pod update.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kafka_shock_crds::KafkaFault;
-use kube::{ResourceExt, runtime::reflector::ObjectRef};
+use std::collections::BTreeMap;
 
-use crate::selector::Selector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kafka_shock_crds::{KafkaFault, parse_selector, selector::SelectorExt};
+use kube::{ResourceExt, runtime::reflector::ObjectRef};
 
 /// The faults among `faults` that the pod with metadata `pod` can matter to. Metadata is all it
 /// takes, so the controller watches pods' metadata only.
@@ -24,8 +24,9 @@ pub fn faults_for_pod<'a>(
         .into_iter()
         .filter(|fault| fault.namespace() == namespace)
         .filter(|fault| {
-            let selects = Selector::new(&fault.spec.selector)
-                .is_ok_and(|s| !s.is_empty() && s.matches(pod.labels.as_ref()));
+            let labels = pod.labels.as_ref();
+            let selects = parse_selector(&fault.spec.selector)
+                .is_ok_and(|s| !s.selects_all() && s.matches(labels.unwrap_or(&BTreeMap::new())));
             let lists = fault
                 .status
                 .as_ref()

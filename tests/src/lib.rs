@@ -7,12 +7,14 @@
 #![forbid(unsafe_code)]
 
 mod background;
+mod clients;
 mod error;
 mod lab;
 mod product;
 pub mod stack;
 
 pub use background::{Background, Stream};
+pub use clients::ClientReport;
 
 pub use error::LabError;
 pub use lab::{

@@ -3,8 +3,8 @@
 //! kubelets from images built from this run's release binaries, real Kafka broker pods, real
 //! clients, faults applied and removed with kubectl. The agent pod finds the broker pod's
 //! network namespace by the pod's UID in the kubelet's cgroups. Also the recovery rules of
-//! DESIGN.md: an agent hung during a delete, the operator down at expiry, orphans swept when a
-//! crashed agent's container is restarted.
+//! docs/architecture.md: an agent hung during a delete, the operator down at expiry, orphans
+//! swept when a crashed agent's container is restarted.
 
 use std::process::Command;
 use std::time::{Duration, Instant};

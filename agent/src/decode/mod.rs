@@ -4,6 +4,9 @@
 //! Decoding never fails the stream: whatever cannot be decoded is reported
 //! with what is known (api key, version, client id) and the reason, because
 //! the point of the sniffer is to show what is on the wire, odd or not.
+//!
+//! Pure; it depends on nothing else in the library. The sniffer and the Inline decider decode
+//! with it, and the binary's topic probe reads the broker's Metadata answer with it.
 
 mod fast;
 mod guard;

@@ -1,5 +1,5 @@
-//! What an Inline engine has done, as a plain snapshot for reports and status, and as atomics
-//! the engine's thread publishes and any other thread (the CLI, the node agent's status and
+//! What Inline enforcement has done, as a plain snapshot for reports and status, and as atomics the
+//! Inline enforcer's thread publishes and any other thread (the CLI, the node agent's status and
 //! metrics) reads without locking.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,7 +41,7 @@ pub struct InlineCounters {
     pub buffered_bytes: u64,
 }
 
-/// [`InlineCounters`] as atomics: one writer (the engine's thread), any number of readers.
+/// [`InlineCounters`] as atomics: one writer (the Inline enforcer's thread), any number of readers.
 #[derive(Debug, Default)]
 pub struct SharedCounters {
     packets: AtomicU64,

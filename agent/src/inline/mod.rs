@@ -26,6 +26,9 @@
 //! [`Budget`] — beyond it the connection's held packets are let go at once, in order, and
 //! the new one accepted ("failed open", counted) —, reassembly and framing by their
 //! configurations, and partial frames in total by [`InlineConfig::max_framed_bytes`].
+//!
+//! It depends on [`crate::wire`], [`crate::decode`], [`crate::sniffer`] and [`crate::fault`]
+//! (the matcher); only the binary's NFQUEUE edge drives it.
 
 mod counters;
 mod draw;
@@ -43,12 +46,12 @@ pub use draw::Draw;
 
 use crate::FastMap;
 use crate::decode::decode_request;
-use crate::event::Event;
-use crate::frame::{FrameEvent, Framer, FramerConfig, FramingCounters};
-use crate::matching::RequestMatcher;
-use crate::packet::{LinkType, TcpSegment, parse_frame};
-use crate::reassembly::{Direction, FlowKey, Reassembler, ReassemblyConfig, StreamEvent};
+use crate::fault::RequestMatcher;
+use crate::sniffer::event::Event;
 use crate::sniffer::{RequestBoundary, request_event};
+use crate::wire::frame::{FrameEvent, Framer, FramerConfig, FramingCounters};
+use crate::wire::packet::{LinkType, TcpSegment, parse_frame};
+use crate::wire::reassembly::{Direction, FlowKey, Reassembler, ReassemblyConfig, StreamEvent};
 
 /// The edge's handle on one queued packet (NFQUEUE's packet id, or any unique number).
 pub type PacketId = u64;
@@ -91,7 +94,7 @@ pub enum Action {
     },
 }
 
-/// What packets may be held at once, over all connections; beyond it, the engine fails open.
+/// What packets may be held at once, over all connections; beyond it, the decider fails open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
     /// Packets held. Each pins a receive buffer in the edge, so keep it modest.
@@ -109,7 +112,7 @@ impl Default for Budget {
     }
 }
 
-/// Everything that decides what the engine does and bounds its memory.
+/// Everything that decides what the decider does and bounds its memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InlineConfig {
     /// Broker ports and TCP limits (only the client→broker direction is fed).
@@ -327,7 +330,7 @@ impl Decider {
         self.release_due(now, out);
     }
 
-    /// Lets every held packet go, in order (the engine is stopping).
+    /// Lets every held packet go, in order (the Inline enforcer is stopping).
     pub fn release_all(&mut self, out: &mut Vec<Release>) {
         for flow in std::mem::take(&mut self.holding) {
             if let Some(connection) = self.connections.get_mut(&flow) {

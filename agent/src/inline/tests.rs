@@ -11,9 +11,9 @@ use kafka_shock_crds::FaultMatch;
 
 use super::*;
 use crate::decode::records::tests::batch;
-use crate::packet::tests::ipv4_tcp;
 use crate::sniffer::tests::{request, topic};
 use crate::test_rng::Rng;
+use crate::wire::packet::tests::ipv4_tcp;
 
 const ACK: u8 = 0x10;
 const SYN: u8 = 0x02;

@@ -85,7 +85,7 @@ impl Batch {
 /// jumps, and no other `KSHOCK-*` chain. Order: create missing chains; delete jumps nobody
 /// wants; refill chains whose rules differ; insert missing jumps; then remove unwanted chains
 /// (their jumps, flush, delete).
-pub fn plan(desired: &[Chain], actual: &Actual) -> Batch {
+pub fn diff(desired: &[Chain], actual: &Actual) -> Batch {
     let mut declare = Vec::new();
     let mut unjump = Vec::new();
     let mut fill = Vec::new();

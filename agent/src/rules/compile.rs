@@ -3,9 +3,11 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
+use kafka_shock_crds::Cidr;
+
 use super::names::{chain_name, reject_mark, sanitise_id, stamp, wake_port};
-use super::spec::{ClientIdPattern, Family, Flow, Injection, IpCidr, Layers, Signature, Verdict};
-use super::wire::{self, ApiWord, ClientIdLen, StringMatch};
+use super::offsets::{self, ApiWord, ClientIdLen, StringMatch};
+use super::spec::{ClientIdPattern, Family, Flow, Injection, Layers, Signature, Verdict};
 
 /// The most ports one `multiport` match takes.
 const MULTIPORT_MAX: usize = 15;
@@ -89,7 +91,7 @@ pub enum Gap {
     /// A regex client id cannot be evaluated by the kernel: no signature rules at all.
     ClientIdRegex,
     /// The client id (exact: with its int16 length) is longer than an xt_string pattern
-    /// ([`wire::MAX_PATTERN`] bytes): no signature rules at all.
+    /// ([`offsets::MAX_PATTERN`] bytes): no signature rules at all.
     ClientIdTooLong {
         /// Its length in bytes.
         len: usize,
@@ -103,7 +105,7 @@ pub enum Gap {
     /// Topics are named but no topic id is known yet; Produce v13+ and Fetch v13+ name topics
     /// by id only, so those requests are not matched until the sniffer learns the ids.
     NoTopicIdsYet,
-    /// Topics are searched only in the first [`wire::BODY_WINDOW`] bytes after the client id
+    /// Topics are searched only in the first [`offsets::BODY_WINDOW`] bytes after the client id
     /// (assumed ≤ 256 bytes unless given exactly); a topic named further into a request is
     /// missed. A string anywhere in that window equal to the encoded name also matches.
     TopicsWithinWindow,
@@ -276,15 +278,17 @@ fn port_matches(ports: &[u16]) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// `-s <cidr>` per source CIDR of `family`; one empty source (any) when none is given; none
-/// at all when sources are given but none of this family.
-fn sources(cidrs: &[IpCidr], family: Family) -> Vec<Vec<String>> {
+/// `-s <network>` per source CIDR of `family` (each in canonical form, so equal blocks make
+/// one rule); one empty source (any) when none is given; none at all when sources are given
+/// but none of this family.
+fn sources(cidrs: &[Cidr], family: Family) -> Vec<Vec<String>> {
     if cidrs.is_empty() {
         return vec![Vec::new()];
     }
     cidrs
         .iter()
-        .filter(|cidr| cidr.family() == family)
+        .map(Cidr::network)
+        .filter(|cidr| Family::of(cidr.addr) == family)
         .collect::<BTreeSet<_>>()
         .into_iter()
         .map(|cidr| vec!["-s".to_owned(), cidr.to_string()])
@@ -304,7 +308,7 @@ fn inline_rules(
 ) -> Vec<Rule> {
     let mut rules = Vec::new();
     if family == Family::V4 {
-        // The engine's wake-up call (see `wake_port`), from loopback only.
+        // The Inline enforcer's wake-up call (see `wake_port`), from loopback only.
         rules.push(Rule::new(id, wake_match(queue), queue_target(queue)));
     }
     if injection.verdict == Verdict::Reject {
@@ -344,7 +348,7 @@ fn probability(percent: u8) -> Vec<String> {
     .into()
 }
 
-/// A datagram from loopback to the engine's wake port (see `wake_port`).
+/// A datagram from loopback to the Inline enforcer's wake port (see `wake_port`).
 fn wake_match(queue: u16) -> Vec<String> {
     [
         "-s",
@@ -363,7 +367,7 @@ fn wake_match(queue: u16) -> Vec<String> {
     .collect()
 }
 
-/// To the engine's queue; with no reader bound, past it untouched (`--queue-bypass`).
+/// To the Inline enforcer's queue; with no reader bound, past it untouched (`--queue-bypass`).
 fn queue_target(queue: u16) -> Vec<String> {
     ["-j", "NFQUEUE", "--queue-num"]
         .map(String::from)
@@ -466,11 +470,11 @@ impl SignatureParts {
                 gaps.push(Gap::ClientIdRegex);
                 ClientId::Any
             }
-            Some(ClientIdPattern::Exact(id)) if id.len() + 2 > wire::MAX_PATTERN => {
+            Some(ClientIdPattern::Exact(id)) if id.len() + 2 > offsets::MAX_PATTERN => {
                 gaps.push(Gap::ClientIdTooLong { len: id.len() });
                 ClientId::Any
             }
-            Some(ClientIdPattern::Prefix(prefix)) if prefix.len() > wire::MAX_PATTERN => {
+            Some(ClientIdPattern::Prefix(prefix)) if prefix.len() > offsets::MAX_PATTERN => {
                 gaps.push(Gap::ClientIdTooLong { len: prefix.len() });
                 ClientId::Any
             }
@@ -483,7 +487,7 @@ impl SignatureParts {
         } else {
             let mut alternatives = Vec::new();
             for (index, topic) in signature.topics.iter().enumerate() {
-                match wire::string_encodings(topic) {
+                match offsets::string_encodings(topic) {
                     Some(encodings) => alternatives.extend(encodings),
                     None => gaps.push(Gap::TopicTooLong { index }),
                 }
@@ -497,7 +501,7 @@ impl SignatureParts {
         };
         let mut string_field = |value: &Option<Vec<u8>>, anywhere: Gap, too_long: Gap| {
             let value = value.as_ref()?;
-            match wire::string_encodings(value) {
+            match offsets::string_encodings(value) {
                 Some(encodings) => {
                     gaps.push(anywhere);
                     Some(dedup(encodings.into()))
@@ -539,14 +543,14 @@ impl SignatureParts {
         let (client_id, client_id_len) = match &self.client_id {
             ClientId::Any => (None, ClientIdLen::UNKNOWN),
             ClientId::Exact(id) => (
-                wire::client_id_exact(family, id),
+                offsets::client_id_exact(family, id),
                 ClientIdLen {
                     min: id.len(),
                     max: id.len(),
                 },
             ),
             ClientId::Prefix(prefix) => (
-                wire::client_id_prefix(family, prefix),
+                offsets::client_id_prefix(family, prefix),
                 ClientIdLen {
                     min: prefix.len(),
                     ..ClientIdLen::UNKNOWN
@@ -558,7 +562,7 @@ impl SignatureParts {
                 None => vec![None],
                 Some(patterns) => patterns
                     .iter()
-                    .map(|pattern| Some(wire::in_body(family, client_id_len, pattern.clone())))
+                    .map(|pattern| Some(offsets::in_body(family, client_id_len, pattern.clone())))
                     .collect(),
             }
         };
@@ -576,7 +580,7 @@ impl SignatureParts {
                             "-m".to_owned(),
                             "u32".to_owned(),
                             "--u32".to_owned(),
-                            wire::request_head(family, *word),
+                            offsets::request_head(family, *word),
                         ];
                         for search in [&client_id, topic, group, transaction]
                             .into_iter()

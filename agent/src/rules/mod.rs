@@ -1,7 +1,7 @@
 //! The rule compiler for Signature and Connection enforcement, and the desired-vs-actual diff.
 //!
 //! Pure, after netavark: an [`Injection`] compiles to one [`Chain`] per family ([`compile`]);
-//! the reconcile parses what `iptables-save` prints ([`parse_save`]) and [`plan`]s the
+//! the reconcile parses what `iptables-save` prints ([`parse_save`]) and [`diff`]s it into the
 //! [`Batch`] that makes the kernel match, which the I/O edge renders once and applies with
 //! `iptables-restore --noflush`. Nothing here runs a command, and no byte a user wrote reaches
 //! the batch text except as hex (client ids, topics, group and transactional ids) or through
@@ -14,24 +14,30 @@
 //! connection stalls until the client times out. Signature rules look at segments, so a
 //! request split across segments, or not first in its segment, escapes them; [`Exactness`]
 //! says what else they cannot express, so that Auto mode adds Connection rules as a backstop.
+//!
+//! Which run owns a chain is in its comments: [`CliOwner`] for `kafka-shock inject`, the
+//! contract's `rule_id` for the node agent.
+//!
+//! Pure; it depends on nothing else in the library (only on the API's `Cidr` and hash). The
+//! fault plan compiles through it, and the binary's enforcer applies its batches.
 
 mod batch;
 mod compile;
 mod names;
+mod offsets;
+mod owner;
 mod save;
 mod spec;
-mod wire;
 
 #[cfg(test)]
 mod tests;
 
-pub use batch::{Batch, Op, OwnedChain, owned_chains, plan, sweep};
+pub use batch::{Batch, Op, OwnedChain, diff, owned_chains, sweep};
 pub use compile::{Chain, Compiled, Exactness, Gap, Rule, compile};
 pub use names::{
     CHAIN_PREFIX, COMMENT_PREFIX, INLINE_QUEUE_TRIES, chain_name, inline_queue, reject_mark,
     sanitise_id, wake_port,
 };
+pub use owner::{CliOwner, start_ticks_of_stat};
 pub use save::{Actual, SavedJump, SavedRule, parse_save};
-pub use spec::{
-    CidrError, ClientIdPattern, Family, Flow, Injection, IpCidr, Layers, Signature, Verdict,
-};
+pub use spec::{ClientIdPattern, Family, Flow, Injection, Layers, Signature, Verdict};

@@ -1,5 +1,8 @@
 //! Names and comments that tie kernel rules back to an injection, stable across runs and
-//! platforms so that a restarted agent recognises what it installed before.
+//! platforms so that a restarted agent recognises what it installed before (the hash is the
+//! contract's, [`kafka_shock_crds::fnv1a64`], pinned by the tests).
+
+use kafka_shock_crds::fnv1a64;
 
 /// The prefix of every chain kafka-shock owns; the sweep removes any chain with it that no
 /// live injection wants.
@@ -12,24 +15,6 @@ pub const COMMENT_PREFIX: &str = "kshock:";
 /// stamp need the rest).
 const MAX_COMMENT_ID: usize = 200;
 
-/// FNV-1a, 64 bits: tiny, stable and written out here, so chain names never change with a
-/// dependency's or the standard library's hasher.
-pub(crate) fn fnv1a64(parts: &[&[u8]]) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut hash = OFFSET;
-    for (index, part) in parts.iter().enumerate() {
-        if index > 0 {
-            // A separator, so that ["ab", "c"] and ["a", "bc"] differ.
-            hash = (hash ^ 0xff).wrapping_mul(PRIME);
-        }
-        for &byte in *part {
-            hash = (hash ^ u64::from(byte)).wrapping_mul(PRIME);
-        }
-    }
-    hash
-}
-
 /// `KSHOCK-` and 12 uppercase hex digits (48 bits) of the hash of the raw id: 19 characters,
 /// within iptables' 28, and distinct for ids that differ only in characters the comment
 /// sanitiser replaces.
@@ -38,9 +23,9 @@ pub fn chain_name(id: &str) -> String {
     format!("{CHAIN_PREFIX}{hash:012X}")
 }
 
-/// The NFQUEUE number an Inline injection asks for first: 1024 plus a hash of the id, so that
-/// two faults in one namespace almost never want the same queue. Binding is what decides: a
-/// queue someone else holds is refused by the kernel, and the engine tries the next numbers
+/// The NFQUEUE number an Inline injection asks for first: 1024 plus a hash of the id, so that two
+/// faults in one namespace almost never want the same queue. Binding is what decides: a queue
+/// someone else holds is refused by the kernel, and the Inline enforcer tries the next numbers
 /// ([`INLINE_QUEUE_TRIES`]).
 pub fn inline_queue(id: &str) -> u16 {
     const FIRST: u64 = 1024;
@@ -48,17 +33,17 @@ pub fn inline_queue(id: &str) -> u16 {
     (FIRST + fnv1a64(&[b"queue", id.as_bytes()]) % SPAN) as u16
 }
 
-/// How many consecutive queue numbers, from [`inline_queue`], an engine tries to bind.
+/// How many consecutive queue numbers, from [`inline_queue`], an Inline enforcer tries to bind.
 pub const INLINE_QUEUE_TRIES: u16 = 32;
 
-/// The loopback UDP port whose packets the Inline chain of `queue` also queues. The engine
-/// reads an idle queue blocking (no polling, no latency added); sending one datagram there
-/// wakes it, so it can see it was told to stop.
+/// The loopback UDP port whose packets the Inline chain of `queue` also queues. The Inline enforcer
+/// reads an idle queue blocking (no polling, no latency added); sending one datagram there wakes
+/// it, so it can see it was told to stop.
 pub fn wake_port(queue: u16) -> u16 {
     40_000 + queue % 20_000
 }
 
-/// The packet mark with which the Inline engine sends a segment back through the chain of
+/// The packet mark with which the Inline enforcer sends a segment back through the chain of
 /// `queue` (NF_REPEAT) to be answered with a TCP reset by that chain's first rule. "KS" in the
 /// high half, the queue number in the low half: unique per chain in the namespace, and clear
 /// of the low bits kube-proxy and CNIs use.
@@ -89,7 +74,7 @@ pub fn sanitise_id(id: &str) -> String {
 
 /// The comment of one rule: `kshock:<sanitised id>:<8 hex digits>`, the digits hashing the
 /// rule's own arguments. It is what reconcile compares, because iptables-save prints comments
-/// verbatim but rewrites most other arguments (see [`crate::rules::plan`]).
+/// verbatim but rewrites most other arguments (see [`crate::rules::diff`]).
 pub(crate) fn stamp(sanitised_id: &str, args: &[String]) -> String {
     let parts: Vec<&[u8]> = args.iter().map(|arg| arg.as_bytes()).collect();
     let hash = fnv1a64(&parts);

@@ -1,9 +1,9 @@
 //! What the rule compiler is asked to enforce. The CLI and the agent map a user's KafkaFault
 //! onto these plain types, so the compiler never sees Kubernetes objects.
 
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::str::FromStr;
+
+use kafka_shock_crds::Cidr;
 
 /// One fault in one network namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,8 +21,9 @@ pub struct Injection {
     /// Applies to signature rules only: a connection rule exists because the sniffer already
     /// decided, per request, to hit that flow.
     pub probability: u8,
-    /// Sources the fault applies to; empty means any source.
-    pub source_cidrs: Vec<IpCidr>,
+    /// Sources the fault applies to; empty means any source. Rules state each as its network
+    /// ([`Cidr::network`]).
+    pub source_cidrs: Vec<Cidr>,
     /// Which kinds of rule the chain holds.
     pub layers: Layers,
 }
@@ -128,84 +129,5 @@ impl Family {
             IpAddr::V4(_) => Self::V4,
             IpAddr::V6(_) => Self::V6,
         }
-    }
-}
-
-/// An IPv4 or IPv6 network, kept in canonical form (host bits cleared) so that equal networks
-/// compare and render equal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct IpCidr {
-    network: IpAddr,
-    prefix: u8,
-}
-
-/// Why a CIDR was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CidrError {
-    /// Not `address` or `address/prefix`.
-    #[error("{0:?} is not an IP address or CIDR")]
-    Syntax(String),
-    /// A prefix longer than the address.
-    #[error("prefix /{prefix} is longer than the address ({max} bits)")]
-    Prefix {
-        /// The prefix asked for.
-        prefix: u8,
-        /// The address length in bits.
-        max: u8,
-    },
-}
-
-impl IpCidr {
-    /// The network of `addr` with `prefix` bits (host bits are cleared).
-    pub fn new(addr: IpAddr, prefix: u8) -> Result<Self, CidrError> {
-        let network = addr.to_canonical();
-        let max = match network {
-            IpAddr::V4(_) => 32,
-            IpAddr::V6(_) => 128,
-        };
-        if prefix > max {
-            return Err(CidrError::Prefix { prefix, max });
-        }
-        let network = match network {
-            IpAddr::V4(a) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-                IpAddr::V4((u32::from(a) & mask).into())
-            }
-            IpAddr::V6(a) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
-                IpAddr::V6((u128::from(a) & mask).into())
-            }
-        };
-        Ok(Self { network, prefix })
-    }
-
-    /// The family of the network.
-    pub fn family(&self) -> Family {
-        Family::of(self.network)
-    }
-}
-
-impl FromStr for IpCidr {
-    type Err = CidrError;
-
-    /// `10.0.0.0/8`, `fd00::/64`, or a bare address (a host network).
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let syntax = || CidrError::Syntax(text.to_owned());
-        let (addr, prefix) = match text.split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix.parse::<u8>().map_err(|_| syntax())?)),
-            None => (text, None),
-        };
-        let addr: IpAddr = addr.parse().map_err(|_| syntax())?;
-        let host_prefix = match addr.to_canonical() {
-            IpAddr::V4(_) => 32,
-            IpAddr::V6(_) => 128,
-        };
-        Self::new(addr, prefix.unwrap_or(host_prefix))
-    }
-}
-
-impl fmt::Display for IpCidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix)
     }
 }

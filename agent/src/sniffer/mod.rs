@@ -3,7 +3,15 @@
 //! A pure state machine (time comes with each packet) that chains packet
 //! parsing, TCP reassembly, framing and decoding, pairs each request with its
 //! response by correlation id, and emits one [`Event`] per request, when its
-//! response arrives or when it can no longer arrive.
+//! response arrives or when it can no longer arrive. [`event`] is what one request
+//! looks like (and how `sniff` prints it); [`summary`] is `sniff --summary`'s table.
+//!
+//! It depends on [`crate::wire`] and [`crate::decode`]. The fault's matcher reads its
+//! events, the Inline decider reuses its request decoding, and the binary's `sniff` and
+//! session feed it packets.
+
+pub mod event;
+pub mod summary;
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -17,10 +25,10 @@ use crate::decode::{
     REQUEST_PROBE_LEN, RequestInfo, TopicIds, TopicRef, api_name, decode_request, decode_response,
     plausible_request_start, response_correlation_id,
 };
-use crate::event::Event;
-use crate::frame::{BoundaryCheck, FrameEvent, Framer, FramerConfig, FramingCounters};
-use crate::packet::{LinkType, PacketError, TcpSegment, parse_frame};
-use crate::reassembly::{
+use crate::sniffer::event::Event;
+use crate::wire::frame::{BoundaryCheck, FrameEvent, Framer, FramerConfig, FramingCounters};
+use crate::wire::packet::{LinkType, PacketError, TcpSegment, parse_frame};
+use crate::wire::reassembly::{
     Direction, FlowKey, Reassembler, ReassemblyConfig, ReassemblyCounters, StreamEvent,
 };
 
@@ -146,7 +154,7 @@ impl Pending {
 
 /// The event of a request decoded from a frame of `declared` bytes on `flow` at `ts`, without
 /// its response; `name_of` names the topic ids it knows (the others stay as UUIDs). Shared by
-/// the sniffer and the Inline engine, so that both report and match requests alike.
+/// the sniffer and the Inline decider, so that both report and match requests alike.
 pub(crate) fn request_event(
     info: RequestInfo,
     flow: FlowKey,

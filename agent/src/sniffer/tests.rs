@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::decode::records::tests::batch;
-use crate::packet::tests::ipv4_tcp;
+use crate::wire::packet::tests::ipv4_tcp;
 
 const CLIENT: &str = "10.0.0.1:40000";
 const BROKER: &str = "10.0.0.2:9092";

@@ -22,9 +22,10 @@ use k8s_openapi::{
     jiff::Timestamp,
 };
 use kafka_shock_crds::{
-    KafkaFault, KafkaFaultInjection, KafkaFaultStatus,
-    injection::{FAULT_LABEL, FINALIZER},
+    FAULT_FINALIZER, FAULT_LABEL, FINALIZER, KafkaFault, KafkaFaultInjection, KafkaFaultStatus,
+    label_value, parse_selector,
 };
+use kafka_shock_daemon::release_finalizer;
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams},
@@ -41,16 +42,13 @@ use serde_json::json;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::{
-    InjectionError, SelectError, Selector, expiry, finalizer_releasable, label_value,
+    InjectionError, SelectError, expiry, finalizer_releasable, injection_changes,
     metrics::Metrics,
     notices::notices,
-    plan_injections, roll_up, select_targets,
+    roll_up, select_targets,
     triggers::{faults_for_node, faults_for_pod},
     validity,
 };
-
-/// The finalizer the operator keeps on each KafkaFault until all its injections are gone.
-pub const FAULT_FINALIZER: &str = "kafkashock.io/cleanup";
 
 /// The field manager of every write, and the Events' reporting controller.
 pub const MANAGER: &str = "kafka-shock-operator";
@@ -295,7 +293,7 @@ async fn sync(fault: &KafkaFault, ctx: &Context) -> Result<Synced, Error> {
 
     let now = Time(Timestamp::now());
     let targets = if validity(fault).is_ok() && fault.metadata.deletion_timestamp.is_none() {
-        let selector = Selector::new(&fault.spec.selector).map_err(SelectError::from)?;
+        let selector = parse_selector(&fault.spec.selector).map_err(SelectError::from)?;
         let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
         let selected = pods
             .list(&ListParams::default().labels(&selector.to_string()))
@@ -308,12 +306,12 @@ async fn sync(fault: &KafkaFault, ctx: &Context) -> Result<Synced, Error> {
     } else {
         Vec::new()
     };
-    let plan = plan_injections(fault, &targets, &existing, &now)?;
+    let changes = injection_changes(fault, &targets, &existing, &now)?;
 
     let mut stored: BTreeMap<String, KafkaFaultInjection> =
         existing.into_iter().map(|i| (i.name_any(), i)).collect();
     let apply = PatchParams::apply(MANAGER).force();
-    for desired in plan.create.iter().chain(&plan.update) {
+    for desired in changes.create.iter().chain(&changes.update) {
         let injection = desired.name_any();
         let written = injections
             .patch(&injection, &apply, &Patch::Apply(desired))
@@ -324,7 +322,7 @@ async fn sync(fault: &KafkaFault, ctx: &Context) -> Result<Synced, Error> {
             })?;
         stored.insert(injection, written);
     }
-    for injection in &plan.delete {
+    for injection in &changes.delete {
         match injections.delete(injection, &DeleteParams::default()).await {
             Ok(either) => match either.left() {
                 Some(terminating) => stored.insert(injection.clone(), terminating),
@@ -388,29 +386,21 @@ async fn release_orphans(
             finalizer_releasable(injection, pod.as_ref(), node.is_some())
         };
         if orphaned {
-            let kept: Vec<String> = injection
-                .finalizers()
-                .iter()
-                .filter(|f| *f != FINALIZER)
-                .cloned()
-                .collect();
-            orphans.push((name.clone(), kept, injection.resource_version()));
+            orphans.push(name.clone());
         }
     }
-    for (name, kept, resource_version) in orphans {
-        // The resourceVersion makes this fail, not clobber, if the agent changed it meanwhile.
-        let patch = json!({"metadata": {"finalizers": kept, "resourceVersion": resource_version}});
-        match injections
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(released) if released.finalizers().is_empty() => {
+    for name in orphans {
+        let Some(injection) = stored.get(&name) else {
+            continue;
+        };
+        match release_finalizer(injections, injection, FINALIZER).await {
+            Ok(Some(released)) if released.finalizers().is_empty() => {
                 stored.remove(&name);
             }
-            Ok(released) => {
+            Ok(Some(released)) => {
                 stored.insert(name.clone(), released);
             }
-            Err(kube::Error::Api(status)) if status.is_not_found() => {
+            Ok(None) => {
                 stored.remove(&name);
             }
             Err(source) => return Err(Error::ReleaseInjection { name, source }),

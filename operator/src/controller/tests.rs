@@ -4,13 +4,13 @@
 
 use std::{sync::Arc, time::Duration};
 
-use http::{Method, Request, Response, StatusCode};
-use kafka_shock_crds::{FaultPhase, KafkaFault, fault::conditions};
-use kube::{Client, client::Body, runtime::controller::Action};
+use http::Method;
+use kafka_shock_crds::{FAULT_FINALIZER, FaultPhase, KafkaFault, fault::conditions};
+use kafka_shock_daemon::mock::{ApiServer, api_server};
+use kube::runtime::controller::Action;
 use serde_json::{Value, json};
-use tower_test::mock::{self, SendResponse};
 
-use super::{Context, FAULT_FINALIZER, RECOVERY_POLL, RESYNC, reconcile};
+use super::{Context, RECOVERY_POLL, RESYNC, reconcile};
 use crate::{
     metrics::Metrics,
     targets::tests::{fault, pod},
@@ -21,76 +21,19 @@ const INJECTIONS: &str = "/apis/kafkashock.io/v1alpha1/namespaces/kafka/kafkafau
 const PODS: &str = "/api/v1/namespaces/kafka/pods";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/kafka/events";
 
-/// One request the reconcile made: its query, its body (JSON, or Null), and where to answer.
-struct Call {
-    query: String,
-    body: Value,
-    reply: SendResponse<Response<Body>>,
-}
-
-impl Call {
-    fn answer(self, body: Value) {
-        self.answer_with(StatusCode::OK, body);
-    }
-
-    fn answer_with(self, status: StatusCode, body: Value) {
-        let response = Response::builder()
-            .status(status)
-            .body(Body::from(serde_json::to_vec(&body).unwrap()))
-            .unwrap();
-        self.reply.send_response(response);
-    }
-
-    fn not_found(self) {
-        self.answer_with(
-            StatusCode::NOT_FOUND,
-            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
-        );
-    }
-}
-
-/// The mocked API server's side.
-struct ApiServer(mock::Handle<Request<Body>, Response<Body>>);
-
-impl ApiServer {
-    /// The next request, which must be `method` on `path`.
-    async fn expect(&mut self, method: Method, path: &str) -> Call {
-        let (request, reply) = self
-            .0
-            .next_request()
-            .await
-            .unwrap_or_else(|| panic!("expected {method} {path}; the client went away"));
-        assert_eq!(
-            (request.method(), request.uri().path()),
-            (&method, path),
-            "unexpected request {}",
-            request.uri()
-        );
-        let query = request.uri().query().unwrap_or_default().to_owned();
-        let bytes = request.into_body().collect_bytes().await.unwrap();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-        };
-        Call { query, body, reply }
-    }
-
-    /// Answers an Event POST with the Event itself, returning its reason.
-    async fn event(&mut self) -> String {
-        let call = self.expect(Method::POST, EVENTS).await;
-        let reason = call.body["reason"].as_str().unwrap().to_owned();
-        let body = call.body.clone();
-        call.answer(body);
-        reason
-    }
+/// Answers an Event POST with the Event itself, returning its reason.
+async fn event(server: &mut ApiServer) -> String {
+    let call = server.expect(Method::POST, EVENTS).await;
+    let reason = call.body["reason"].as_str().unwrap().to_owned();
+    let body = call.body.clone();
+    call.answer(body);
+    reason
 }
 
 fn context() -> (Arc<Context>, ApiServer) {
-    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, "default");
+    let (client, server) = api_server();
     let context = Context::new(client, Arc::new(Metrics::default()));
-    (Arc::new(context), ApiServer(handle))
+    (Arc::new(context), server)
 }
 
 /// Runs one reconcile of `fault` against the `scenario`, which must see every request.
@@ -213,7 +156,7 @@ async fn a_valid_fault_creates_one_injection_per_ready_pod_and_reports() {
         assert!(status["startTime"].is_string(), "{status}");
         call.answer(stored_fault());
 
-        assert_eq!(server.event().await, "Selected");
+        assert_eq!(event(&mut server).await, "Selected");
     })
     .await;
     assert_eq!(action, Action::requeue(RESYNC));
@@ -222,7 +165,7 @@ async fn a_valid_fault_creates_one_injection_per_ready_pod_and_reports() {
 #[tokio::test]
 async fn an_invalid_fault_reports_why_and_creates_nothing() {
     let mut invalid = finalized(fault("All", None));
-    invalid.spec.match_.client_id = Some(kafka_shock_crds::ClientIdMatch {
+    invalid.spec.terms.match_.client_id = Some(kafka_shock_crds::ClientIdMatch {
         regex: Some("(unclosed".into()),
         ..Default::default()
     });
@@ -253,7 +196,7 @@ async fn an_invalid_fault_reports_why_and_creates_nothing() {
             "{valid}"
         );
         call.answer(stored_fault());
-        assert_eq!(server.event().await, "SpecInvalid");
+        assert_eq!(event(&mut server).await, "SpecInvalid");
     })
     .await;
     assert_eq!(action, Action::requeue(RESYNC));
@@ -266,7 +209,7 @@ fn deleting_with_active_injections() -> (KafkaFault, Vec<Value>) {
     let live = fault("All", None);
     let targets = crate::select_targets(&live, &[pod("broker-0"), pod("broker-1")]).unwrap();
     let now = crate::injections::time("2025-01-02T03:00:00Z");
-    let injections = crate::plan_injections(&live, &targets, &[], &now)
+    let injections = crate::injection_changes(&live, &targets, &[], &now)
         .unwrap()
         .create
         .into_iter()
@@ -361,7 +304,7 @@ async fn a_deleted_fault_whose_pods_are_gone_releases_everything_and_goes() {
             format!("{:?}", FaultPhase::Completed)
         );
         call.answer(stored_fault());
-        assert_eq!(server.event().await, "Recovered");
+        assert_eq!(event(&mut server).await, "Recovered");
         let call = server
             .expect(Method::PATCH, &format!("{FAULTS}/reset-orders"))
             .await;

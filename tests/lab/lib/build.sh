@@ -101,5 +101,6 @@ build_all() {
   step "build helm $HELM_VERSION from the Go module proxy" build_helm
   step "build the CNI plugins $CNI_PLUGINS_VERSION (${CNI_PLUGINS[*]#*/}) from the Go module proxy" build_cni_plugins
   step "install kafka-python $KAFKA_PYTHON_VERSION from PyPI" install_python_client
+  step "compile the Java test clients (tests/clients/java)" "$LAB_DIR/../clients/java/build.sh"
   images_build_lab
 }

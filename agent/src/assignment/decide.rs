@@ -1,0 +1,306 @@
+//! The node agent's reconcile of one injection, decided: from what the agent observed — the
+//! injection, the clock, where the pod's network namespace is now, how the session it runs
+//! for the injection is doing — to the actions to take (start, replace or stop the session,
+//! remove leftover rules, release the finalizer) and the status to report. The reconcile in
+//! the binary gathers these inputs, performs the actions and writes the status, as the
+//! operator's controller does with its own pure core.
+//!
+//! What it guarantees (see `docs/architecture.md`): deletion, then expiry, then pause win
+//! over enforcing; a deleted injection lets go of its finalizer only after the rules are out;
+//! a pod whose namespace changed (restarted) or whose injection changed gets a new session; a
+//! session that failed is reported Failed and kept until [`RESYNC`] has passed, then retried.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kafka_shock_crds::{
+    FINALIZER, InjectionPhase, KafkaFaultInjection, KafkaFaultInjectionStatus, rule_id,
+};
+
+use super::pod_netns::FoundBy;
+use super::{Desired, Tally, desired, status_for, time_until};
+use crate::fault::FaultPlan;
+
+/// How often an enforced injection is looked at again: its counters go to its status, its
+/// pod's namespace is resolved again (a restarted pod has a new one), a dead session restarts.
+pub const RESYNC: Duration = Duration::from_secs(5);
+/// How soon a session still starting is looked at again, so that Active shows quickly.
+const STARTING: Duration = Duration::from_millis(250);
+/// The shortest wait before looking again (an expiry due at once).
+const SOONEST: Duration = Duration::from_millis(100);
+
+/// A network namespace as resolved now: its file and inode (a new inode is a new namespace,
+/// e.g. a restarted pod's), and how it was matched to the pod (for the agent's log).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodNetns {
+    pub path: PathBuf,
+    pub inode: u64,
+    pub found_by: FoundBy,
+}
+
+/// Where and for which spec a session enforces: when either changes, it is replaced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    pub netns: PodNetns,
+    /// The injection's metadata.generation the session was started for.
+    pub generation: Option<i64>,
+}
+
+/// How the agent's session for the injection is doing, as last published.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionView {
+    pub placement: Placement,
+    /// The rules are in place.
+    pub installed: bool,
+    /// The session has ended (rules removed, or never installed).
+    pub finished: bool,
+    /// Why it ended early, or why removing its rules failed.
+    pub error: Option<String>,
+    /// How long ago it ended, once it has.
+    pub ended_ago: Option<Duration>,
+    /// What it has done so far.
+    pub tally: Tally,
+}
+
+/// Everything one decision is made from.
+#[derive(Debug, Clone)]
+pub struct Observed<'a> {
+    pub injection: &'a KafkaFaultInjection,
+    /// The injection's metadata.uid.
+    pub uid: &'a str,
+    /// The node this agent runs on.
+    pub node: &'a str,
+    pub now: Timestamp,
+    /// The pod's network namespace, or why it was not found.
+    pub pod_netns: Result<PodNetns, String>,
+    /// The session this agent runs for the injection, if any.
+    pub session: Option<SessionView>,
+}
+
+/// A session to start.
+#[derive(Debug, Clone)]
+pub struct Start {
+    pub placement: Placement,
+    /// The injection's terms, planned under the agent's rule id.
+    pub plan: FaultPlan,
+    /// When the session must end on its own (`expireTime`), even if the agent hears nothing.
+    pub until: Option<Timestamp>,
+}
+
+/// One thing to do, in the order given.
+#[derive(Debug, Clone)]
+pub enum Act {
+    /// Stop the session; its rules go with it.
+    StopSession,
+    /// Stop the session (its namespace or spec changed, or it failed long enough ago), then
+    /// start this one.
+    ReplaceSession(Box<Start>),
+    /// Start this session.
+    StartSession(Box<Start>),
+    /// Remove the chains of the injection's rule id from the namespace at this path: left by
+    /// an agent that restarted, or by a session that failed to remove them.
+    RemoveLeftovers(PathBuf),
+    /// Remove the agent's finalizer: the rules are gone.
+    ReleaseFinalizer,
+    /// Drop what the agent keeps about the injection (metrics, phase): it is going.
+    Forget,
+}
+
+/// What to do about one injection, and what to report.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub actions: Vec<Act>,
+    /// The status to write (when it differs from the stored one); `None` when the injection
+    /// is going.
+    pub status: Option<KafkaFaultInjectionStatus>,
+    /// When to look again; `None`: when the injection changes.
+    pub requeue: Option<Duration>,
+}
+
+/// The decision for what `observed` shows.
+pub fn decide(observed: &Observed) -> Decision {
+    let injection = observed.injection;
+    let stop = observed.session.as_ref().map(|_| Act::StopSession);
+    let want = match desired(injection, observed.now) {
+        Ok(want) => want,
+        Err(error) => {
+            return Decision {
+                actions: stop.into_iter().collect(),
+                status: Some(status_for(
+                    injection,
+                    InjectionPhase::Failed,
+                    Tally::default(),
+                    Some(error.to_string()),
+                )),
+                requeue: None,
+            };
+        }
+    };
+    let leftovers = observed
+        .pod_netns
+        .as_ref()
+        .ok()
+        .map(|netns| Act::RemoveLeftovers(netns.path.clone()));
+    match want {
+        Desired::Deleting => {
+            let holds_finalizer = injection
+                .metadata
+                .finalizers
+                .iter()
+                .flatten()
+                .any(|f| f == FINALIZER);
+            let release = holds_finalizer.then_some(Act::ReleaseFinalizer);
+            Decision {
+                actions: [stop, leftovers, release, Some(Act::Forget)]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+                status: None,
+                requeue: None,
+            }
+        }
+        Desired::Paused | Desired::Expired => {
+            let phase = if want == Desired::Paused {
+                InjectionPhase::Paused
+            } else {
+                InjectionPhase::Recovered
+            };
+            let figures = figures_after_stop(observed);
+            Decision {
+                actions: [stop, leftovers].into_iter().flatten().collect(),
+                status: Some(status_for(injection, phase, figures, None)),
+                requeue: None,
+            }
+        }
+        Desired::Enforce { until } => enforce(observed, until),
+    }
+}
+
+/// An injection to enforce until `until`: keep its session, or (re)start one where the pod's
+/// namespace is now.
+fn enforce(observed: &Observed, until: Option<Timestamp>) -> Decision {
+    let injection = observed.injection;
+    let stop = observed.session.as_ref().map(|_| Act::StopSession);
+    let netns = match &observed.pod_netns {
+        Ok(netns) => netns.clone(),
+        Err(error) => {
+            // The pod is not (or no longer) on this node's kernel: nothing can be enforced,
+            // and whatever this agent had installed went with the namespace.
+            return Decision {
+                actions: stop.into_iter().collect(),
+                status: Some(status_for(
+                    injection,
+                    InjectionPhase::Pending,
+                    figures_after_stop(observed),
+                    Some(format!("the pod's network namespace is not found: {error}")),
+                )),
+                requeue: Some(RESYNC),
+            };
+        }
+    };
+    let placement = Placement {
+        netns,
+        generation: injection.metadata.generation,
+    };
+    let requeue = until
+        .map_or(RESYNC, |until| time_until(until, observed.now).min(RESYNC))
+        .max(SOONEST);
+    if let Some(session) = observed.session.as_ref().filter(|s| keeps(s, &placement)) {
+        let (phase, error) = match (&session.error, session.installed) {
+            (Some(error), _) => (InjectionPhase::Failed, Some(error.clone())),
+            (None, true) => (InjectionPhase::Active, None),
+            (None, false) => (InjectionPhase::Pending, None),
+        };
+        let settled = session.installed || session.finished;
+        return Decision {
+            actions: Vec::new(),
+            status: Some(status_for(injection, phase, session.tally, error)),
+            requeue: Some(if settled {
+                requeue
+            } else {
+                requeue.min(STARTING)
+            }),
+        };
+    }
+    let id = rule_id(observed.node, observed.uid);
+    match FaultPlan::new(&id, &injection.spec.terms) {
+        Ok(plan) => {
+            let start = Box::new(Start {
+                placement,
+                plan,
+                until,
+            });
+            let act = match stop {
+                Some(_) => Act::ReplaceSession(start),
+                None => Act::StartSession(start),
+            };
+            Decision {
+                actions: vec![act],
+                // A new session has done nothing yet.
+                status: Some(status_for(
+                    injection,
+                    InjectionPhase::Pending,
+                    Tally::default(),
+                    None,
+                )),
+                requeue: Some(requeue.min(STARTING)),
+            }
+        }
+        Err(error) => Decision {
+            actions: stop.into_iter().collect(),
+            status: failed_status(injection, error.to_string()),
+            requeue: Some(RESYNC),
+        },
+    }
+}
+
+/// Whether the session stays: it enforces the current spec where the pod's namespace is now,
+/// and it still runs, or it failed less than [`RESYNC`] ago (its error stays reported until
+/// it is tried again).
+fn keeps(session: &SessionView, placement: &Placement) -> bool {
+    let failed_recently = session.error.is_some()
+        && session
+            .ended_ago
+            .is_some_and(|ended_ago| ended_ago < RESYNC);
+    session.placement == *placement && (!session.finished || failed_recently)
+}
+
+/// The figures to report once the session (if any) is stopped: what it did, else what the
+/// status already says; no rule is left either way.
+fn figures_after_stop(observed: &Observed) -> Tally {
+    let figures = observed.session.as_ref().map_or_else(
+        || Tally::reported(observed.injection.status.as_ref()),
+        |session| session.tally,
+    );
+    Tally {
+        rules_installed: 0,
+        ..figures
+    }
+}
+
+/// Failed, with `error` and the figures already reported.
+fn failed_status(
+    injection: &KafkaFaultInjection,
+    error: String,
+) -> Option<KafkaFaultInjectionStatus> {
+    Some(status_for(
+        injection,
+        InjectionPhase::Failed,
+        Tally::reported(injection.status.as_ref()),
+        Some(error),
+    ))
+}
+
+/// The decision once a session the agent was told to start could not even start (no thread):
+/// reported Failed, tried again after [`RESYNC`].
+pub fn start_failed(injection: &KafkaFaultInjection, error: String) -> Decision {
+    Decision {
+        actions: Vec::new(),
+        status: failed_status(injection, error),
+        requeue: Some(RESYNC),
+    }
+}
+
+#[cfg(test)]
+mod tests;

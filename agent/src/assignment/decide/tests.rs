@@ -1,0 +1,355 @@
+//! [`decide`] on the situations the end-to-end tests drive through a real API server and real
+//! namespaces (apply, pause, expiry, deletion, a restarted pod, a dead session), and on those
+//! they cannot reach cheaply (a bad expireTime, a spec the agent refuses, a session failing
+//! again and again).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kafka_shock_crds::{
+    ActionType, FINALIZER, InjectionPhase, KafkaFaultInjection, KafkaFaultInjectionStatus,
+};
+
+use super::*;
+use crate::assignment::tests::{at, injection};
+use crate::rules::Layers;
+
+const NOW: &str = "2026-11-25T12:00:00Z";
+const UID: &str = "0b0f6c6e-uid";
+
+fn netns(inode: u64) -> PodNetns {
+    PodNetns {
+        path: PathBuf::from(format!("/proc/{inode}/ns/net")),
+        inode,
+        found_by: FoundBy::PodUid,
+    }
+}
+
+/// What the agent observes of `injection` at [`NOW`]: its pod's namespace is the one of inode
+/// 4026, and it runs `session`.
+fn observed(injection: &KafkaFaultInjection, session: Option<SessionView>) -> Observed<'_> {
+    Observed {
+        injection,
+        uid: UID,
+        node: "ksl-node-1",
+        now: at(NOW),
+        pod_netns: Ok(netns(4026)),
+        session,
+    }
+}
+
+/// A session in the namespace of `inode`, for generation 3 of the injection.
+fn session(inode: u64) -> SessionView {
+    SessionView {
+        placement: Placement {
+            netns: netns(inode),
+            generation: Some(3),
+        },
+        installed: true,
+        finished: false,
+        error: None,
+        ended_ago: None,
+        tally: Tally {
+            rules_installed: 4,
+            matched: 17,
+            ..Tally::default()
+        },
+    }
+}
+
+/// A session that ended with `error`, `ago`.
+fn failed(ago: Duration) -> SessionView {
+    SessionView {
+        installed: false,
+        finished: true,
+        error: Some("the capture in the broker's namespace stopped".into()),
+        ended_ago: Some(ago),
+        ..session(4026)
+    }
+}
+
+/// The actions, as short words the tests compare.
+fn acts(decision: &Decision) -> Vec<String> {
+    decision
+        .actions
+        .iter()
+        .map(|act| match act {
+            Act::StopSession => "stop".to_owned(),
+            Act::ReplaceSession(start) => format!("replace in {}", start.placement.netns.inode),
+            Act::StartSession(start) => format!("start in {}", start.placement.netns.inode),
+            Act::RemoveLeftovers(path) => format!("remove leftovers in {}", path.display()),
+            Act::ReleaseFinalizer => "release".to_owned(),
+            Act::Forget => "forget".to_owned(),
+        })
+        .collect()
+}
+
+fn reported(decision: &Decision) -> &KafkaFaultInjectionStatus {
+    decision.status.as_ref().expect("a status to report")
+}
+
+#[test]
+fn apply_starts_a_session_in_the_pods_namespace() {
+    let applied = injection(None, false);
+    let decision = decide(&observed(&applied, None));
+    assert_eq!(acts(&decision), ["start in 4026"]);
+    let Act::StartSession(start) = &decision.actions[0] else {
+        unreachable!()
+    };
+    assert_eq!(start.plan.id(), format!("kfi.ksl-node-1.{UID}"));
+    assert_eq!(start.plan.verdict(), crate::rules::Verdict::Reject);
+    assert_eq!(start.placement.generation, Some(3));
+    assert_eq!(start.until, None);
+    let status = reported(&decision);
+    assert_eq!(status.phase, InjectionPhase::Pending);
+    assert_eq!(status.observed_generation, Some(3));
+    assert_eq!((status.rules_installed, status.matched_requests), (0, 0));
+    assert_eq!(
+        decision.requeue,
+        Some(Duration::from_millis(250)),
+        "Active shows soon"
+    );
+}
+
+#[test]
+fn a_running_session_is_kept_and_reported() {
+    let applied = injection(None, false);
+    let mut starting = session(4026);
+    starting.installed = false;
+    let decision = decide(&observed(&applied, Some(starting)));
+    assert!(decision.actions.is_empty());
+    assert_eq!(reported(&decision).phase, InjectionPhase::Pending);
+    assert_eq!(decision.requeue, Some(Duration::from_millis(250)));
+
+    let decision = decide(&observed(&applied, Some(session(4026))));
+    assert!(decision.actions.is_empty());
+    let status = reported(&decision);
+    assert_eq!(status.phase, InjectionPhase::Active);
+    assert_eq!((status.rules_installed, status.matched_requests), (4, 17));
+    assert_eq!(status.last_error, None);
+    assert_eq!(decision.requeue, Some(RESYNC));
+}
+
+#[test]
+fn an_enforced_injection_is_looked_at_again_at_its_expiry() {
+    let timed = injection(Some("2026-11-25T12:00:02Z"), false);
+    let decision = decide(&observed(&timed, Some(session(4026))));
+    assert_eq!(decision.requeue, Some(Duration::from_secs(2)));
+    let due = injection(Some("2026-11-25T12:00:00.010Z"), false);
+    let decision = decide(&observed(&due, Some(session(4026))));
+    assert_eq!(
+        decision.requeue,
+        Some(Duration::from_millis(100)),
+        "never a busy loop"
+    );
+    let decision = decide(&observed(&timed, None));
+    let Act::StartSession(start) = &decision.actions[0] else {
+        panic!("{:?}", decision.actions)
+    };
+    assert_eq!(
+        start.until,
+        Some(at("2026-11-25T12:00:02Z")),
+        "the session ends on its own"
+    );
+}
+
+#[test]
+fn pause_stops_the_session_and_keeps_its_figures() {
+    let paused = injection(None, true);
+    let decision = decide(&observed(&paused, Some(session(4026))));
+    assert_eq!(
+        acts(&decision),
+        ["stop", "remove leftovers in /proc/4026/ns/net"]
+    );
+    let status = reported(&decision);
+    assert_eq!(status.phase, InjectionPhase::Paused);
+    assert_eq!((status.rules_installed, status.matched_requests), (0, 17));
+    assert_eq!(decision.requeue, None, "until the injection changes");
+
+    // No session here (the agent restarted): leftovers go, and the figures reported stay.
+    let mut known = injection(None, true);
+    known.status = Some(KafkaFaultInjectionStatus {
+        matched_requests: 40,
+        rules_installed: 4,
+        ..KafkaFaultInjectionStatus::default()
+    });
+    let decision = decide(&observed(&known, None));
+    assert_eq!(acts(&decision), ["remove leftovers in /proc/4026/ns/net"]);
+    let status = reported(&decision);
+    assert_eq!((status.rules_installed, status.matched_requests), (0, 40));
+}
+
+#[test]
+fn expiry_recovers_even_when_paused() {
+    let expired = injection(Some(NOW), true);
+    let decision = decide(&observed(&expired, Some(session(4026))));
+    assert_eq!(
+        acts(&decision),
+        ["stop", "remove leftovers in /proc/4026/ns/net"]
+    );
+    assert_eq!(reported(&decision).phase, InjectionPhase::Recovered);
+    assert_eq!(decision.requeue, None);
+}
+
+#[test]
+fn deletion_removes_the_rules_then_releases_the_finalizer() {
+    let mut deleting = injection(Some("2026-11-25T11:00:00Z"), true);
+    deleting.metadata.deletion_timestamp = Some(Time(at(NOW)));
+    deleting.metadata.finalizers = Some(vec!["other/keeper".into(), FINALIZER.into()]);
+    let decision = decide(&observed(&deleting, Some(session(4026))));
+    assert_eq!(
+        acts(&decision),
+        [
+            "stop",
+            "remove leftovers in /proc/4026/ns/net",
+            "release",
+            "forget"
+        ]
+    );
+    assert!(
+        decision.status.is_none(),
+        "a deleted injection gets no status"
+    );
+    assert_eq!(decision.requeue, None);
+
+    // The pod's namespace is gone, with the rules in it; the finalizer is not ours to hold.
+    deleting.metadata.finalizers = Some(vec!["other/keeper".into()]);
+    let gone = Observed {
+        pod_netns: Err("no network namespace carries pod UID x".into()),
+        ..observed(&deleting, None)
+    };
+    assert_eq!(acts(&decide(&gone)), ["forget"]);
+}
+
+#[test]
+fn a_pod_in_a_new_namespace_gets_a_new_session() {
+    let applied = injection(None, false);
+    // The pod restarted: its namespace has a new inode.
+    let decision = decide(&observed(&applied, Some(session(1111))));
+    assert_eq!(acts(&decision), ["replace in 4026"]);
+    assert_eq!(reported(&decision).phase, InjectionPhase::Pending);
+    assert_eq!(
+        reported(&decision).matched_requests,
+        0,
+        "a new session counts anew"
+    );
+    // The injection changed (new generation): same namespace, new session.
+    let mut edited = injection(None, false);
+    edited.metadata.generation = Some(4);
+    let decision = decide(&observed(&edited, Some(session(4026))));
+    assert_eq!(acts(&decision), ["replace in 4026"]);
+    let Act::ReplaceSession(start) = &decision.actions[0] else {
+        unreachable!()
+    };
+    assert_eq!(start.placement.generation, Some(4));
+}
+
+#[test]
+fn a_pod_namespace_not_found_stops_the_session_and_says_why() {
+    let applied = injection(None, false);
+    let lost = Observed {
+        pod_netns: Err("no network namespace carries pod UID x (12 namespaces scanned)".into()),
+        ..observed(&applied, Some(session(4026)))
+    };
+    let decision = decide(&lost);
+    assert_eq!(acts(&decision), ["stop"]);
+    let status = reported(&decision);
+    assert_eq!(status.phase, InjectionPhase::Pending);
+    assert_eq!(
+        status.last_error.as_deref(),
+        Some(
+            "the pod's network namespace is not found: no network namespace carries pod UID x (12 namespaces scanned)"
+        )
+    );
+    assert_eq!((status.rules_installed, status.matched_requests), (0, 17));
+    assert_eq!(decision.requeue, Some(RESYNC));
+}
+
+#[test]
+fn a_session_that_died_is_failed_then_retried_after_the_resync() {
+    let applied = injection(None, false);
+    let decision = decide(&observed(&applied, Some(failed(Duration::from_secs(1)))));
+    assert!(decision.actions.is_empty(), "kept until RESYNC has passed");
+    let status = reported(&decision);
+    assert_eq!(status.phase, InjectionPhase::Failed);
+    assert_eq!(
+        status.last_error.as_deref(),
+        Some("the capture in the broker's namespace stopped")
+    );
+    assert_eq!(decision.requeue, Some(RESYNC));
+
+    let decision = decide(&observed(&applied, Some(failed(RESYNC))));
+    assert_eq!(acts(&decision), ["replace in 4026"]);
+    assert_eq!(reported(&decision).phase, InjectionPhase::Pending);
+    assert_eq!(reported(&decision).last_error, None);
+
+    // A session that ended without an error (its `until` came) is replaced at once.
+    let ended = SessionView {
+        error: None,
+        ..failed(Duration::from_millis(10))
+    };
+    assert_eq!(
+        acts(&decide(&observed(&applied, Some(ended)))),
+        ["replace in 4026"]
+    );
+}
+
+#[test]
+fn a_bad_expire_time_fails_the_injection() {
+    let bad = injection(Some("tomorrow"), false);
+    let decision = decide(&observed(&bad, Some(session(4026))));
+    assert_eq!(acts(&decision), ["stop"]);
+    let status = reported(&decision);
+    assert_eq!(status.phase, InjectionPhase::Failed);
+    assert_eq!(
+        status.last_error.as_deref(),
+        Some("spec.expireTime \"tomorrow\" is not an RFC 3339 time")
+    );
+    assert_eq!(decision.requeue, None, "until the injection is fixed");
+}
+
+#[test]
+fn terms_the_agent_refuses_fail_with_their_field() {
+    let mut refused = injection(None, false);
+    refused.spec.terms.action.type_ = ActionType::Delay;
+    refused.spec.terms.action.delay = Some("500ms".into());
+    refused.spec.terms.enforcement = kafka_shock_crds::Enforcement::Signature;
+    let decision = decide(&observed(&refused, Some(session(1111))));
+    assert_eq!(acts(&decision), ["stop"]);
+    let status = reported(&decision);
+    assert_eq!(status.phase, InjectionPhase::Failed);
+    let error = status.last_error.as_deref().unwrap();
+    assert!(
+        error.contains("spec.enforcement: Signature cannot delay"),
+        "{error}"
+    );
+    assert_eq!(decision.requeue, Some(RESYNC));
+}
+
+#[test]
+fn the_plan_of_an_injection_is_its_terms() {
+    let mut inline = injection(None, false);
+    inline.spec.terms.enforcement = kafka_shock_crds::Enforcement::Inline;
+    let decision = decide(&observed(&inline, None));
+    let Act::StartSession(start) = &decision.actions[0] else {
+        panic!("{:?}", decision.actions)
+    };
+    assert!(matches!(start.plan.layers(), Layers::Inline { .. }));
+    assert_eq!(start.plan.ports(), [9092]);
+    assert_eq!(start.plan.topics(), ["orders"]);
+}
+
+#[test]
+fn a_session_that_cannot_start_is_failed_and_retried() {
+    let mut known = injection(None, false);
+    known.status = Some(KafkaFaultInjectionStatus {
+        matched_requests: 9,
+        ..KafkaFaultInjectionStatus::default()
+    });
+    let decision = start_failed(&known, "no thread".into());
+    assert!(decision.actions.is_empty());
+    assert_eq!(reported(&decision).phase, InjectionPhase::Failed);
+    assert_eq!(reported(&decision).matched_requests, 9);
+    assert_eq!(decision.requeue, Some(RESYNC));
+}

@@ -1,0 +1,168 @@
+//! `kafka-shock agent`: the node agent. It watches the KafkaFaultInjections labelled with its
+//! node, enforces each in its pod's network namespace with the same session the CLI uses,
+//! reports their status, and releases their finalizer once their rules are gone.
+//!
+//! Here is the wiring (the watch, `/metrics`, the sweep at start, the stop at SIGTERM);
+//! `reconcile.rs` is the thin writer over the pure `assignment::decide`; `metrics.rs` is what
+//! the agent counts.
+//!
+//! Recovery (see `docs/architecture.md`): the agent enforces `expireTime` itself, so a fault
+//! ends on time with the operator down; on SIGTERM it removes everything it installed; on
+//! start it sweeps the chains of injections that no longer exist. A SIGKILLed agent leaves its
+//! rules in place, and the finalizer keeps their injection until the agent is back to remove
+//! them.
+//!
+//! A command: it uses the library's `assignment` and the edges' sessions; nothing uses it.
+
+mod metrics;
+mod reconcile;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::Context as _;
+use clap::Args;
+use futures::StreamExt;
+use kafka_shock_agent::assignment::is_orphan;
+use kafka_shock_crds::{KafkaFaultInjection, NODE_LABEL, label_value};
+use kafka_shock_daemon::http;
+use kube::api::ListParams;
+use kube::runtime::controller::Controller;
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use tracing::{debug, info, warn};
+
+use self::metrics::Metrics;
+use self::reconcile::{Context, error_policy, reconcile};
+use crate::edges::enforcer::Enforcer;
+use crate::edges::netns;
+use crate::edges::session::worker::Worker;
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// The node this agent runs on (from the downward API: spec.nodeName).
+    #[arg(long)]
+    node_name: String,
+    /// Where /metrics and /healthz listen: :PORT or HOST:PORT.
+    #[arg(long, default_value = ":9090")]
+    metrics_addr: String,
+}
+
+pub fn run(args: AgentArgs) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(agent(args))
+}
+
+async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    let listener = http::listen(&args.metrics_addr).await?;
+    let listen = listener.local_addr()?;
+    let client = Client::try_default()
+        .await
+        .context("no Kubernetes API to talk to (in-cluster config or KUBECONFIG)")?;
+    let injections: Api<KafkaFaultInjection> = Api::all(client.clone());
+    let selector = format!("{NODE_LABEL}={}", label_value(&args.node_name));
+    let listed = injections
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|error| match error {
+            kube::Error::Api(status) if status.code == 404 => anyhow::anyhow!(
+                "the KafkaFaultInjection CRD (kafkafaultinjections.kafkashock.io) is not installed; install the chart's CRDs first"
+            ),
+            other => anyhow::Error::new(other).context("listing this node's KafkaFaultInjections"),
+        })?;
+    let live: HashSet<String> = listed.items.iter().filter_map(|i| i.uid()).collect();
+    let node = args.node_name.clone();
+    let swept = tokio::task::spawn_blocking(move || sweep_orphans(&node, &live))
+        .await
+        .context("sweeping orphans")?;
+    info!(
+        node = %args.node_name,
+        swept,
+        "swept chains of injections that no longer exist"
+    );
+
+    let metrics = Arc::new(Metrics::new());
+    let (stop_serving, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(http::serve(listener, metrics.clone(), async {
+        let _ = stopped.await;
+    }));
+    let context = Arc::new(Context::new(client, &args.node_name, metrics.clone()));
+    metrics.watching.store(true, Ordering::Relaxed);
+    info!(
+        "agent: watching the KafkaFaultInjections of node {} ({selector}); metrics on {listen}",
+        args.node_name
+    );
+    Controller::new(injections, watcher::Config::default().labels(&selector))
+        .graceful_shutdown_on(shutdown_signal())
+        .run(reconcile, error_policy, context.clone())
+        .for_each(|outcome| async move {
+            if let Err(error) = outcome {
+                debug!(%error, "reconcile");
+            }
+        })
+        .await;
+    metrics.watching.store(false, Ordering::Relaxed);
+    let _ = stop_serving.send(());
+    server.await??;
+    // SIGTERM: take out everything this agent installed; the injections keep their finalizer,
+    // so the next agent puts the rules back or completes a deletion.
+    let workers: Vec<(String, Worker)> = context.take_workers();
+    let count = workers.len();
+    tokio::task::spawn_blocking(move || {
+        for (uid, worker) in workers {
+            let progress = worker.stop();
+            if let Some(error) = progress.error {
+                warn!(%uid, %error, "stopping");
+            }
+        }
+    })
+    .await
+    .context("stopping the sessions")?;
+    info!("agent: stopped; removed the rules of {count} injection(s)");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+/// Removes, in every namespace, the chains this node's agent installed for injections that no
+/// longer exist. Returns how many it removed; a namespace that cannot be read is skipped.
+fn sweep_orphans(node: &str, live: &HashSet<String>) -> usize {
+    let mut swept = 0;
+    for namespace in netns::every_namespace() {
+        let removed = Enforcer::new(Some(&namespace))
+            .map_err(anyhow::Error::new)
+            .and_then(|enforcer| {
+                enforcer
+                    .remove(|chain| is_orphan(chain, node, live))
+                    .map_err(anyhow::Error::new)
+            });
+        match removed {
+            Ok(chains) if !chains.is_empty() => {
+                info!(netns = %namespace.display(), ?chains, "swept orphan chains");
+                swept += chains.len();
+            }
+            Ok(_) => {}
+            Err(error) => debug!(netns = %namespace.display(), %error, "not swept"),
+        }
+    }
+    swept
+}

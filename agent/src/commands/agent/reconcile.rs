@@ -1,0 +1,336 @@
+//! The node agent's reconcile of one injection, as a thin writer over the pure
+//! `assignment::decide` (kube-rs's `reconcile` / `error_policy` / `Context`, as in the
+//! operator's controller): it gathers what the decision needs (the pod's network namespace,
+//! found in `/proc`; the progress of this agent's session), performs the actions decided
+//! (sessions started, replaced or stopped, leftover rules removed, the finalizer released)
+//! and writes the status with server-side apply.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use k8s_openapi::jiff::Timestamp;
+use kafka_shock_agent::assignment::pod_netns::PodKey;
+use kafka_shock_agent::assignment::{
+    Act, Decision, Observed, PodNetns, RESYNC, SessionView, Start, Tally, decide, start_failed,
+    time_until,
+};
+use kafka_shock_crds::{FINALIZER, KafkaFaultInjection, KafkaFaultInjectionStatus};
+use kafka_shock_daemon::release_finalizer;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Api, Client, Resource, ResourceExt};
+use tracing::{debug, info, warn};
+
+use super::metrics::Metrics;
+use crate::edges::netns::find_pod_namespace;
+use crate::edges::session::SessionStats;
+use crate::edges::session::worker::{Progress, Task, Worker, remove_leftovers};
+
+/// Field manager of the agent's status writes.
+const MANAGER: &str = "kafka-shock-agent";
+
+/// Why reconciling one injection failed; the watch loop retries it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("the injection has no {0}")]
+    Incomplete(&'static str),
+    #[error("{0:#}")]
+    Enforce(anyhow::Error),
+}
+
+impl Error {
+    fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "api",
+            Error::Incomplete(_) => "incomplete",
+            Error::Enforce(_) => "enforce",
+        }
+    }
+}
+
+/// What reconciles share.
+pub struct Context {
+    client: Client,
+    node: String,
+    /// The session of each injection this agent enforces, by injection UID.
+    workers: Mutex<HashMap<String, Worker>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Context {
+    pub fn new(client: Client, node: &str, metrics: Arc<Metrics>) -> Context {
+        Context {
+            client,
+            node: node.to_owned(),
+            workers: Mutex::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    fn take_worker(&self, uid: &str) -> Option<Worker> {
+        self.workers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(uid)
+    }
+
+    fn put_worker(&self, uid: &str, worker: Worker) {
+        self.workers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(uid.to_owned(), worker);
+    }
+
+    /// Every session, for the agent to stop them all (SIGTERM).
+    pub fn take_workers(&self) -> Vec<(String, Worker)> {
+        let mut workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+        workers.drain().collect()
+    }
+}
+
+/// Logs and counts a failed reconcile, and retries it after [`RESYNC`].
+pub fn error_policy(
+    injection: Arc<KafkaFaultInjection>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    warn!(injection = %injection.name_any(), %error, "reconcile failed");
+    ctx.metrics.failed(error.reason());
+    Action::requeue(RESYNC)
+}
+
+/// Brings one injection's rules and status in line with what it asks for.
+pub async fn reconcile(
+    injection: Arc<KafkaFaultInjection>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    ctx.metrics.reconciles.inc();
+    let uid = injection.uid().ok_or(Error::Incomplete("metadata.uid"))?;
+    let mut worker = ctx.take_worker(&uid);
+    let observed = Observed {
+        injection: &injection,
+        uid: &uid,
+        node: &ctx.node,
+        now: Timestamp::now(),
+        pod_netns: resolve(&injection).await,
+        session: worker.as_ref().map(session_view),
+    };
+    let decision = decide(&observed);
+    let written = perform(&ctx, &injection, &uid, &mut worker, decision).await;
+    if let Some(worker) = worker {
+        ctx.put_worker(&uid, worker);
+    }
+    written
+}
+
+/// Performs `decision`'s actions in order, then writes its status. `worker` is the
+/// injection's session before, and after.
+async fn perform(
+    ctx: &Context,
+    injection: &KafkaFaultInjection,
+    uid: &str,
+    worker: &mut Option<Worker>,
+    decision: Decision,
+) -> Result<Action, Error> {
+    let Decision {
+        actions,
+        mut status,
+        mut requeue,
+    } = decision;
+    for act in actions {
+        match act {
+            Act::StopSession => {
+                if let Some(stopped) = worker.take() {
+                    stop(ctx, stopped).await;
+                }
+            }
+            Act::ReplaceSession(start) | Act::StartSession(start) => {
+                if let Some(stale) = worker.take() {
+                    let old = stale.placement.clone();
+                    let progress = stop(ctx, stale).await;
+                    info!(injection = %injection.name_any(), ?old, error = ?progress.error, "session replaced");
+                }
+                match start_worker(injection, *start) {
+                    Ok(started) => *worker = Some(started),
+                    Err(error) => {
+                        let failed = start_failed(injection, error.to_string());
+                        (status, requeue) = (failed.status, failed.requeue);
+                    }
+                }
+            }
+            Act::RemoveLeftovers(netns) => remove_rules_left(ctx, injection, uid, netns).await?,
+            Act::ReleaseFinalizer => release(ctx, injection).await?,
+            Act::Forget => ctx.metrics.forget(injection, uid),
+        }
+    }
+    if let Some(worker) = worker {
+        let progress = worker.progress();
+        if worker.first_report_of_install(&progress) {
+            ctx.metrics.observe_apply(progress.stats.install_time);
+        }
+        ctx.metrics.publish(injection, &progress.stats);
+    }
+    if let Some(status) = status {
+        write_status(ctx, injection, status).await?;
+    }
+    Ok(requeue.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// The pod's network namespace as it is now: by pod UID in cgroups, else by pod IP.
+async fn resolve(injection: &KafkaFaultInjection) -> Result<PodNetns, String> {
+    let key = PodKey {
+        uid: Some(injection.spec.pod_uid.clone()).filter(|uid| !uid.is_empty()),
+        ip: injection.spec.pod_ip.parse::<IpAddr>().ok(),
+    };
+    match tokio::task::spawn_blocking(move || find_pod_namespace(&key)).await {
+        Ok(Ok((path, inode, found_by))) => Ok(PodNetns {
+            path,
+            inode,
+            found_by,
+        }),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+/// What the decision needs of a worker: where it runs and how it is doing.
+fn session_view(worker: &Worker) -> SessionView {
+    let progress = worker.progress();
+    SessionView {
+        placement: worker.placement.clone(),
+        installed: progress.installed,
+        finished: progress.finished,
+        error: progress.error,
+        ended_ago: progress.ended.map(|ended| ended.elapsed()),
+        tally: tally_of(&progress.stats),
+    }
+}
+
+/// A session's numbers, as the status reports them.
+fn tally_of(stats: &SessionStats) -> Tally {
+    let inline = stats.inline.unwrap_or_default();
+    Tally {
+        rules_installed: stats.rules_installed,
+        matched: stats.requests_matched,
+        delayed: inline.delayed,
+        dropped: inline.dropped,
+        reset: inline.reset,
+        failed_open: inline.failed_open,
+    }
+}
+
+/// Starts the session `start` describes on a thread of its own.
+fn start_worker(injection: &KafkaFaultInjection, start: Start) -> std::io::Result<Worker> {
+    let Start {
+        placement,
+        plan,
+        until,
+    } = start;
+    let terms = &injection.spec.terms;
+    let name = format!(
+        "{}/{}",
+        injection.namespace().unwrap_or_default(),
+        injection.name_any()
+    );
+    let log_name = name.clone();
+    let log = Box::new(move |line: &str| {
+        if line.starts_with("match:") {
+            debug!(injection = %log_name, "{line}");
+        } else {
+            info!(injection = %log_name, "{line}");
+        }
+    });
+    info!(
+        injection = %name,
+        netns = %placement.netns.path.display(),
+        found_by = %placement.netns.found_by,
+        "enforcing"
+    );
+    let task = Task {
+        name,
+        plan,
+        ports: terms.ports.clone(),
+        verb: terms.action.type_.word(),
+        until: until.map(|until| Instant::now() + time_until(until, Timestamp::now())),
+    };
+    Worker::start(placement, task, log)
+}
+
+/// Stops a session (blocking: off the async runtime) and counts how long its removal took.
+async fn stop(ctx: &Context, worker: Worker) -> Progress {
+    let progress = tokio::task::spawn_blocking(move || worker.stop())
+        .await
+        .unwrap_or_else(|error| Progress {
+            error: Some(format!("the session thread failed: {error}")),
+            finished: true,
+            ..Progress::default()
+        });
+    if let Some(took) = progress.removal {
+        ctx.metrics.observe_remove(took);
+    }
+    progress
+}
+
+/// Removes the chains of the injection's rule id left in the namespace at `netns`.
+async fn remove_rules_left(
+    ctx: &Context,
+    injection: &KafkaFaultInjection,
+    uid: &str,
+    netns: std::path::PathBuf,
+) -> Result<(), Error> {
+    let id = kafka_shock_crds::rule_id(&ctx.node, uid);
+    let removal = tokio::task::spawn_blocking(move || remove_leftovers(&netns, &id))
+        .await
+        .map_err(|error| Error::Enforce(error.into()))?
+        .map_err(Error::Enforce)?;
+    if !removal.chains.is_empty() {
+        info!(injection = %injection.name_any(), chains = ?removal.chains, "removed leftover rules");
+        ctx.metrics.observe_remove(removal.took);
+    }
+    Ok(())
+}
+
+/// Writes `status` with server-side apply when it differs from what the object holds.
+async fn write_status(
+    ctx: &Context,
+    injection: &KafkaFaultInjection,
+    status: KafkaFaultInjectionStatus,
+) -> Result<(), Error> {
+    let uid = injection.uid().unwrap_or_default();
+    ctx.metrics.set_phase(&uid, Some(status.phase));
+    if injection.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let namespace = injection
+        .namespace()
+        .ok_or(Error::Incomplete("metadata.namespace"))?;
+    let api: Api<KafkaFaultInjection> = Api::namespaced(ctx.client.clone(), &namespace);
+    let patch = serde_json::json!({
+        "apiVersion": KafkaFaultInjection::api_version(&()),
+        "kind": KafkaFaultInjection::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &injection.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Removes the agent's finalizer, guarded by the resourceVersion read, so a concurrent change
+/// is retried rather than overwritten.
+async fn release(ctx: &Context, injection: &KafkaFaultInjection) -> Result<(), Error> {
+    let namespace = injection
+        .namespace()
+        .ok_or(Error::Incomplete("metadata.namespace"))?;
+    let api: Api<KafkaFaultInjection> = Api::namespaced(ctx.client.clone(), &namespace);
+    release_finalizer(&api, injection, FINALIZER).await?;
+    info!(injection = %injection.name_any(), "rules gone; finalizer released");
+    Ok(())
+}
