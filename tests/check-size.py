@@ -18,6 +18,7 @@ MAX_FILE_LINES = 700
 TABLES = {
     ("agent/src/decode/request.rs", "request"): "one arm per Kafka request type",
     ("agent/src/decode/response.rs", "response"): "one arm per Kafka response type",
+    ("tests/src/manifests.rs", "mistakes"): "one entry per mistake users make in a fault",
 }
 
 CRATES = ["agent", "crds", "operator", "daemon", "tests"]

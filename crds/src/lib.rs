@@ -5,8 +5,9 @@
 //!   one pod, with everything needed to enforce it.
 //!
 //! The API server checks what it can through the CRD schema and CEL rules derived here;
-//! [`KafkaFaultSpec::validate`] checks the same and what the server cannot (regexes, CIDRs,
-//! API names, durations). The checked-in CRD YAML is written by the `crdgen` binary from
+//! [`KafkaFaultSpec::validate`] checks the same and what the server cannot (CIDRs, API names,
+//! durations). [`read_fault`] is the one reading of a fault file: the generated schema walked
+//! as the server walks it ([`schema_walk`]), then `validate`. The checked-in CRD YAML is written by the `crdgen` binary from
 //! [`crd_files`], and a test fails when it drifts.
 //!
 //! [`contract`] holds what the operator and the agents agree on beyond the fields (labels,
@@ -21,7 +22,9 @@ pub mod duration;
 pub mod fault;
 pub mod hash;
 pub mod injection;
+pub mod manifest;
 pub mod matching;
+pub mod schema_walk;
 pub mod selector;
 pub mod terms;
 pub mod validate;
@@ -40,7 +43,8 @@ pub use hash::{fnv1a64, stable_hash};
 pub use injection::{
     InjectionPhase, KafkaFaultInjection, KafkaFaultInjectionSpec, KafkaFaultInjectionStatus,
 };
-pub use matching::{ApiVersionRange, Cidr, ClientIdMatch, FaultMatch};
+pub use manifest::{FaultFile, ReadError, read_fault};
+pub use matching::{ApiVersionRange, Cidr, ClientIdMatch, FaultMatch, api_key_names};
 pub use selector::{SelectorError, parse_selector};
 pub use terms::FaultTerms;
-pub use validate::SpecError;
+pub use validate::{SpecError, topic_name_problem};

@@ -11,6 +11,7 @@ use std::{
 
 use kafka_protocol::messages::ApiKey;
 use kube::KubeSchema;
+use kube::core::Rule;
 use serde::{Deserialize, Serialize};
 
 /// The port Kafka brokers listen on unless told otherwise.
@@ -111,11 +112,24 @@ pub struct ClientIdMatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 255))]
     pub prefix: Option<String>,
-    /// A regular expression (RE2/Rust syntax) the client.id must match; it is not anchored,
-    /// so write ^...$ to match the whole id. Signature enforcement cannot match regexes.
+    /// A regular expression the client.id must match; it is not anchored, so write ^...$ to
+    /// match the whole id. Signature enforcement cannot match regexes. The API server refuses
+    /// one that does not compile as RE2 (Go's syntax); the agent compiles it as a Rust regex.
+    /// The two agree on the common syntax (classes, \pL, (?i), anchors, repetition; neither has
+    /// lookaround or backreferences) and differ on rarities: \Q...\E is RE2 only (the fault is
+    /// then marked Valid=False), (?x) is Rust only (the server refuses it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]
+    #[x_kube(validation = compiles_as_regex())]
     pub regex: Option<String>,
+}
+
+/// The CEL rule that makes the API server refuse a regex that does not compile: `matches`
+/// compiles its argument, and a pattern that does not compile is an evaluation error, which
+/// fails the rule (`x || !x` is true for any regex that compiles, matching or not).
+fn compiles_as_regex() -> Rule {
+    Rule::new("''.matches(self) || !''.matches(self)")
+        .message("must be a regular expression in RE2 syntax")
 }
 
 /// Every Kafka API name this build knows, in api-key order: the names `apiKeys` accepts.

@@ -271,8 +271,9 @@ fn check_match(m: &FaultMatch, errors: &mut Vec<SpecError>) {
     }
 }
 
-/// Kafka's own rules for topic names (`org.apache.kafka.common.internals.Topic.validate`).
-fn topic_name_problem(name: &str) -> Option<&'static str> {
+/// Kafka's own rules for topic names (`org.apache.kafka.common.internals.Topic.validate`): why
+/// `name` is not one, or `None`.
+pub fn topic_name_problem(name: &str) -> Option<&'static str> {
     if name.is_empty() {
         Some("it is empty")
     } else if name == "." || name == ".." {
@@ -572,6 +573,35 @@ mod tests {
             assert_eq!(messages.len(), 1, "{patch}: {messages:#?}");
             assert!(messages[0].starts_with(want), "{patch}: {messages:#?}");
         }
+    }
+
+    /// Where the agent's Rust regex and the API server's RE2 agree and differ (the lab's
+    /// `crd_validation` shows the server's side of the same patterns).
+    #[test]
+    fn client_id_regexes_compile_as_rust_regexes() {
+        let regex =
+            |pattern: &str| spec(json!({"match": {"clientId": {"regex": pattern}}})).validate();
+        // Accepted by both.
+        for ok in [
+            r"^checkout-[0-9]+$",
+            r"\pL+",
+            r"(?i)^CHECKOUT",
+            r"^\w{3,8}$",
+        ] {
+            assert_eq!(regex(ok), Ok(()), "{ok}");
+        }
+        // Refused by both: lookaround and backreferences (neither engine backtracks).
+        for bad in [r"^(?=checkout)", r"(?<!a)b", r"(a)\1"] {
+            let errors = regex(bad).expect_err(bad);
+            assert!(
+                matches!(errors[..], [SpecError::BadClientIdRegex(_)]),
+                "{bad}: {errors:?}"
+            );
+        }
+        // RE2 only (the server accepts it; validate refuses, so the fault is Valid=False).
+        assert!(regex(r"\Qa.b\E").is_err());
+        // Rust only (the server refuses it at apply time).
+        assert_eq!(regex("(?x) checkout - svc"), Ok(()));
     }
 
     #[test]

@@ -91,7 +91,8 @@ fn schemas_carry_the_expected_cel_rules_and_they_compile() {
     assert!(at(".spec.match.apiVersions")[0].contains("self.min <= self.max"));
     assert!(at(".spec.match.sourceCIDRs")[0].contains("isCIDR"));
     assert!(at(".spec.match.topics")[0].contains("'..'"));
-    assert_eq!(found.len(), 21, "{found:#?}");
+    assert!(at(".spec.match.clientId.regex")[0].contains("''.matches(self)"));
+    assert_eq!(found.len(), 22, "{found:#?}");
 
     let injection = schema_of(KafkaFaultInjection::crd());
     let mut found = Vec::new();
@@ -287,6 +288,11 @@ fn cel_rules_reject_what_validate_rejects() {
             with(json!({"match": {"clientId": {"regex": "^a"}}, "enforcement": "Signature"})),
             "cannot be enforced by Signature",
             "spec.enforcement:",
+        ),
+        (
+            with(json!({"match": {"clientId": {"regex": "(unclosed"}}})),
+            "not a valid regex",
+            "spec.match.clientId.regex:",
         ),
     ];
     for (spec, server_says, validate_says) in cases {

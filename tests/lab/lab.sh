@@ -12,7 +12,8 @@
 #   lab.sh client CMD [ARGS...]  run a command in the client namespace (kcat, kafka-class, python)
 #   lab.sh restart-broker ID     delete broker ID's pod; the StatefulSet recreates it (new UID, new netns)
 #   lab.sh netns                 (re)name each broker pod's network namespace ksl-broker-N
-#   lab.sh product deploy BIN_DIR  build the images from release binaries and run the chart as pods
+#   lab.sh product deploy BIN_DIR [--set K=V...]  build the images from release binaries and run
+#                                the chart as pods (with these chart values)
 #   lab.sh product up            install the chart without workloads; print its accounts' kubeconfigs
 #   lab.sh product start BIN_DIR run the operator and one agent per node from BIN_DIR as host processes
 #   lab.sh product stop          stop those processes (SIGTERM: agents remove their rules)
@@ -246,7 +247,7 @@ case $cmd in
       up) product_up ;;
       start) product_start "${@:2}" ;;
       stop) product_stop ;;
-      *) die "product: deploy BIN_DIR | up | start BIN_DIR | stop" ;;
+      *) die "product: deploy BIN_DIR [--set K=V...] | up | start BIN_DIR | stop" ;;
     esac ;;
   *) sed -n '2,19s/^# \{0,1\}//p' "$0"; [[ -z $cmd ]] || die "unknown command: $cmd" ;;
 esac

@@ -121,15 +121,40 @@ impl Background {
 
     /// Sends SIGINT, waits for the exit, and returns every line it wrote on the captured
     /// outputs.
-    pub fn interrupt(mut self) -> Result<String, LabError> {
+    pub fn interrupt(self) -> Result<String, LabError> {
+        self.interrupt_within(None)
+    }
+
+    /// [`Background::interrupt`], killing the process if it has not exited within `timeout`
+    /// (then it is an error: it ignored the interrupt).
+    pub fn interrupt_within(mut self, timeout: Option<Duration>) -> Result<String, LabError> {
         let Some(mut child) = self.child.take() else {
             return Ok(String::new());
         };
         crate::run(Command::new("kill").args(["-INT", &child.id().to_string()]))?;
-        let status = child.wait().map_err(|source| LabError::Spawn {
+        let failed = |source| LabError::Spawn {
             command: self.described.clone(),
             source,
-        })?;
+        };
+        let deadline = timeout.map(|timeout| Instant::now() + timeout);
+        let status = loop {
+            if let Some(status) = child.try_wait().map_err(failed)? {
+                break status;
+            }
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                let _ = child.kill();
+                let _ = child.wait();
+                self.drain_until_closed();
+                return Err(LabError::NotReady {
+                    command: format!(
+                        "{} (did not exit within {timeout:?} of SIGINT)",
+                        self.described
+                    ),
+                    stderr: self.seen.join("\n"),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         self.drain_until_closed();
         let stderr = self.seen.join("\n");
         if status.success() {

@@ -1,6 +1,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use crate::LabError;
 
@@ -422,6 +423,33 @@ impl Lab {
             .map_err(|error| LabError::Kubeconfig(error.to_string()))?;
         kube::Client::try_from(config).map_err(|error| LabError::Kubeconfig(error.to_string()))
     }
+}
+
+/// `count` random delays from zero to `max`, and the seed they came from (print it: the same
+/// seed, given back in `KSHOCK_DELAY_SEED`, gives the same delays). For tests that interrupt
+/// a process at random moments.
+pub fn random_delays(count: usize, max: Duration) -> (u64, Vec<Duration>) {
+    let seed = std::env::var("KSHOCK_DELAY_SEED")
+        .ok()
+        .and_then(|seed| seed.parse::<u64>().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0x9E37_79B9, |since| since.as_nanos() as u64)
+        })
+        | 1;
+    let mut state = seed;
+    let delays = (0..count)
+        .map(|_| {
+            // xorshift64: plenty for spreading delays.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let millis = max.as_millis() as u64 + 1;
+            Duration::from_millis(state % millis)
+        })
+        .collect();
+    (seed, delays)
 }
 
 /// Serialises the tests of one binary that change shared state in the lab, such as the rules

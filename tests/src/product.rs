@@ -84,8 +84,18 @@ impl Product {
     /// until the operator and one agent per node are ready. Idempotent: unchanged binaries are
     /// neither rebuilt nor imported again, and running pods stay.
     pub fn deploy(lab: &Lab) -> Result<Product, LabError> {
-        let release = crate::release_dir()?;
-        Product::lab_product(lab, &["product", "deploy", &release.to_string_lossy()])
+        Product::deploy_with(lab, &[])
+    }
+
+    /// [`Product::deploy`] with chart values `KEY=VALUE` (`helm --set`), e.g.
+    /// `["agent.lease=6s"]`; the next deploy without them puts the chart's defaults back.
+    pub fn deploy_with(lab: &Lab, values: &[&str]) -> Result<Product, LabError> {
+        let release = crate::release_dir()?.to_string_lossy().into_owned();
+        let mut args = vec!["product", "deploy", &release];
+        for value in values {
+            args.extend(["--set", value]);
+        }
+        Product::lab_product(lab, &args)
     }
 
     fn lab_product(lab: &Lab, args: &[&str]) -> Result<Product, LabError> {
@@ -182,18 +192,41 @@ impl Product {
         node: &str,
         metrics_addr: SocketAddr,
     ) -> Result<Background, LabError> {
+        self.start_agent_with(node, metrics_addr, &[])
+    }
+
+    /// [`Product::start_agent_on`] with more flags, e.g. `["--lease", "6s"]`.
+    pub fn start_agent_with(
+        &self,
+        node: &str,
+        metrics_addr: SocketAddr,
+        flags: &[&str],
+    ) -> Result<Background, LabError> {
+        Background::start(
+            &mut self.agent_command(node, metrics_addr, flags)?,
+            Stream::Stderr,
+            AGENT_READY,
+            Duration::from_secs(30),
+        )
+    }
+}
+
+impl Product {
+    /// The command [`Product::start_agent_with`] runs, for a test that starts it its own way.
+    pub fn agent_command(
+        &self,
+        node: &str,
+        metrics_addr: SocketAddr,
+        flags: &[&str],
+    ) -> Result<Command, LabError> {
         let mut command = Command::new(crate::kafka_shock_bin()?);
         command
             .env("KUBECONFIG", self.kubeconfig_for(Component::Agent)?)
             .env("PATH", self.lab.path())
             .args(["agent", "--node-name", node])
-            .arg(format!("--metrics-addr={metrics_addr}"));
-        Background::start(
-            &mut command,
-            Stream::Stderr,
-            AGENT_READY,
-            Duration::from_secs(30),
-        )
+            .arg(format!("--metrics-addr={metrics_addr}"))
+            .args(flags);
+        Ok(command)
     }
 }
 

@@ -40,11 +40,30 @@ impl Stack {
     /// A lab of `brokers` brokers with the topics `orders` and `payments`, and the product
     /// deployed from this run's release binaries.
     pub fn up(brokers: usize) -> Stack {
+        Stack::up_with(brokers, &[])
+    }
+
+    /// [`Stack::up`] with chart values `KEY=VALUE`, e.g. `["agent.lease=6s"]`.
+    pub fn up_with(brokers: usize, values: &[&str]) -> Stack {
+        let lab = Stack::lab(brokers);
+        let product =
+            Product::deploy_with(&lab, values).unwrap_or_else(|error| panic!("deploy: {error}"));
+        Stack { lab, product }
+    }
+
+    /// The lab and the chart without its workloads ([`Product::install`]): for a test that runs
+    /// the operator and the agent as processes of its own (to signal them at chosen moments).
+    pub fn installed(brokers: usize) -> Stack {
+        let lab = Stack::lab(brokers);
+        let product = Product::install(&lab).unwrap_or_else(|error| panic!("install: {error}"));
+        Stack { lab, product }
+    }
+
+    fn lab(brokers: usize) -> Lab {
         let lab = Lab::up_with(brokers).unwrap_or_else(|error| panic!("lab up: {error}"));
         lab.create_topic(TOPIC, 1, 1).expect("topic");
         lab.create_topic("payments", 1, 1).expect("topic");
-        let product = Product::deploy(&lab).unwrap_or_else(|error| panic!("deploy: {error}"));
-        Stack { lab, product }
+        lab
     }
 
     pub fn kubectl(&self, args: &[&str]) -> String {
@@ -94,6 +113,11 @@ impl Stack {
 
     /// Whether kcat delivers two records to `topic` as `client_id` within 3 s.
     pub fn delivers(&self, topic: &str, client_id: &str) -> bool {
+        self.delivers_within(topic, client_id, 3000)
+    }
+
+    /// Whether kcat delivers two records to `topic` as `client_id` within `timeout_ms`.
+    pub fn delivers_within(&self, topic: &str, client_id: &str, timeout_ms: u32) -> bool {
         crate::stdout_with_input(
             self.lab.client("kcat").args([
                 "-b",
@@ -104,11 +128,18 @@ impl Stack {
                 "-X",
                 &format!("client.id={client_id}"),
                 "-X",
-                "message.timeout.ms=3000",
+                &format!("message.timeout.ms={timeout_ms}"),
             ]),
             "one\ntwo\n",
         )
         .is_ok()
+    }
+
+    /// `kafka-shock rules` in broker `id`'s namespace: the chains, their owners and leases.
+    pub fn rules(&self, id: usize) -> String {
+        let bin = crate::kafka_shock_bin().unwrap_or_else(|error| panic!("{error}"));
+        crate::stdout(Command::new(bin).args(["rules", "--netns", &self.lab.broker_netns()[id]]))
+            .unwrap_or_else(|error| panic!("{error}"))
     }
 
     /// Whether `what` exists in namespace `kafka`.

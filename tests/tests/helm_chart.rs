@@ -262,6 +262,7 @@ fn values_schema_rejects_bad_values_naming_them() {
             "agent.privilged=true",
             ["/agent", "'privilged' not allowed"],
         ),
+        ("agent.lease=30 seconds", ["/agent/lease", "'30 seconds'"]),
     ] {
         let stderr =
             failure_of(
@@ -475,7 +476,8 @@ fn chart_installs_on_the_lab_apiserver_with_least_privilege() {
             "kafka-shock",
             "agent",
             "--node-name=$(NODE_NAME)",
-            "--metrics-addr=:9090"
+            "--metrics-addr=:9090",
+            "--lease=30s"
         ])
     );
     assert_eq!(

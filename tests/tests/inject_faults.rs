@@ -1,12 +1,17 @@
 //! `kafka-shock inject` on the lab, against real Kafka and real clients: the faults hit
 //! exactly the requests they describe, other traffic flows, recovery is complete, and no
 //! KSHOCK rule outlives a test (each test checks the broker's namespace at its end).
+//!
+//! And the safety of the CLI: the file is obeyed whole (dryRun and paused install nothing), a
+//! SIGKILLed run stops biting within its kernel lease with nothing removing its chain, a
+//! `--pid` whose process exits still ends cleanly, a Ctrl-C at any moment after start leaves
+//! nothing, and name-valued flags refuse names that cannot match.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lab::{Background, FaultFiles, Lab, Stream, kafka_shock_bin};
+use lab::{Background, FaultFiles, Lab, Stream, TempDir, kafka_shock_bin};
 
 fn broker_netns(lab: &Lab) -> String {
     lab.broker_netns()[0].clone()
@@ -57,6 +62,11 @@ fn python_acked(lab: &Lab, topic: &str, client_id: &str, count: u32) -> u64 {
 
 /// Whether kcat delivers two records within 3 s.
 fn kcat_delivers(lab: &Lab, topic: &str, client_id: &str) -> bool {
+    kcat_delivers_within(lab, topic, client_id, 3000)
+}
+
+/// Whether kcat delivers two records within `timeout_ms`.
+fn kcat_delivers_within(lab: &Lab, topic: &str, client_id: &str, timeout_ms: u32) -> bool {
     lab::stdout_with_input(
         lab.client("kcat").args([
             "-b",
@@ -67,7 +77,7 @@ fn kcat_delivers(lab: &Lab, topic: &str, client_id: &str) -> bool {
             "-X",
             &format!("client.id={client_id}"),
             "-X",
-            "message.timeout.ms=3000",
+            &format!("message.timeout.ms={timeout_ms}"),
         ]),
         "one\ntwo\n",
     )
@@ -500,4 +510,270 @@ fn rules_removed_behind_the_engines_back_come_back() {
     );
     inject.interrupt().expect("inject exits 0");
     assert_eq!(lab.broker_chains(), 0);
+}
+
+/// A Reject of Produce from `client_id`, for five minutes.
+fn reset_client(
+    scratch: &FaultFiles,
+    name: &str,
+    client_id: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    scratch.fault(
+        name,
+        &format!(
+            "  match: {{apiKeys: [Produce], clientId: {{exact: {client_id}}}}}\n  action: {{type: Reject}}\n  duration: 5m\n{extra}"
+        ),
+    )
+}
+
+/// Asserts that broker 0's namespace holds no KSHOCK chain for `watch`, looking every 200 ms.
+fn stays_without_rules(lab: &Lab, watch: Duration, why: &str) {
+    let deadline = Instant::now() + watch;
+    while Instant::now() < deadline {
+        assert_eq!(lab.broker_chains(), 0, "{why}:\n{}", lab.broker_rules());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_dry_run_or_paused_file_installs_nothing() {
+    let _serial = lab::exclusive();
+    let lab = Lab::up().expect("lab up");
+    clean_start(&lab);
+    lab.create_topic("orders", 1, 1).expect("topic");
+    let netns = broker_netns(&lab);
+    // examples/dry-run.yaml as a user runs it: the plan is printed, the kernel is untouched.
+    let example = lab::workspace_root().join("examples/dry-run.yaml");
+    let printed = lab::stdout(
+        Command::new(kafka_shock_bin().expect("kafka-shock"))
+            .args(["inject", "-f"])
+            .arg(&example)
+            .args(["--netns", &netns]),
+    )
+    .unwrap_or_else(|error| panic!("{error}"));
+    assert!(
+        printed.contains("dryRun is true") && printed.contains("-j DROP"),
+        "{printed}"
+    );
+    assert!(
+        !lab.broker_rules().contains("KSHOCK"),
+        "dryRun installed rules"
+    );
+    // The positive control: the same file, dryRun false, installs its chains.
+    let dir = TempDir::new("inject-dry-run-off");
+    let live = dir.path().join("live.yaml");
+    let text = std::fs::read_to_string(&example).expect("example");
+    std::fs::write(&live, text.replace("dryRun: true", "dryRun: false")).expect("write");
+    let inject = start_inject(&lab, &live);
+    assert_eq!(lab.broker_chains(), 2, "dryRun false installs");
+    inject.interrupt().expect("inject exits 0");
+    assert_eq!(lab.broker_chains(), 0);
+
+    // A paused file: nothing until the file is no longer paused.
+    let scratch = FaultFiles::new("inject-paused");
+    let paused = reset_client(&scratch, "paused", "paused-victim", "  paused: true\n");
+    let mut inject = Background::start(
+        Command::new(kafka_shock_bin().expect("kafka-shock"))
+            .args(["inject", "-f"])
+            .arg(&paused)
+            .args(["--netns", &netns]),
+        Stream::Stdout,
+        "inject: paused",
+        Duration::from_secs(20),
+    )
+    .expect("inject waits, paused");
+    stays_without_rules(
+        &lab,
+        Duration::from_secs(3),
+        "a paused fault installed rules",
+    );
+    assert!(
+        kcat_delivers(&lab, "orders", "paused-victim"),
+        "paused: the victim delivers"
+    );
+    let text = std::fs::read_to_string(&paused).expect("fault");
+    std::fs::write(&paused, text.replace("paused: true", "paused: false")).expect("resume");
+    assert!(
+        inject.wait_for(Duration::from_secs(15), |lines| lines
+            .iter()
+            .any(|line| line.contains("inject: active"))),
+        "not resumed: {:?}",
+        inject.output()
+    );
+    assert!(
+        !kcat_delivers(&lab, "orders", "paused-victim"),
+        "resumed: the victim is reset"
+    );
+    inject.interrupt().expect("inject exits 0");
+    assert_eq!(lab.broker_chains(), 0);
+}
+
+#[test]
+fn a_sigkilled_inject_stops_biting_within_its_lease_with_nothing_removing_it() {
+    let _serial = lab::exclusive();
+    let lab = Lab::up().expect("lab up");
+    clean_start(&lab);
+    lab.create_topic("orders", 1, 1).expect("topic");
+    let scratch = FaultFiles::new("inject-lease");
+    let fault = reset_client(&scratch, "leased", "lease-victim", "");
+    let lease = Duration::from_secs(6);
+    let inject = start_inject_in(&fault, &["--netns", &broker_netns(&lab), "--lease", "6s"]);
+    assert!(
+        !kcat_delivers_within(&lab, "orders", "lease-victim", 1500),
+        "the fault bites"
+    );
+    inject.kill();
+    let killed = Instant::now();
+    let mut attempts = Vec::new();
+    while !kcat_delivers_within(&lab, "orders", "lease-victim", 1500) {
+        attempts.push(killed.elapsed());
+        assert!(
+            killed.elapsed() < lease + Duration::from_secs(5),
+            "the victim still fails {:?} after SIGKILL (lease {lease:?})",
+            killed.elapsed()
+        );
+    }
+    let recovered = killed.elapsed();
+    eprintln!("SIGKILL → the victim delivers again after {recovered:?} (lease {lease:?})");
+    assert!(recovered < lease + Duration::from_secs(5), "{recovered:?}");
+    assert!(
+        !attempts.is_empty(),
+        "right after SIGKILL the lease has seconds left: the fault must still bite"
+    );
+    assert!(
+        lab.broker_chains() > 0,
+        "the chain is still there: the kernel lease ended the fault"
+    );
+    let listed = rule_owners(&lab);
+    assert!(
+        listed.contains("owner pid") && listed.contains("dead") && listed.contains("expired"),
+        "{listed}"
+    );
+    assert!(listed.contains("swept leftovers: KSHOCK-"), "{listed}");
+    assert_eq!(lab.broker_chains(), 0);
+}
+
+#[test]
+fn an_inject_by_pid_ends_cleanly_after_that_process_exited() {
+    let _serial = lab::exclusive();
+    let lab = Lab::up().expect("lab up");
+    clean_start(&lab);
+    lab.create_topic("orders", 1, 1).expect("topic");
+    // A process of the broker's namespace that will exit during the fault.
+    let mut holder = Command::new("ip")
+        .args(["netns", "exec", &broker_netns(&lab), "sleep", "600"])
+        .spawn()
+        .expect("sleep in the broker's namespace");
+    let pid = holder.id();
+    let scratch = FaultFiles::new("inject-pid-exits");
+    let fault = scratch.fault(
+        "by-pid",
+        "  match: {apiKeys: [Produce], clientId: {exact: pid-victim}}\n  action: {type: Reject}\n  duration: 8s\n",
+    );
+    let mut inject = start_inject_in(&fault, &["--pid", &pid.to_string()]);
+    assert!(
+        !kcat_delivers_within(&lab, "orders", "pid-victim", 1500),
+        "the fault bites"
+    );
+    holder.kill().expect("kill the process");
+    holder.wait().expect("reap it");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "pid {pid} is gone"
+    );
+    assert!(
+        inject.wait_for(Duration::from_secs(30), |lines| lines
+            .iter()
+            .any(|line| line.contains("nothing of this fault is left"))),
+        "{:?}",
+        inject.output()
+    );
+    assert_eq!(lab.broker_chains(), 0);
+    assert!(kcat_delivers(&lab, "orders", "pid-victim"));
+}
+
+#[test]
+fn a_ctrl_c_right_after_start_leaves_nothing_every_time() {
+    let _serial = lab::exclusive();
+    let lab = Lab::up().expect("lab up");
+    clean_start(&lab);
+    let scratch = FaultFiles::new("inject-ctrl-c");
+    let fault = reset_client(&scratch, "interrupted", "ctrl-c-victim", "");
+    let (seed, delays) = lab::random_delays(20, Duration::from_millis(300));
+    eprintln!("delays from seed {seed}: {delays:?}");
+    let mut installed = 0;
+    for (round, delay) in delays.iter().enumerate() {
+        let mut child = Command::new(kafka_shock_bin().expect("kafka-shock"))
+            .args(["inject", "-f"])
+            .arg(&fault)
+            .args(["--netns", &broker_netns(&lab)])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start inject");
+        std::thread::sleep(*delay);
+        lab::run(Command::new("kill").args(["-INT", &child.id().to_string()])).expect("SIGINT");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while child.try_wait().expect("wait").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("round {round}: inject did not exit within 30 s of SIGINT");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let output = child.wait_with_output().expect("output");
+        let said = String::from_utf8_lossy(&output.stdout);
+        // Before its handlers exist the process dies of the signal, having changed nothing.
+        let died_of_it = std::os::unix::process::ExitStatusExt::signal(&output.status) == Some(2);
+        assert!(
+            output.status.success() || died_of_it,
+            "round {round} ({delay:?}): {:?}\n{said}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if said.contains(" in chain KSHOCK-") {
+            installed += 1;
+        }
+        assert_eq!(
+            lab.broker_chains(),
+            0,
+            "round {round}: Ctrl-C after {delay:?} left rules behind:\n{said}"
+        );
+    }
+    eprintln!("{installed} of 20 runs had installed their rules when interrupted");
+    assert!(
+        installed > 0,
+        "no run got as far as installing: the loop proves nothing"
+    );
+}
+
+#[test]
+fn sniff_refuses_an_api_name_that_cannot_match() {
+    let lab = Lab::up().expect("lab up");
+    let sniff = |api: &str| {
+        Command::new(kafka_shock_bin().expect("kafka-shock"))
+            .args(["sniff", "--netns", &broker_netns(&lab), "--duration", "1s"])
+            .args(["--api", api])
+            .output()
+            .expect("run sniff")
+    };
+    let refused = sniff("Prodcue");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    assert!(
+        said.contains("\"Prodcue\" is not a Kafka API name (did you mean Produce?)"),
+        "{said}"
+    );
+    assert!(
+        said.contains("Produce, Fetch, ListOffsets, Metadata"),
+        "{said}"
+    );
+    let accepted = sniff("produce");
+    assert!(
+        accepted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
 }

@@ -4,12 +4,16 @@
 //! clients, faults applied and removed with kubectl. The agent pod finds the broker pod's
 //! network namespace by the pod's UID in the kubelet's cgroups. Also the recovery rules of
 //! docs/architecture.md: an agent hung during a delete, the operator down at expiry, orphans
-//! swept when a crashed agent's container is restarted.
+//! swept when a crashed agent's container is restarted, a hung agent's fault ending with its
+//! kernel lease, an agent interrupted right after start leaving nothing (the agent as a host
+//! process here, to signal it at chosen moments), and faults that are misspelt or dryRun never
+//! reaching a rule.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lab::stack::{BYSTANDER, Stack, TOPIC, VICTIM, reset_fault};
+use lab::{Background, Stream, free_loopback_addr};
 
 #[test]
 fn apply_hits_one_client_and_delete_recovers_it() {
@@ -122,6 +126,20 @@ fn pause_resume_and_dry_run() {
     assert!(stack.delivers(TOPIC, VICTIM), "dryRun changes nothing");
     stack.delete_fault("dry-reset");
     stack.wait("kf/dry-reset", "delete", "30s");
+
+    // A misspelt field would make a wider fault (every Produce to orders); kubectl validates
+    // strictly by default and the server refuses it, naming the field.
+    let misspelt = reset_fault("misspelt-reset", "").replace("clientId:", "clientID:");
+    let refused = lab::stdout_with_input(stack.lab.kubectl().args(["apply", "-f", "-"]), &misspelt)
+        .expect_err("a misspelt fault must be refused");
+    assert!(
+        refused
+            .to_string()
+            .contains("unknown field \"spec.match.clientID\""),
+        "{refused}"
+    );
+    assert!(!stack.exists("kf/misspelt-reset"));
+    assert_eq!(stack.chains(), 0, "a refused fault installs nothing");
 }
 
 /// Scales the operator Deployment to `replicas` and waits until that many operator pods run.
@@ -323,4 +341,113 @@ fn the_ci_chaos_stage_passes_when_the_fault_bites_and_leaves_nothing() {
     assert!(!stack.exists("kf/reset-orders-producer"));
     assert_eq!(stack.chains(), 0);
     assert!(stack.delivers(TOPIC, VICTIM));
+}
+
+#[test]
+fn a_hung_agents_fault_stops_biting_within_its_lease_once_deleted() {
+    let _serial = lab::exclusive();
+    // The agents with a short lease (the next Stack::up puts the chart's default back).
+    let lease = Duration::from_secs(6);
+    let stack = Stack::up_with(1, &["agent.lease=6s"]);
+    let node = stack.broker_node(0);
+    stack.apply(&reset_fault("leased-reset", ""));
+    stack.wait("kf/leased-reset", "condition=Injected", "60s");
+    assert!(
+        !stack.delivers_within(TOPIC, VICTIM, 1500),
+        "the fault bites"
+    );
+
+    // A hung agent renews no lease (its liveness probe restarts it only after 30 s).
+    let frozen = stack.freeze_agent(&node);
+    let hung = Instant::now();
+    stack.delete_fault("leased-reset");
+    let mut attempts = 0;
+    while !stack.delivers_within(TOPIC, VICTIM, 1500) {
+        attempts += 1;
+        assert!(
+            hung.elapsed() < lease + Duration::from_secs(5),
+            "the victim still fails {:?} after the agent hung",
+            hung.elapsed()
+        );
+    }
+    let recovered = hung.elapsed();
+    eprintln!("agent SIGSTOP → the victim delivers again after {recovered:?} (lease {lease:?})");
+    assert!(
+        attempts > 0,
+        "right after the agent hung the fault must still bite"
+    );
+    assert!(
+        stack.exists("kf/leased-reset"),
+        "the deleted fault waits for its agent"
+    );
+    assert!(
+        stack.chains() > 0,
+        "nothing removed the chains: the lease ended the fault"
+    );
+    let listed = stack.rules(0);
+    assert!(
+        listed.contains(&format!("agent node {node}")) && listed.contains("expired"),
+        "{listed}"
+    );
+
+    // The agent goes on and completes the deletion.
+    frozen.thaw();
+    stack.wait("kf/leased-reset", "delete", "60s");
+    assert_eq!(stack.chains(), 0);
+}
+
+#[test]
+fn an_agent_interrupted_right_after_start_leaves_nothing() {
+    let _serial = lab::exclusive();
+    // The operator and broker 0's agent as host processes, signalled at chosen moments.
+    let stack = Stack::installed(1);
+    let node = stack.broker_node(0);
+    let _operator = stack.product.start_operator().expect("operator starts");
+    let first = stack.product.start_agent(&node).expect("agent starts");
+    stack.apply(&reset_fault("interrupted-agent", ""));
+    stack.wait("kf/interrupted-agent", "condition=Injected", "60s");
+    first.interrupt().expect("the agent stops");
+    assert_eq!(stack.chains(), 0, "SIGINT removes the agent's rules");
+
+    let (seed, delays) = lab::random_delays(10, Duration::from_millis(2500));
+    eprintln!("delays from seed {seed}: {delays:?}");
+    let mut enforced = 0;
+    for (round, delay) in delays.iter().enumerate() {
+        let addr = free_loopback_addr().expect("a free port");
+        let mut command = stack
+            .product
+            .agent_command(&node, addr, &[])
+            .expect("agent command");
+        let agent = Background::start(&mut command, Stream::Stderr, "", Duration::ZERO)
+            .expect("agent starts");
+        std::thread::sleep(*delay);
+        // Before its handlers exist the agent dies of the signal, having changed nothing.
+        let said = match agent.interrupt_within(Some(Duration::from_secs(30))) {
+            Ok(said) => said,
+            Err(lab::LabError::CommandFailed { status, stderr, .. })
+                if std::os::unix::process::ExitStatusExt::signal(&status) == Some(2) =>
+            {
+                stderr
+            }
+            Err(error) => panic!("round {round} ({delay:?}): {error}"),
+        };
+        if said.contains(" in chain KSHOCK-") {
+            enforced += 1;
+        }
+        assert_eq!(
+            stack.chains(),
+            0,
+            "round {round}: SIGINT after {delay:?} left rules behind:\n{said}"
+        );
+    }
+    eprintln!("{enforced} of 10 agents had installed the fault's rules when interrupted");
+    assert!(
+        enforced > 0,
+        "no agent got as far as enforcing: the loop proves nothing"
+    );
+    let _agent = stack.product.start_agent(&node).expect("agent starts");
+    stack.wait_for_chains(2, Duration::from_secs(20));
+    stack.delete_fault("interrupted-agent");
+    stack.wait("kf/interrupted-agent", "delete", "60s");
+    assert_eq!(stack.chains(), 0);
 }

@@ -255,15 +255,18 @@ fn enforce(observed: &Observed, until: Option<Timestamp>) -> Decision {
     }
 }
 
-/// Whether the session stays: it enforces the current spec where the pod's namespace is now,
-/// and it still runs, or it failed less than [`RESYNC`] ago (its error stays reported until
-/// it is tried again).
+/// Whether the session stays: it enforces the current spec where the pod's namespace is now
+/// (the same inode: the session holds its namespace by descriptor, so another path to the
+/// same namespace changes nothing), and it still runs, or it failed less than [`RESYNC`] ago
+/// (its error stays reported until it is tried again).
 fn keeps(session: &SessionView, placement: &Placement) -> bool {
     let failed_recently = session.error.is_some()
         && session
             .ended_ago
             .is_some_and(|ended_ago| ended_ago < RESYNC);
-    session.placement == *placement && (!session.finished || failed_recently)
+    let same_place = session.placement.netns.inode == placement.netns.inode
+        && session.placement.generation == placement.generation;
+    same_place && (!session.finished || failed_recently)
 }
 
 /// The figures to report once the session (if any) is stopped: what it did, else what the

@@ -185,6 +185,7 @@ mod tests {
             ids: ids.iter().map(|id| id.to_string()).collect(),
             rules: 1,
             jumps: vec![],
+            lease: crate::rules::ChainLease::NoJump,
         };
         let live: HashSet<String> = ["alive".to_owned()].into();
         assert!(is_orphan(&chain(&["kfi.n1.dead"]), "n1", &live));

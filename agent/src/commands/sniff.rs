@@ -15,6 +15,7 @@ use kafka_shock_agent::sniffer::{Sniffer, SnifferConfig};
 use kafka_shock_agent::wire::bpf::MAX_PORTS;
 
 use crate::commands::target::TargetArgs;
+use crate::commands::values::{parse_api, parse_topic};
 use crate::edges::capture::file::CaptureFile;
 use crate::edges::capture::live::{LiveCapture, LiveOptions};
 use crate::edges::capture::writer::MatchWriter;
@@ -47,14 +48,14 @@ pub struct SniffArgs {
     /// Print no per-request lines (with --summary: only the table).
     #[arg(long, short)]
     quiet: bool,
-    /// Only requests of this API (e.g. Produce); repeatable.
-    #[arg(long = "api", value_name = "API")]
+    /// Only requests of this API (e.g. Produce); repeatable. Unknown names are refused.
+    #[arg(long = "api", value_name = "API", value_parser = parse_api)]
     apis: Vec<String>,
     /// Only requests with this client id; repeatable.
     #[arg(long = "client-id", value_name = "ID")]
     client_ids: Vec<String>,
-    /// Only requests touching this topic; repeatable.
-    #[arg(long = "topic", value_name = "TOPIC")]
+    /// Only requests touching this topic; repeatable. Names Kafka refuses are refused.
+    #[arg(long = "topic", value_name = "TOPIC", value_parser = parse_topic)]
     topics: Vec<String>,
     /// Write the packets of connections carrying matching requests to this pcap file.
     #[arg(long, value_name = "FILE")]
@@ -103,8 +104,8 @@ impl Source {
             }
             return Ok(Source::File(CaptureFile::open(path)?));
         }
-        let netns = match args.target.path()? {
-            Some(path) => Some(path),
+        let netns = match args.target.open()? {
+            Some(netns) => Some(Arc::new(netns)),
             None if args.iface.is_some() => None,
             None => bail!(
                 "say what to sniff: --pcap FILE, --netns NAME|PATH, --pid PID, --pod-uid UID, \

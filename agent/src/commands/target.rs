@@ -1,13 +1,13 @@
 //! The network namespace a command acts in, named the same way by every command: `--netns`,
 //! `--pid`, `--pod-uid` or `--pod-ip` (at most one). Declared once here and flattened into
-//! each command's flags.
+//! each command's flags. The flags are resolved once, to a namespace held by its descriptor,
+//! for the whole run: a process that exits, or a pid reused, changes nothing afterwards.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::edges::netns::{NetnsError, NetnsTarget};
+use crate::edges::netns::{Netns, NetnsError, NetnsTarget};
 
 /// Which network namespace: at most one of these flags.
 /// A command's own alternatives to them (`sniff --pcap`, `clean --all`) conflict with
@@ -42,9 +42,9 @@ impl TargetArgs {
             .or(self.pod_ip.map(NetnsTarget::PodIp))
     }
 
-    /// The namespace file the flags name, checked to exist (a pod's is found in `/proc`);
-    /// `None` when no flag is given.
-    pub fn path(&self) -> Result<Option<PathBuf>, NetnsError> {
-        self.target().map(|target| target.path()).transpose()
+    /// The namespace the flags name, opened (a pod's is found in `/proc` first); `None` when
+    /// no flag is given.
+    pub fn open(&self) -> Result<Option<Netns>, NetnsError> {
+        self.target().map(|target| target.open()).transpose()
     }
 }

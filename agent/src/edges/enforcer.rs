@@ -1,18 +1,20 @@
 //! The enforcement edge in one network namespace: makes the kernel hold a fault's chain
 //! (reading `iptables-save`, applying only the difference in one `iptables-restore` batch),
 //! removes it, and sweeps leftovers. The decisions are the pure core's (`rules::diff`,
-//! `rules::sweep`); this module only reads and applies.
+//! `rules::sweep`); this module only reads and applies. It also finds out, once per
+//! namespace, whether the kernel there has the time match the rules' leases need.
 
-use std::collections::HashSet;
-use std::path::Path;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use kafka_shock_agent::rules::{
-    Actual, CliOwner, Compiled, Family, OwnedChain, SavedRule, diff, owned_chains, parse_save,
-    start_ticks_of_stat, sweep,
+    Actual, CliOwner, Compiled, Family, Op, OwnedChain, SavedRule, diff, lease_probe, owned_chains,
+    parse_save, start_ticks_of_stat, sweep,
 };
 
 use crate::edges::clock::since_epoch;
 use crate::edges::firewall::{Firewall, FirewallError};
+use crate::edges::netns::Netns;
 
 /// Both families; a namespace without IPv6 support only has IPv4 rules.
 const FAMILIES: [Family; 2] = [Family::V4, Family::V6];
@@ -27,9 +29,33 @@ pub struct FoundChain {
 
 /// Our rules in one namespace.
 pub struct Enforcer {
+    netns: Arc<Netns>,
     firewall: Firewall,
     families: Vec<Family>,
 }
+
+/// What an install changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Leases renewed.
+    pub renewed: usize,
+    /// Every other operation (chains created or refilled, jumps inserted or deleted, sweeps).
+    pub changed: usize,
+}
+
+/// Whether the rules of a namespace can carry a kernel lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseSupport {
+    /// The time match works there.
+    Available,
+    /// It does not; already said.
+    Missing,
+    /// It does not, and this is the first time this process learns it: say why, once.
+    MissingNow(String),
+}
+
+/// What this process learned of each namespace (by inode): whether the time match works.
+static TIME_MATCH: Mutex<BTreeMap<u64, bool>> = Mutex::new(BTreeMap::new());
 
 /// Only the chains named in `names`, and the jumps to them: what a batch may touch, so that a
 /// fault never disturbs another live fault's chain.
@@ -56,7 +82,7 @@ fn restrict(actual: &Actual, names: &HashSet<String>) -> Actual {
 }
 
 /// Whether the process `pid` started at `start_ticks` still runs.
-fn process_alive(pid: u32, start_ticks: u64) -> bool {
+pub fn process_alive(pid: u32, start_ticks: u64) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|stat| start_ticks_of_stat(&stat))
@@ -73,18 +99,54 @@ pub fn is_cli_leftover(chain: &OwnedChain) -> bool {
 }
 
 impl Enforcer {
-    /// Our rules in the namespace at `netns` (`None`: this process's namespace).
-    pub fn new(netns: Option<&Path>) -> Result<Enforcer, FirewallError> {
-        let firewall = Firewall::detect(netns)?;
+    /// Our rules in the namespace `netns`.
+    pub fn new(netns: Arc<Netns>) -> Result<Enforcer, FirewallError> {
+        let firewall = Firewall::detect(&netns)?;
         let families = FAMILIES
             .into_iter()
             .filter(|family| *family == Family::V4 || firewall.save(*family).is_ok())
             .collect();
-        Ok(Enforcer { firewall, families })
+        Ok(Enforcer {
+            netns,
+            firewall,
+            families,
+        })
     }
 
     pub fn firewall(&self) -> &Firewall {
         &self.firewall
+    }
+
+    /// Whether leases work in this namespace: tried once per namespace and process, by
+    /// applying a chain whose rule carries one (`rules::lease_probe`, under the fault's `id`)
+    /// and removing it again. Where the kernel lacks the time match the apply fails and
+    /// nothing is left.
+    pub fn lease_support(&self, id: &str) -> LeaseSupport {
+        let known = TIME_MATCH
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&self.netns.inode())
+            .copied();
+        let outcome = match known {
+            Some(true) => return LeaseSupport::Available,
+            Some(false) => return LeaseSupport::Missing,
+            None => self.try_lease(id),
+        };
+        TIME_MATCH
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(self.netns.inode(), outcome.is_ok());
+        match outcome {
+            Ok(()) => LeaseSupport::Available,
+            Err(error) => LeaseSupport::MissingNow(error.to_string()),
+        }
+    }
+
+    fn try_lease(&self, id: &str) -> Result<(), FirewallError> {
+        let probe = lease_probe(id, since_epoch().as_secs() + 60);
+        let fresh = diff(std::slice::from_ref(&probe), &Actual::default());
+        self.firewall.restore(Family::V4, &fresh.render())?;
+        self.remove(|chain| chain.name == probe.name).map(drop)
     }
 
     fn actual(&self, family: Family) -> Result<Actual, FirewallError> {
@@ -109,14 +171,14 @@ impl Enforcer {
     }
 
     /// Makes the namespace hold `compiled`'s chains, sweeping chains `is_leftover` condemns on
-    /// the way and leaving every other chain alone. Returns how many operations it applied
-    /// (0 when already in sync).
+    /// the way and leaving every other chain alone. Says what it applied (nothing when
+    /// already in sync).
     pub fn install(
         &self,
         compiled: &Compiled,
         is_leftover: impl Fn(&OwnedChain) -> bool,
-    ) -> Result<usize, FirewallError> {
-        let mut applied = 0;
+    ) -> Result<Applied, FirewallError> {
+        let mut applied = Applied::default();
         for &family in &self.families {
             let actual = self.actual(family)?;
             let chain = compiled.chain(family);
@@ -129,7 +191,13 @@ impl Enforcer {
             let batch = diff(std::slice::from_ref(chain), &restrict(&actual, &touch));
             if !batch.is_empty() {
                 self.firewall.restore(family, &batch.render())?;
-                applied += batch.ops.len();
+                let renewed = batch
+                    .ops
+                    .iter()
+                    .filter(|op| matches!(op, Op::Renew { .. }))
+                    .count();
+                applied.renewed += renewed;
+                applied.changed += batch.ops.len() - renewed;
             }
         }
         Ok(applied)

@@ -1,14 +1,20 @@
 //! Running iptables inside a target network namespace: `iptables-save` to read what is there,
 //! `iptables-restore --noflush` to apply one batch. Commands are spawned through `nsenter
-//! --net=<ns file>` with an argument vector, never through a shell, and the batch goes in on
-//! stdin, so nothing a user wrote can become a command. The namespace's backend (nf_tables or
-//! legacy) is detected once and used for every call, as kube-proxy does.
+//! --net=/proc/<our pid>/fd/<n>`, the descriptor we hold the namespace by, with an argument
+//! vector, never through a shell, and the batch goes in on stdin, so nothing a user wrote can
+//! become a command. Each runs in a process group of its own, so a Ctrl-C at the terminal
+//! reaches kafka-shock (which then removes its rules) but never kills an iptables-restore
+//! half-way. The namespace's backend (nf_tables or legacy) is detected once and used for every
+//! call, as kube-proxy does.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 use kafka_shock_agent::rules::Family;
+
+use crate::edges::netns::Netns;
 
 /// Which kernel interface the namespace's rules live in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +42,7 @@ pub enum FirewallError {
 /// iptables in one network namespace.
 #[derive(Debug, Clone)]
 pub struct Firewall {
-    netns: Option<PathBuf>,
+    netns: Arc<Netns>,
     backend: Backend,
 }
 
@@ -64,12 +70,11 @@ fn weight(save: &str) -> (usize, usize) {
 }
 
 impl Firewall {
-    /// iptables for the namespace at `netns` (`None`: this process's namespace), with the
-    /// backend that namespace already uses (our chains first, then any rules; nf_tables when
-    /// it is empty).
-    pub fn detect(netns: Option<&Path>) -> Result<Firewall, FirewallError> {
+    /// iptables for the namespace `netns`, with the backend that namespace already uses (our
+    /// chains first, then any rules; nf_tables when it is empty).
+    pub fn detect(netns: &Arc<Netns>) -> Result<Firewall, FirewallError> {
         let probe = |backend| Firewall {
-            netns: netns.map(Path::to_owned),
+            netns: netns.clone(),
             backend,
         };
         let nft = probe(Backend::Nft).save(Family::V4).ok();
@@ -97,16 +102,12 @@ impl Firewall {
     }
 
     fn command(&self, program: &str) -> Command {
-        match &self.netns {
-            Some(path) => {
-                let mut command = Command::new("nsenter");
-                command
-                    .arg(format!("--net={}", path.display()))
-                    .arg(program);
-                command
-            }
-            None => Command::new(program),
-        }
+        let mut command = Command::new("nsenter");
+        command
+            .arg(format!("--net={}", self.netns.fd_path().display()))
+            .arg(program)
+            .process_group(0);
+        command
     }
 
     fn run(

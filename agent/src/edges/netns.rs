@@ -1,10 +1,15 @@
-//! Naming and entering network namespaces. Entering happens on a dedicated OS thread, never
-//! on a shared or async worker thread, because `setns` changes the namespace of the calling
-//! thread only and nothing else may run there afterwards by accident.
+//! Naming, finding and holding network namespaces. A namespace is opened once and held by its
+//! file descriptor ([`Netns`]): the descriptor keeps it alive, so a fault's rules can still be
+//! removed after every process in it has exited, and it pins it, so a pid reused by another
+//! process can never redirect a rule. Everything that acts in a namespace enters it through
+//! that descriptor: `setns` on a dedicated OS thread (never on a shared or async worker thread,
+//! because `setns` changes the namespace of the calling thread only and nothing else may run
+//! there afterwards by accident), or `nsenter --net=/proc/<our pid>/fd/<n>` for iptables.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::net::IpAddr;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -29,6 +34,14 @@ pub enum NetnsError {
         "cannot enter the network namespace {path} (root or CAP_SYS_ADMIN is needed): {source}"
     )]
     Enter { path: PathBuf, source: nix::Error },
+    #[error(
+        "the network namespace at {path} changed while it was being opened (inode {found}, not {wanted}); try again"
+    )]
+    Changed {
+        path: PathBuf,
+        wanted: u64,
+        found: u64,
+    },
     #[error("cannot list /proc to find a pod's network namespace: {0}")]
     ScanProc(std::io::Error),
     #[error(transparent)]
@@ -56,22 +69,20 @@ impl NetnsTarget {
         }
     }
 
-    /// The namespace file, checked to exist; a pod's is found by scanning `/proc`.
-    pub fn path(&self) -> Result<PathBuf, NetnsError> {
+    /// Opens the namespace once; a pod's is found by scanning `/proc` first.
+    pub fn open(&self) -> Result<Netns, NetnsError> {
         let (path, missing) = match self {
             NetnsTarget::PodUid(uid) => {
-                return find_pod(&PodKey {
+                return open_pod(&PodKey {
                     uid: Some(uid.clone()),
                     ip: None,
-                })
-                .map(|(path, _)| path);
+                });
             }
             NetnsTarget::PodIp(ip) => {
-                return find_pod(&PodKey {
+                return open_pod(&PodKey {
                     uid: None,
                     ip: Some(*ip),
-                })
-                .map(|(path, _)| path);
+                });
             }
             NetnsTarget::Named(name) => {
                 let path = Path::new("/run/netns").join(name);
@@ -93,11 +104,95 @@ impl NetnsTarget {
                 NetnsError::NoSuchProcess(*pid),
             ),
         };
-        if path.exists() {
-            Ok(path)
+        Netns::open(&path).map_err(|error| if error.vanished() { missing } else { error })
+    }
+}
+
+/// A network namespace held open by its file descriptor (see the module's comment).
+#[derive(Debug)]
+pub struct Netns {
+    file: File,
+    inode: u64,
+    /// What it was opened as, for messages.
+    origin: PathBuf,
+}
+
+impl Netns {
+    /// Opens the namespace file at `path` (`/run/netns/NAME`, `/proc/PID/ns/net`, ...).
+    pub fn open(path: &Path) -> Result<Netns, NetnsError> {
+        let open_error = |source| NetnsError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let file = File::open(path).map_err(open_error)?;
+        let inode = file.metadata().map_err(open_error)?.ino();
+        Ok(Netns {
+            file,
+            inode,
+            origin: path.to_owned(),
+        })
+    }
+
+    /// Opens `path`, which was resolved to the namespace of inode `inode`: fails if a process
+    /// exited and its pid was reused in between.
+    pub fn open_expecting(path: &Path, inode: u64) -> Result<Netns, NetnsError> {
+        let netns = Netns::open(path)?;
+        if netns.inode == inode {
+            Ok(netns)
         } else {
-            Err(missing)
+            Err(NetnsError::Changed {
+                path: path.to_owned(),
+                wanted: inode,
+                found: netns.inode,
+            })
         }
+    }
+
+    /// This process's own namespace.
+    pub fn current() -> Result<Netns, NetnsError> {
+        Netns::open(Path::new("/proc/self/ns/net"))
+    }
+
+    /// The namespace's inode: two descriptors with the same inode hold the same namespace.
+    pub fn inode(&self) -> u64 {
+        self.inode
+    }
+
+    /// What it was opened as.
+    pub fn origin(&self) -> &Path {
+        &self.origin
+    }
+
+    /// A path other processes (nsenter) open the same namespace by: this process's descriptor,
+    /// which stays valid while we hold it, whatever happens to the process that was in it.
+    pub fn fd_path(&self) -> PathBuf {
+        PathBuf::from(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            self.file.as_raw_fd()
+        ))
+    }
+
+    /// Moves the calling thread into the namespace. Call it only on a thread made for that
+    /// purpose.
+    pub fn enter_current_thread(&self) -> Result<(), NetnsError> {
+        setns(&self.file, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Enter {
+            path: self.origin.clone(),
+            source,
+        })
+    }
+}
+
+impl NetnsError {
+    /// Whether the namespace file is gone (its process exited, its name was deleted): not a
+    /// failure for a scan of every namespace, which found it a moment earlier.
+    pub fn vanished(&self) -> bool {
+        matches!(
+            self,
+            NetnsError::Open { source, .. }
+                if matches!(source.kind(), std::io::ErrorKind::NotFound)
+                    || source.raw_os_error() == Some(nix::libc::ESRCH)
+        )
     }
 }
 
@@ -115,7 +210,8 @@ pub fn find_pod_namespace(wanted: &PodKey) -> Result<(PathBuf, u64, FoundBy), Ne
 /// Every network namespace file of the machine, one per namespace (deduplicated by inode):
 /// this process's, the named ones (`/run/netns`, even with no process in them), and each
 /// process's. Where `clean --all` removes every chain of ours and the node agent sweeps its
-/// orphans; entries that vanish while being read are skipped.
+/// orphans; entries that vanish while being read are skipped, and one that vanishes before it
+/// is opened says so ([`NetnsError::vanished`]).
 pub fn every_namespace() -> Vec<PathBuf> {
     let mut by_inode: BTreeMap<u64, PathBuf> = BTreeMap::new();
     let mut add = |path: PathBuf| {
@@ -145,6 +241,12 @@ pub fn every_namespace() -> Vec<PathBuf> {
         }
     }
     by_inode.into_values().collect()
+}
+
+/// The one namespace that belongs to the pod `wanted`, opened.
+fn open_pod(wanted: &PodKey) -> Result<Netns, NetnsError> {
+    let (path, inode, _) = find_pod_namespace(wanted)?;
+    Netns::open_expecting(&path, inode)
 }
 
 /// `/proc/<pid>/ns/net` of the one namespace that belongs to the pod `wanted`, and how.
@@ -210,18 +312,5 @@ fn read_candidate(pid: u32, inode: u64) -> Option<Candidate> {
             .map(IpAddr::V4)
             .chain(ipv6.into_iter().map(IpAddr::V6))
             .collect(),
-    })
-}
-
-/// Moves the calling thread into the namespace at `path`. Call it only on a thread made for
-/// that purpose.
-pub fn enter_current_thread(path: &Path) -> Result<(), NetnsError> {
-    let file = File::open(path).map_err(|source| NetnsError::Open {
-        path: path.to_owned(),
-        source,
-    })?;
-    setns(&file, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Enter {
-        path: path.to_owned(),
-        source,
     })
 }

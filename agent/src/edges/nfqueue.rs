@@ -17,7 +17,6 @@
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
@@ -36,7 +35,7 @@ use kafka_shock_agent::rules::{
 use nfq::{Message, Queue, Verdict};
 
 use crate::edges::clock::since_epoch;
-use crate::edges::netns::{NetnsError, enter_current_thread};
+use crate::edges::netns::{Netns, NetnsError};
 
 /// Packets the kernel queues for us at most; beyond, it accepts them (fail-open). Held packets
 /// count, so it is well above the decider's hold budget.
@@ -79,8 +78,8 @@ pub enum InlineError {
 
 /// What the Inline enforcer needs to start.
 pub struct InlineOptions {
-    /// The broker's network namespace.
-    pub netns: PathBuf,
+    /// The broker's network namespace, held by its descriptor.
+    pub netns: Arc<Netns>,
     /// The decisions' configuration.
     pub config: InlineConfig,
     /// The fault's match.
@@ -95,7 +94,7 @@ pub struct InlineOptions {
 /// after start, and remove them after [`Self::stop`], whose wake-up goes through them.
 pub struct InlineEnforcer {
     queue: u16,
-    netns: PathBuf,
+    netns: Arc<Netns>,
     stop: Arc<AtomicBool>,
     counters: Arc<SharedCounters>,
     hits: Receiver<Hit>,
@@ -107,7 +106,7 @@ impl InlineEnforcer {
     /// choice; the queue it bound is [`Self::queue`], for the caller to point the plan's chain
     /// at. Learned topic ids stand for the fault's first topic: matching only asks whether a
     /// request names any of the fault's topics.
-    pub fn start_for(plan: &FaultPlan, netns: &Path) -> Result<InlineEnforcer, InlineError> {
+    pub fn start_for(plan: &FaultPlan, netns: &Arc<Netns>) -> Result<InlineEnforcer, InlineError> {
         let action = match plan.verdict() {
             RuleVerdict::Drop => Action::Drop,
             RuleVerdict::Reject => Action::Reject,
@@ -125,7 +124,7 @@ impl InlineEnforcer {
             None => Vec::new(),
         };
         InlineEnforcer::start(InlineOptions {
-            netns: netns.to_path_buf(),
+            netns: netns.clone(),
             config: InlineConfig::new(plan.ports().iter().copied(), action, plan.probability()),
             matcher: plan.matcher.clone(),
             first_queue: plan.queue(),
@@ -234,12 +233,14 @@ impl Drop for InlineEnforcer {
     }
 }
 
-/// Sends one datagram to the loopback `port` from inside the namespace at `netns`. Best
-/// effort: the caller retries until the reader has stopped.
-fn wake(netns: &Path, port: u16) {
-    let netns = netns.to_path_buf();
+/// Sends one datagram to the loopback `port` from inside the namespace `netns`. Best effort:
+/// the caller retries until the reader has stopped.
+fn wake(netns: &Arc<Netns>, port: u16) {
+    let netns = netns.clone();
     let _ = std::thread::spawn(move || -> std::io::Result<()> {
-        enter_current_thread(&netns).map_err(std::io::Error::other)?;
+        netns
+            .enter_current_thread()
+            .map_err(std::io::Error::other)?;
         let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
         socket.send_to(b"kafka-shock: wake", ("127.0.0.1", port))?;
         Ok(())
@@ -255,7 +256,7 @@ fn run(
     ready: &SyncSender<u16>,
     hits: &SyncSender<Hit>,
 ) -> Result<(), InlineError> {
-    enter_current_thread(&options.netns)?;
+    options.netns.enter_current_thread()?;
     let mut queue = Queue::open().map_err(InlineError::Open)?;
     let number = bind(&mut queue, options.first_queue)?;
     let configure = |source| InlineError::Configure {

@@ -7,7 +7,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -16,7 +16,7 @@ use kafka_protocol::messages::{ApiKey, MetadataRequest, RequestHeader, TopicName
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_shock_agent::decode::decode_response;
 
-use crate::edges::netns::enter_current_thread;
+use crate::edges::netns::Netns;
 
 /// Metadata v12: supported by every Kafka 3.x and 4.x broker, and it returns topic ids.
 const METADATA_VERSION: i16 = 12;
@@ -91,13 +91,17 @@ fn ask(port: u16, message: &[u8]) -> Result<Bytes, ProbeError> {
     Ok(Bytes::from(frame))
 }
 
-/// The ids the broker listening on `port` in the namespace at `netns` gives `topics`
-/// (topics it does not know are left out).
-pub fn topic_ids(netns: &Path, port: u16, topics: &[String]) -> Result<Vec<[u8; 16]>, ProbeError> {
+/// The ids the broker listening on `port` in the namespace `netns` gives `topics` (topics it
+/// does not know are left out). The socket is made on a thread of its own, in the namespace.
+pub fn topic_ids(
+    netns: &Arc<Netns>,
+    port: u16,
+    topics: &[String],
+) -> Result<Vec<[u8; 16]>, ProbeError> {
     let message = request(topics)?;
-    let netns = netns.to_owned();
+    let netns = netns.clone();
     let frame = std::thread::spawn(move || -> Result<Bytes, ProbeError> {
-        enter_current_thread(&netns)?;
+        netns.enter_current_thread()?;
         ask(port, &message)
     })
     .join()

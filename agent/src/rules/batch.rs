@@ -14,11 +14,21 @@
 //! topics, a new flow) changes a stamp or the count, so the chain is flushed and refilled in
 //! the same atomic batch. A rule edited by hand in place, comment kept, is not noticed;
 //! anything else (a rule added, removed or reordered) is.
+//!
+//! # How a lease is renewed
+//!
+//! A jump's lease (`--datestop`) is not in its stamp: a jump whose comment is right but whose
+//! lease ends at another second is renewed in place, by [`Op::Renew`]: the new jump inserted at
+//! the old one's rule number, then the old one deleted by its text, in the same atomic batch.
+//! The jump keeps its place among the chain's rules, and at no moment is the fault's chain
+//! jumped to twice or not at all. Renewals come first in the batch, while the rule numbers
+//! read from `iptables-save` still hold (each keeps the chain's length).
 
 use std::collections::HashSet;
 use std::fmt;
 
 use super::compile::{Chain, Rule};
+use super::lease::ChainLease;
 use super::names::id_of_comment;
 use super::save::Actual;
 
@@ -33,6 +43,18 @@ pub enum Op {
     Append(String, Rule),
     /// `-I CHAIN <rule>`: insert at the top, ahead of whatever accepts traffic.
     Insert(String, Rule),
+    /// `-I CHAIN <position> <rule>` then `-D CHAIN <old>`: a jump with a new lease, in the
+    /// place of the old one.
+    Renew {
+        /// The chain holding the jump (INPUT).
+        chain: String,
+        /// The old jump's rule number.
+        position: usize,
+        /// The old jump, as iptables-save printed it.
+        old: String,
+        /// The jump with its new lease.
+        rule: Rule,
+    },
     /// `-D CHAIN <text>`, with the rule as iptables-save printed it.
     Delete(String, String),
     /// `-X CHAIN`.
@@ -46,6 +68,16 @@ impl fmt::Display for Op {
             Self::Flush(chain) => write!(f, "-F {chain}"),
             Self::Append(chain, rule) => write!(f, "-A {chain} {}", rule.render()),
             Self::Insert(chain, rule) => write!(f, "-I {chain} {}", rule.render()),
+            Self::Renew {
+                chain,
+                position,
+                old,
+                rule,
+            } => write!(
+                f,
+                "-I {chain} {position} {}\n-D {chain} {old}",
+                rule.render()
+            ),
             Self::Delete(chain, text) => write!(f, "-D {chain} {text}"),
             Self::DeleteChain(chain) => write!(f, "-X {chain}"),
         }
@@ -82,11 +114,12 @@ impl Batch {
 }
 
 /// The batch that makes `actual` hold exactly the `desired` chains (of one family) and their
-/// jumps, and no other `KSHOCK-*` chain. Order: create missing chains; delete jumps nobody
-/// wants; refill chains whose rules differ; insert missing jumps; then remove unwanted chains
-/// (their jumps, flush, delete).
+/// jumps, and no other `KSHOCK-*` chain. Order: create missing chains; renew leases; delete
+/// jumps nobody wants; refill chains whose rules differ; insert missing jumps; then remove
+/// unwanted chains (their jumps, flush, delete).
 pub fn diff(desired: &[Chain], actual: &Actual) -> Batch {
     let mut declare = Vec::new();
+    let mut renew = Vec::new();
     let mut unjump = Vec::new();
     let mut fill = Vec::new();
     let mut jump = Vec::new();
@@ -118,10 +151,16 @@ pub fn diff(desired: &[Chain], actual: &Actual) -> Batch {
                 saved.from == Chain::JUMP_FROM
                     && saved.rule.comment.as_deref() == Some(rule.comment())
             });
-            match matching {
-                Some(index) => {
-                    wanted.remove(index);
+            match matching.map(|index| wanted.remove(index)) {
+                Some(rule) if saved.rule.datestop.as_deref() != rule.datestop() => {
+                    renew.push(Op::Renew {
+                        chain: saved.from.clone(),
+                        position: saved.position,
+                        old: saved.rule.text.clone(),
+                        rule: rule.clone(),
+                    });
                 }
+                Some(_) => {}
                 None => unjump.push(Op::Delete(saved.from.clone(), saved.rule.text.clone())),
             }
         }
@@ -133,6 +172,7 @@ pub fn diff(desired: &[Chain], actual: &Actual) -> Batch {
     }
     let keep: HashSet<String> = desired.iter().map(|chain| chain.name.clone()).collect();
     let mut ops = declare;
+    ops.extend(renew);
     ops.extend(unjump);
     ops.extend(fill);
     ops.extend(jump);
@@ -167,6 +207,8 @@ pub struct OwnedChain {
     pub rules: usize,
     /// The jumps to it, as `<from chain> <rule as printed>`.
     pub jumps: Vec<String>,
+    /// How long its jumps let traffic in.
+    pub lease: ChainLease,
 }
 
 /// Our chains in `actual`, by name.
@@ -188,6 +230,7 @@ pub fn owned_chains(actual: &Actual) -> Vec<OwnedChain> {
                 name: name.clone(),
                 ids,
                 rules: rules.len(),
+                lease: ChainLease::of(jumps.iter().map(|jump| jump.rule.datestop.as_deref())),
                 jumps: jumps
                     .iter()
                     .map(|jump| format!("{} {}", jump.from, jump.rule.text))

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use kafka_shock_crds::Cidr;
 
+use super::lease::datestop;
 use super::names::{chain_name, reject_mark, sanitise_id, stamp, wake_port};
 use super::offsets::{self, ApiWord, ClientIdLen, StringMatch};
 use super::spec::{ClientIdPattern, Family, Flow, Injection, Layers, Signature, Verdict};
@@ -14,31 +15,66 @@ const MULTIPORT_MAX: usize = 15;
 
 /// One iptables rule as arguments, without the leading `-A <chain>` (or `-I`/`-D`), so the
 /// caller can append, insert or delete it. Its comment is `kshock:<id>:<stamp>`, the stamp
-/// hashing the other arguments.
+/// hashing the other arguments. A *leased* rule (one that lets traffic into our chains from
+/// outside) also carries the time match of its lease once given an end; the lease is not part
+/// of the stamp, so renewing it is not a change of the rule (see [`crate::rules::diff`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
-    args: Vec<String>,
+    matches: Vec<String>,
+    target: Vec<String>,
     comment: String,
+    leased: bool,
+    /// The lease's end as `--datestop` states it; `None` until given, or where the kernel
+    /// lacks the time match.
+    datestop: Option<String>,
 }
 
 impl Rule {
     /// `matches`, then the stamped comment, then `target`.
-    fn new(sanitised_id: &str, mut matches: Vec<String>, target: Vec<String>) -> Self {
+    pub(crate) fn new(sanitised_id: &str, matches: Vec<String>, target: Vec<String>) -> Self {
         let mut content = matches.clone();
         content.extend(target.iter().cloned());
         let comment = stamp(sanitised_id, &content);
-        matches.extend(["-m", "comment", "--comment"].map(String::from));
-        matches.push(comment.clone());
-        matches.extend(target);
         Self {
-            args: matches,
+            matches,
+            target,
             comment,
+            leased: false,
+            datestop: None,
         }
     }
 
-    /// The arguments, one per element.
-    pub fn args(&self) -> &[String] {
-        &self.args
+    /// The same rule, leased: it lets traffic into our chains, so it must stop biting when
+    /// its owner stops renewing it.
+    pub(crate) fn leased(self) -> Self {
+        Self {
+            leased: true,
+            ..self
+        }
+    }
+
+    /// Ends a leased rule's lease at `until_unix` (or takes it off: `None`); other rules are
+    /// left as they are.
+    pub(crate) fn lease_until(&mut self, until_unix: Option<u64>) {
+        if self.leased {
+            self.datestop = until_unix.map(datestop);
+        }
+    }
+
+    /// The lease's end, as `--datestop` states it.
+    pub fn datestop(&self) -> Option<&str> {
+        self.datestop.as_deref()
+    }
+
+    /// The arguments, one per element: matches, the lease, the comment, the target.
+    pub fn args(&self) -> Vec<String> {
+        let mut args = self.matches.clone();
+        if let Some(stop) = &self.datestop {
+            args.extend(["-m", "time", "--datestop", stop].map(String::from));
+        }
+        args.extend(["-m", "comment", "--comment", &self.comment].map(String::from));
+        args.extend(self.target.iter().cloned());
+        args
     }
 
     /// The comment, as iptables-save will print it back (unquoted value).
@@ -51,14 +87,14 @@ impl Rule {
     /// arguments with spaces (the hex strings).
     pub fn render(&self) -> String {
         let quoted: Vec<String> = self
-            .args
-            .iter()
+            .args()
+            .into_iter()
             .map(|arg| {
                 debug_assert!(!arg.contains(['"', '\\', '\'', '\n', '\r']), "{arg:?}");
                 if arg.contains(' ') {
                     format!("\"{arg}\"")
                 } else {
-                    arg.clone()
+                    arg
                 }
             })
             .collect();
@@ -178,6 +214,18 @@ impl Compiled {
             Family::V6 => &self.v6,
         }
     }
+
+    /// The same chains with every leased rule's lease ending at `until_unix` (`None`: no lease,
+    /// where the kernel has no time match). The owner gives a later end every third of its
+    /// lease; the kernel ends the fault at the last one given.
+    pub fn lease_until(mut self, until_unix: Option<u64>) -> Compiled {
+        for chain in [&mut self.v4, &mut self.v6] {
+            for rule in chain.jumps.iter_mut().chain(chain.rules.iter_mut()) {
+                rule.lease_until(until_unix);
+            }
+        }
+        self
+    }
 }
 
 /// Compiles an injection into one chain per family: first a rule per flow of that family
@@ -223,15 +271,13 @@ pub fn compile(injection: &Injection, flows: &[Flow]) -> Compiled {
             .map(|port| {
                 let mut args = vec!["-p".to_owned(), "tcp".to_owned()];
                 args.extend(port.iter().cloned());
-                Rule::new(&id, args, vec!["-j".to_owned(), name.clone()])
+                Rule::new(&id, args, vec!["-j".to_owned(), name.clone()]).leased()
             })
             .collect();
         if let (Layers::Inline { queue }, Family::V4) = (injection.layers, family) {
-            jumps.push(Rule::new(
-                &id,
-                wake_match(queue),
-                vec!["-j".to_owned(), name.clone()],
-            ));
+            jumps.push(
+                Rule::new(&id, wake_match(queue), vec!["-j".to_owned(), name.clone()]).leased(),
+            );
         }
         Chain {
             name: name.clone(),

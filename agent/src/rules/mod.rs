@@ -16,13 +16,16 @@
 //! says what else they cannot express, so that Auto mode adds Connection rules as a backstop.
 //!
 //! Which run owns a chain is in its comments: [`CliOwner`] for `kafka-shock inject`, the
-//! contract's `rule_id` for the node agent.
+//! contract's `rule_id` for the node agent. How long it bites is in its jumps: each carries a
+//! kernel lease its owner renews ([`lease`](self::ChainLease)), so a dead owner's fault ends by
+//! itself.
 //!
 //! Pure; it depends on nothing else in the library (only on the API's `Cidr` and hash). The
 //! fault plan compiles through it, and the binary's enforcer applies its batches.
 
 mod batch;
 mod compile;
+mod lease;
 mod names;
 mod offsets;
 mod owner;
@@ -34,6 +37,7 @@ mod tests;
 
 pub use batch::{Batch, Op, OwnedChain, diff, owned_chains, sweep};
 pub use compile::{Chain, Compiled, Exactness, Gap, Rule, compile};
+pub use lease::{ChainLease, datestop, lease_probe, parse_datestop};
 pub use names::{
     CHAIN_PREFIX, COMMENT_PREFIX, INLINE_QUEUE_TRIES, chain_name, inline_queue, reject_mark,
     sanitise_id, wake_port,

@@ -14,6 +14,8 @@ pub struct SavedRule {
     pub comment: Option<String>,
     /// Its `-j` target.
     pub target: Option<String>,
+    /// The end of its lease (`-m time --datestop`), as printed.
+    pub datestop: Option<String>,
 }
 
 /// A rule of a chain we do not own that jumps to one we do.
@@ -21,6 +23,8 @@ pub struct SavedRule {
 pub struct SavedJump {
     /// The chain it is in (INPUT, normally).
     pub from: String,
+    /// Its rule number in that chain (1 is the first), as `-I <chain> <number>` takes it.
+    pub position: usize,
     /// The rule.
     pub rule: SavedRule,
 }
@@ -49,6 +53,7 @@ impl Actual {
 pub fn parse_save(text: &str) -> Actual {
     let mut actual = Actual::default();
     let mut in_filter = false;
+    let mut positions: BTreeMap<String, usize> = BTreeMap::new();
     for line in text.lines() {
         let line = line.trim_end();
         if let Some(table) = line.strip_prefix('*') {
@@ -66,6 +71,8 @@ pub fn parse_save(text: &str) -> Actual {
                 continue;
             };
             let rule = saved_rule(text);
+            let position = positions.entry(chain.to_owned()).or_default();
+            *position += 1;
             if chain.starts_with(CHAIN_PREFIX) {
                 actual
                     .chains
@@ -79,6 +86,7 @@ pub fn parse_save(text: &str) -> Actual {
             {
                 actual.jumps.push(SavedJump {
                     from: chain.to_owned(),
+                    position: *position,
                     rule,
                 });
             }
@@ -99,6 +107,7 @@ fn saved_rule(text: &str) -> SavedRule {
         text: text.to_owned(),
         comment: after("--comment"),
         target: after("-j"),
+        datestop: after("--datestop"),
     }
 }
 

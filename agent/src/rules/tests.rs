@@ -522,3 +522,116 @@ fn every_golden_is_safe_text() {
         }
     }
 }
+
+/// The lease end of the leased fixture, and the one a renewal gives.
+const LEASED_UNTIL: u64 = 1_796_304_845;
+const RENEWED_UNTIL: u64 = LEASED_UNTIL + 10;
+
+#[test]
+fn leased_jumps_carry_the_time_match_and_chain_rules_do_not() {
+    let compiled = compile(&produce_orders(), &[]).lease_until(Some(LEASED_UNTIL));
+    let jump = compiled.v4.jumps[0].render();
+    assert!(
+        jump.contains("-m time --datestop 2026-12-03T13:34:05 -m comment"),
+        "{jump}"
+    );
+    assert!(
+        compiled
+            .v4
+            .rules
+            .iter()
+            .all(|rule| rule.datestop().is_none())
+    );
+    // The lease is not part of the stamp: the comment, and so the sync check, is unchanged.
+    let unleased = compile(&produce_orders(), &[]);
+    assert_eq!(
+        compiled.v4.jumps[0].comment(),
+        unleased.v4.jumps[0].comment()
+    );
+    assert!(!unleased.v4.jumps[0].render().contains("-m time"));
+    golden("leased.v4.rules", &fresh(&compiled.v4));
+}
+
+/// `leased.v4.save` is `leased.v4.rules` applied in a scratch namespace holding two other
+/// INPUT rules, then `iptables-save`: the fault's jump is INPUT's rule number 2.
+#[test]
+fn a_lease_is_renewed_in_place_in_one_batch() {
+    let actual = fixture("leased.v4.save");
+    let leased = compile(&produce_orders(), &[]).lease_until(Some(LEASED_UNTIL));
+    assert!(diff(std::slice::from_ref(&leased.v4), &actual).is_empty());
+    let owned = owned_chains(&actual);
+    assert_eq!(owned[0].lease, ChainLease::Until(LEASED_UNTIL));
+
+    let renewed = compile(&produce_orders(), &[]).lease_until(Some(RENEWED_UNTIL));
+    let batch = diff(std::slice::from_ref(&renewed.v4), &actual);
+    let old = actual.jumps[0].rule.text.clone();
+    assert_eq!(actual.jumps[0].position, 2);
+    assert_eq!(
+        batch.ops,
+        [Op::Renew {
+            chain: "INPUT".into(),
+            position: 2,
+            old: old.clone(),
+            rule: renewed.v4.jumps[0].clone(),
+        }]
+    );
+    assert_eq!(
+        batch.render(),
+        format!(
+            "*filter\n-I INPUT 2 {}\n-D INPUT {old}\nCOMMIT\n",
+            renewed.v4.jumps[0].render()
+        )
+    );
+    // Where the time match is missing, the jumps go without a lease, in place too.
+    let unleased = compile(&produce_orders(), &[]);
+    let batch = diff(std::slice::from_ref(&unleased.v4), &actual);
+    assert!(
+        matches!(&batch.ops[..], [Op::Renew { position: 2, .. }]),
+        "{batch:?}"
+    );
+}
+
+#[test]
+fn renewals_come_before_anything_that_moves_rule_numbers() {
+    let leased = compile(&produce_orders(), &[]).lease_until(Some(LEASED_UNTIL));
+    let jump = leased.v4.jumps[0].render();
+    // A stray duplicate jump above ours, and ours to renew.
+    let text = format!(
+        "*filter\n:INPUT ACCEPT [0:0]\n:{name} - [0:0]\n-A INPUT -p udp -j {name}\n-A INPUT {jump}\n{rules}COMMIT\n",
+        name = leased.v4.name,
+        rules = leased
+            .v4
+            .rules
+            .iter()
+            .map(|rule| format!("-A {} {}\n", leased.v4.name, rule.render()))
+            .collect::<String>(),
+    );
+    let renewed = compile(&produce_orders(), &[]).lease_until(Some(RENEWED_UNTIL));
+    let batch = diff(std::slice::from_ref(&renewed.v4), &parse_save(&text));
+    assert!(
+        matches!(&batch.ops[..], [Op::Renew { position: 2, .. }, Op::Delete(chain, text)] if chain == "INPUT" && text.starts_with("-p udp")),
+        "{batch:?}"
+    );
+}
+
+#[test]
+fn the_lease_probe_applies_and_sweeps_like_any_chain() {
+    let probe = lease_probe("cli.1.2.0.f", LEASED_UNTIL);
+    let install = fresh(&probe);
+    assert!(
+        install.contains("-m time --datestop 2026-12-03T13:34:05"),
+        "{install}"
+    );
+    let actual = parse_save(&format!(
+        "*filter\n:{name} - [0:0]\n-A {name} {rule}\nCOMMIT\n",
+        name = probe.name,
+        rule = probe.rules[0].render()
+    ));
+    let owned = owned_chains(&actual);
+    assert_eq!(owned[0].ids, ["cli.1.2.0.f"]);
+    assert_eq!(owned[0].lease, ChainLease::NoJump);
+    assert_eq!(
+        sweep(&actual, &HashSet::new()).render(),
+        format!("*filter\n-F {0}\n-X {0}\nCOMMIT\n", probe.name)
+    );
+}

@@ -69,10 +69,12 @@ product_up() {
 }
 
 # Builds and imports the product's images from the release binaries in $1, then runs the chart
-# as pods and waits until the operator and every agent are ready; prints the kubeconfigs and
-# each component's image and its id.
+# as pods (with the helm arguments after $1, e.g. --set agent.lease=6s; a deploy without them
+# puts the chart's defaults back) and waits until the operator and every agent are ready;
+# prints the kubeconfigs and each component's image and its id.
 product_deploy() {
   local bin=${1:?product deploy needs the directory holding the release kafka-shock and kafka-shock-operator}
+  local helm_args=("${@:2}")
   bin=$(cd "$bin" && pwd) || die "product deploy: no directory $1"
   [[ -x $bin/kafka-shock && -x $bin/kafka-shock-operator ]] ||
     die "product deploy: no kafka-shock and kafka-shock-operator in $bin (cargo build --release -p kafka-shock-agent -p kafka-shock-operator)"
@@ -91,7 +93,7 @@ product_deploy() {
     sets+=(--set-string "$component.podAnnotations.kafkashock\.io/image-id=$id")
     ids+="KSHOCK_${component^^}_IMAGE=$image"$'\n'"KSHOCK_${component^^}_IMAGE_ID=$id"$'\n'
   done < <(images_build_product "$bin")
-  product_helm --set agent.enabled=true --set operator.replicas=1 "${sets[@]}"
+  product_helm --set agent.enabled=true --set operator.replicas=1 "${sets[@]}" "${helm_args[@]}"
   step "wait for the operator Deployment and the agent DaemonSet to be ready" \
     kubectl -n "$PRODUCT_NAMESPACE" rollout status --timeout=120s \
     "deployment/$(product_object_name operator)" "daemonset/$(product_object_name agent)"

@@ -246,6 +246,23 @@ fn a_pod_in_a_new_namespace_gets_a_new_session() {
 }
 
 #[test]
+fn another_path_to_the_same_namespace_keeps_the_session() {
+    // The pod's lowest pid exited; its namespace (same inode) is now read through another.
+    let applied = injection(None, false);
+    let moved = Observed {
+        pod_netns: Ok(PodNetns {
+            path: PathBuf::from("/proc/9999/ns/net"),
+            inode: 4026,
+            found_by: FoundBy::PodUid,
+        }),
+        ..observed(&applied, Some(session(4026)))
+    };
+    let decision = decide(&moved);
+    assert_eq!(acts(&decision), Vec::<String>::new());
+    assert_eq!(reported(&decision).phase, InjectionPhase::Active);
+}
+
+#[test]
 fn a_pod_namespace_not_found_stops_the_session_and_says_why() {
     let applied = injection(None, false);
     let lost = Observed {

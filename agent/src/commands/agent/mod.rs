@@ -7,10 +7,11 @@
 //! the agent counts.
 //!
 //! Recovery (see `docs/architecture.md`): the agent enforces `expireTime` itself, so a fault
-//! ends on time with the operator down; on SIGTERM it removes everything it installed; on
-//! start it sweeps the chains of injections that no longer exist. A SIGKILLed agent leaves its
-//! rules in place, and the finalizer keeps their injection until the agent is back to remove
-//! them.
+//! ends on time with the operator down; its SIGTERM and SIGINT handlers are installed before
+//! it changes anything, and on either it removes everything it installed; on start it sweeps
+//! the chains of injections that no longer exist. A SIGKILLed agent leaves its chains in
+//! place, but they stop biting when the kernel lease on their jumps (`--lease`) runs out; the
+//! finalizer keeps their injection until the agent is back to remove them.
 //!
 //! A command: it uses the library's `assignment` and the edges' sessions; nothing uses it.
 
@@ -22,10 +23,11 @@ mod tests;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kafka_shock_agent::assignment::is_orphan;
 use kafka_shock_crds::{KafkaFaultInjection, NODE_LABEL, label_value};
 use kafka_shock_daemon::http;
@@ -37,9 +39,14 @@ use tracing::{debug, info, warn};
 
 use self::metrics::Metrics;
 use self::reconcile::{Context, error_policy, reconcile};
+use crate::commands::values::parse_lease;
 use crate::edges::enforcer::Enforcer;
-use crate::edges::netns;
+use crate::edges::netns::{self, Netns};
 use crate::edges::session::worker::Worker;
+
+/// How long reconciles in flight at SIGTERM may take to finish before the agent stops anyway
+/// (and then stops their sessions itself).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
@@ -49,6 +56,10 @@ pub struct AgentArgs {
     /// Where /metrics and /healthz listen: :PORT or HOST:PORT.
     #[arg(long, default_value = ":9090")]
     metrics_addr: String,
+    /// How long the kernel keeps an injection's rules biting if this agent dies without
+    /// removing them (at least 3s; renewed every third of it).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_lease)]
+    lease: Duration,
 }
 
 pub fn run(args: AgentArgs) -> anyhow::Result<()> {
@@ -61,6 +72,9 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    // Signals first: the handlers replace the default (exit at once) before the agent changes
+    // anything, and a signal that comes early ends the watch as soon as it starts.
+    let shutdown = shutdown_signal()?.shared();
     let listener = http::listen(&args.metrics_addr).await?;
     let listen = listener.local_addr()?;
     let client = Client::try_default()
@@ -93,21 +107,41 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let server = tokio::spawn(http::serve(listener, metrics.clone(), async {
         let _ = stopped.await;
     }));
-    let context = Arc::new(Context::new(client, &args.node_name, metrics.clone()));
+    let context = Arc::new(Context::new(
+        client,
+        &args.node_name,
+        args.lease,
+        metrics.clone(),
+    ));
     metrics.watching.store(true, Ordering::Relaxed);
     info!(
         "agent: watching the KafkaFaultInjections of node {} ({selector}); metrics on {listen}",
         args.node_name
     );
-    Controller::new(injections, watcher::Config::default().labels(&selector))
-        .graceful_shutdown_on(shutdown_signal())
+    let controller = Controller::new(injections, watcher::Config::default().labels(&selector));
+    let store = controller.store();
+    let watch = controller
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, context.clone())
         .for_each(|outcome| async move {
             if let Err(error) = outcome {
                 debug!(%error, "reconcile");
             }
-        })
-        .await;
+        });
+    // kube's runner waits for the first list before it reconciles anything, and a graceful
+    // shutdown that comes before that list never ends; nothing was reconciled then, so the
+    // watch is simply dropped. Once listed, reconciles in flight finish (bounded, still).
+    let unlisted_at_shutdown = shutdown.clone().then(|()| async move {
+        if store.wait_until_ready().now_or_never().is_none() {
+            return;
+        }
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+        warn!("reconciles still running {SHUTDOWN_GRACE:?} after the signal; stopping anyway");
+    });
+    tokio::select! {
+        () = watch => {}
+        () = unlisted_at_shutdown => {}
+    }
     metrics.watching.store(false, Ordering::Relaxed);
     let _ = stop_serving.send(());
     server.await??;
@@ -129,18 +163,18 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now; the future resolves at the first of either,
+/// also one that came before it is polled.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
-    }
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    })
 }
 
 /// Removes, in every namespace, the chains this node's agent installed for injections that no
@@ -148,8 +182,9 @@ async fn shutdown_signal() {
 fn sweep_orphans(node: &str, live: &HashSet<String>) -> usize {
     let mut swept = 0;
     for namespace in netns::every_namespace() {
-        let removed = Enforcer::new(Some(&namespace))
+        let removed = Netns::open(&namespace)
             .map_err(anyhow::Error::new)
+            .and_then(|netns| Enforcer::new(Arc::new(netns)).map_err(anyhow::Error::new))
             .and_then(|enforcer| {
                 enforcer
                     .remove(|chain| is_orphan(chain, node, live))

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::jiff::Timestamp;
 use kafka_shock_agent::assignment::pod_netns::PodKey;
@@ -24,9 +24,9 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
 use super::metrics::Metrics;
-use crate::edges::netns::find_pod_namespace;
-use crate::edges::session::SessionStats;
+use crate::edges::netns::{Netns, find_pod_namespace};
 use crate::edges::session::worker::{Progress, Task, Worker, remove_leftovers};
+use crate::edges::session::{SessionSpec, SessionStats};
 
 /// Field manager of the agent's status writes.
 const MANAGER: &str = "kafka-shock-agent";
@@ -56,16 +56,19 @@ impl Error {
 pub struct Context {
     client: Client,
     node: String,
+    /// The kernel lease of every session's jumps.
+    lease: Duration,
     /// The session of each injection this agent enforces, by injection UID.
     workers: Mutex<HashMap<String, Worker>>,
     metrics: Arc<Metrics>,
 }
 
 impl Context {
-    pub fn new(client: Client, node: &str, metrics: Arc<Metrics>) -> Context {
+    pub fn new(client: Client, node: &str, lease: Duration, metrics: Arc<Metrics>) -> Context {
         Context {
             client,
             node: node.to_owned(),
+            lease,
             workers: Mutex::new(HashMap::new()),
             metrics,
         }
@@ -154,10 +157,10 @@ async fn perform(
                     let progress = stop(ctx, stale).await;
                     info!(injection = %injection.name_any(), ?old, error = ?progress.error, "session replaced");
                 }
-                match start_worker(injection, *start) {
+                match start_worker(injection, *start, ctx.lease) {
                     Ok(started) => *worker = Some(started),
                     Err(error) => {
-                        let failed = start_failed(injection, error.to_string());
+                        let failed = start_failed(injection, format!("{error:#}"));
                         (status, requeue) = (failed.status, failed.requeue);
                     }
                 }
@@ -223,13 +226,19 @@ fn tally_of(stats: &SessionStats) -> Tally {
     }
 }
 
-/// Starts the session `start` describes on a thread of its own.
-fn start_worker(injection: &KafkaFaultInjection, start: Start) -> std::io::Result<Worker> {
+/// Starts the session `start` describes on a thread of its own, holding the pod's namespace
+/// by a descriptor opened now (and checked to be the namespace the decision was made for).
+fn start_worker(
+    injection: &KafkaFaultInjection,
+    start: Start,
+    lease: Duration,
+) -> anyhow::Result<Worker> {
     let Start {
         placement,
         plan,
         until,
     } = start;
+    let netns = Netns::open_expecting(&placement.netns.path, placement.netns.inode)?;
     let terms = &injection.spec.terms;
     let name = format!(
         "{}/{}",
@@ -251,13 +260,16 @@ fn start_worker(injection: &KafkaFaultInjection, start: Start) -> std::io::Resul
         "enforcing"
     );
     let task = Task {
-        name,
-        plan,
-        ports: terms.ports.clone(),
-        verb: terms.action.type_.word(),
+        spec: SessionSpec {
+            name,
+            plan,
+            ports: terms.ports.clone(),
+            verb: terms.action.type_.word(),
+            lease: Some(lease),
+        },
         until: until.map(|until| Instant::now() + time_until(until, Timestamp::now())),
     };
-    Worker::start(placement, task, log)
+    Ok(Worker::start(placement, netns, task, log)?)
 }
 
 /// Stops a session (blocking: off the async runtime) and counts how long its removal took.

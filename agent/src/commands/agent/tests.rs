@@ -64,7 +64,12 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let (client, server) = api_server();
-    let ctx = Arc::new(Context::new(client, "ksl-node-1", Arc::new(Metrics::new())));
+    let ctx = Arc::new(Context::new(
+        client,
+        "ksl-node-1",
+        std::time::Duration::from_secs(30),
+        Arc::new(Metrics::new()),
+    ));
     let server = tokio::spawn(scenario(server));
     let result = tokio::time::timeout(Duration::from_secs(30), reconcile(Arc::new(injection), ctx))
         .await

@@ -1,11 +1,10 @@
 //! Live capture: an AF_PACKET socket opened inside the target network namespace, on a capture
-//! thread of its own (it enters the namespace with `setns`, which must not touch any other
-//! thread). A kernel BPF filter passes only TCP to or from the broker ports. Packets reach
+//! thread of its own (it enters the namespace with `setns` on the descriptor the namespace is
+//! held by, which must not touch any other thread). A kernel BPF filter passes only TCP to or from the broker ports. Packets reach
 //! the caller through a bounded channel; when the caller falls behind, packets are dropped
 //! and counted rather than queued without limit.
 
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
@@ -22,7 +21,7 @@ use socket2::{Domain, Protocol, SockFilter, Socket, Type};
 
 use super::{CaptureError, Next, Packet};
 use crate::edges::clock::since_epoch;
-use crate::edges::netns::enter_current_thread;
+use crate::edges::netns::Netns;
 
 /// pcap's LINKTYPE_RAW: a `SOCK_DGRAM` packet socket delivers packets from the IP header on.
 const LINKTYPE_RAW: u32 = 101;
@@ -37,8 +36,8 @@ const QUEUE_PACKETS: usize = 8192;
 /// Where and what to capture.
 #[derive(Debug, Clone)]
 pub struct LiveOptions {
-    /// The namespace to capture in; `None` is the current one.
-    pub netns: Option<PathBuf>,
+    /// The namespace to capture in, held by its descriptor; `None` is the current one.
+    pub netns: Option<Arc<Netns>>,
     /// Only this interface (by name, in the target namespace); `None` is every interface.
     pub iface: Option<String>,
     pub ports: Vec<u16>,
@@ -122,8 +121,8 @@ struct Opened {
 
 /// Runs on the capture thread: enters the namespace, then opens and filters the socket there.
 fn open(options: &LiveOptions) -> Result<Opened, CaptureError> {
-    if let Some(path) = &options.netns {
-        enter_current_thread(path)?;
+    if let Some(netns) = &options.netns {
+        netns.enter_current_thread()?;
     }
     let protocol = Protocol::from(i32::from(ETH_P_ALL.to_be()));
     let socket =

@@ -11,26 +11,31 @@
 //! (the queue the Inline enforcer bound, the topic ids the broker named) comes back to it as
 //! values and is handed to the plan here.
 //!
+//! It holds its namespace by descriptor from start to stop, and renews the kernel lease on its
+//! jumps every third of the lease, so that if its process dies the fault stops biting within
+//! the lease although nobody removes its chain.
+//!
 //! It drives the other edges (capture, enforcer, nfqueue, topic probe) and the library's
 //! sniffer and plan; `inject` and the node agent hold sessions.
 
 pub mod worker;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use kafka_shock_agent::fault::FaultPlan;
 use kafka_shock_agent::inline::{Draw, InlineCounters, Outcome};
-use kafka_shock_agent::rules::{Compiled, Flow, Layers, OwnedChain};
+use kafka_shock_agent::rules::{Compiled, Flow, Layers, OwnedChain, datestop};
 use kafka_shock_agent::sniffer::event::Event;
 use kafka_shock_agent::sniffer::{Sniffer, SnifferConfig};
 
 use crate::edges::capture::Next;
 use crate::edges::capture::live::{LiveCapture, LiveOptions};
 use crate::edges::clock::since_epoch;
-use crate::edges::enforcer::Enforcer;
+use crate::edges::enforcer::{Enforcer, LeaseSupport};
+use crate::edges::netns::Netns;
 use crate::edges::nfqueue::InlineEnforcer;
 use crate::edges::topic_probe;
 
@@ -46,6 +51,56 @@ const STEP_WAIT: Duration = Duration::from_millis(100);
 
 /// Where a line of the session's story goes.
 pub type Log = Box<dyn FnMut(&str) + Send>;
+
+/// The shortest kernel lease: renewals every third of it must get through a busy node.
+pub const MIN_LEASE: Duration = Duration::from_secs(3);
+
+/// What a session enforces.
+pub struct SessionSpec {
+    /// The fault's name, for messages.
+    pub name: String,
+    pub plan: FaultPlan,
+    /// The broker ports.
+    pub ports: Vec<u16>,
+    /// What a hit is called ("reset", "dropped", "delayed").
+    pub verb: &'static str,
+    /// How long the kernel keeps the fault's jumps without a renewal; `None`: no lease.
+    pub lease: Option<Duration>,
+}
+
+/// The lease on the session's jumps: when it ends, and how it is kept going.
+struct Lease {
+    length: Duration,
+    /// The end last given (Unix seconds).
+    until: u64,
+    renewed: Instant,
+}
+
+impl Lease {
+    fn new(length: Duration) -> Lease {
+        Lease {
+            length,
+            until: lease_end(length),
+            renewed: Instant::now(),
+        }
+    }
+
+    /// Gives a later end when a third of the lease has passed; says whether it did.
+    fn renew_if_due(&mut self) -> bool {
+        if self.renewed.elapsed() < self.length / 3 {
+            return false;
+        }
+        self.until = lease_end(self.length);
+        self.renewed = Instant::now();
+        true
+    }
+}
+
+/// The Unix second a lease of `length` taken now ends at (rounded up).
+fn lease_end(length: Duration) -> u64 {
+    let end = since_epoch() + length;
+    end.as_secs() + u64::from(end.subsec_nanos() > 0)
+}
 
 /// What a session has seen and done so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -91,6 +146,8 @@ struct Watch {
 pub struct Session {
     enforcer: Enforcer,
     plan: FaultPlan,
+    /// `None` where the kernel has no time match, or no lease was asked for.
+    lease: Option<Lease>,
     /// `None` once stopped, or once the Inline enforcer died.
     mode: Option<Mode>,
     verb: &'static str,
@@ -119,36 +176,40 @@ struct Changes {
 }
 
 impl Session {
-    /// Starts enforcing `plan` (the fault called `name`) in the namespace at `netns`, on the
-    /// broker `ports`, sweeping the chains `is_leftover` condemns on the way. The capture
-    /// opens before any rule is written, so a namespace that cannot be watched fails with
-    /// nothing installed; an install that fails half-way is taken out again.
+    /// Starts enforcing `spec` in the namespace `netns`, sweeping the chains `is_leftover`
+    /// condemns on the way. The capture opens before any rule is written, so a namespace that
+    /// cannot be watched fails with nothing installed; an install that fails half-way is taken
+    /// out again.
     pub fn start(
-        name: &str,
-        netns: &Path,
-        mut plan: FaultPlan,
-        ports: &[u16],
-        verb: &'static str,
+        netns: &Arc<Netns>,
+        spec: SessionSpec,
         is_leftover: impl Fn(&OwnedChain) -> bool,
         mut log: Log,
     ) -> anyhow::Result<Session> {
+        let SessionSpec {
+            name,
+            mut plan,
+            ports,
+            verb,
+            lease,
+        } = spec;
         let started = Instant::now();
-        let enforcer = Enforcer::new(Some(netns))?;
+        let enforcer = Enforcer::new(netns.clone())?;
         // Inline mode reads its queue instead of a capture.
         let capture = if plan.is_inline() {
             None
         } else {
             Some(LiveCapture::start(LiveOptions {
-                netns: Some(netns.to_path_buf()),
+                netns: Some(netns.clone()),
                 iface: None,
-                ports: ports.to_vec(),
+                ports: ports.clone(),
             })?)
         };
-        if let Some(ids) = probe_topic_ids(plan.topics(), netns, ports, &mut log) {
+        if let Some(ids) = probe_topic_ids(plan.topics(), netns, &ports, &mut log) {
             plan.learn_topic_ids(ids);
         }
         let mode = match capture {
-            Some(capture) => Mode::Watch(Box::new(Watch::new(capture, ports))),
+            Some(capture) => Mode::Watch(Box::new(Watch::new(capture, &ports))),
             // The queue is bound before any rule sends segments to it.
             None => {
                 let inline = InlineEnforcer::start_for(&plan, netns)?;
@@ -156,7 +217,19 @@ impl Session {
                 Mode::Inline(inline)
             }
         };
-        let compiled = plan.compile(&[]);
+        let lease = lease.and_then(|length| match enforcer.lease_support(plan.id()) {
+            LeaseSupport::Available => Some(Lease::new(length)),
+            LeaseSupport::Missing => None,
+            LeaseSupport::MissingNow(why) => {
+                log(&format!(
+                    "inject: note: no kernel lease in this namespace (the iptables time match is refused: {why}); the rules go only when removed"
+                ));
+                None
+            }
+        });
+        let compiled = plan
+            .compile(&[])
+            .lease_until(lease.as_ref().map(|l| l.until));
         let applied = match enforcer.install(&compiled, is_leftover) {
             Ok(applied) => applied,
             Err(error) => {
@@ -170,10 +243,11 @@ impl Session {
         };
         let install_time = started.elapsed();
         log(&format!(
-            "inject: {name} in chain {} ({} backend, {:?} rules, {applied} changes, {} ms)",
+            "inject: {name} in chain {} ({} backend, {:?} rules, {} changes, {} ms)",
             compiled.v4.name,
             format!("{:?}", enforcer.firewall().backend()).to_lowercase(),
             plan.layers(),
+            applied.changed,
             install_time.as_millis()
         ));
         for rule in &compiled.v4.rules {
@@ -181,6 +255,14 @@ impl Session {
         }
         for gap in &compiled.exactness.gaps {
             log(&format!("  note: {gap:?}"));
+        }
+        if let Some(lease) = &lease {
+            log(&format!(
+                "inject: kernel lease of {} s, renewed every {} s: should this process die, the fault stops biting by {} UTC",
+                lease.length.as_secs(),
+                (lease.length / 3).as_secs_f32(),
+                datestop(lease.until)
+            ));
         }
         Ok(Session {
             stats: SessionStats {
@@ -190,6 +272,7 @@ impl Session {
             },
             enforcer,
             plan,
+            lease,
             mode: Some(mode),
             verb,
             last_reconcile: Instant::now(),
@@ -219,7 +302,8 @@ impl Session {
                 Changes::default()
             }
         };
-        if changes.rules || self.last_reconcile.elapsed() >= RECONCILE_EVERY {
+        let renew = self.lease.as_mut().is_some_and(Lease::renew_if_due);
+        if changes.rules || renew || self.last_reconcile.elapsed() >= RECONCILE_EVERY {
             self.reconcile_rules(changes)?;
         }
         Ok(())
@@ -244,8 +328,11 @@ impl Session {
             _ => Vec::new(),
         };
         let took = Instant::now();
-        let compiled = self.plan.compile(&flows);
-        let applied = self.enforcer.install(&compiled, |_| false)?;
+        let compiled = self
+            .plan
+            .compile(&flows)
+            .lease_until(self.lease.as_ref().map(|lease| lease.until));
+        let applied = self.enforcer.install(&compiled, |_| false)?.changed;
         self.stats.rules_installed = rule_count(&compiled);
         if changes.rules {
             let since_request = changes
@@ -475,7 +562,7 @@ fn rule_count(compiled: &Compiled) -> usize {
 /// are then learned by sniffing).
 fn probe_topic_ids(
     topics: &[String],
-    netns: &Path,
+    netns: &Arc<Netns>,
     ports: &[u16],
     log: &mut Log,
 ) -> Option<Vec<[u8; 16]>> {

@@ -1,16 +1,20 @@
 //! One injection being enforced: a [`Session`] on an OS thread of its own (capture, `setns`
-//! and `iptables-restore` all block), which the node agent starts, reads and stops.
+//! and `iptables-restore` all block), which the node agent starts, reads and stops. The
+//! worker holds the pod's namespace by the descriptor the agent opened when it started it:
+//! the agent resolves the pod's namespace again on every reconcile, and a new one (another
+//! inode) gets a new worker, but this one always acts where it started.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use kafka_shock_agent::assignment::Placement;
-use kafka_shock_agent::fault::FaultPlan;
 
 use crate::edges::enforcer::Enforcer;
-use crate::edges::session::{Log, Removal, Session, SessionStats, remove_fault};
+use crate::edges::netns::Netns;
+use crate::edges::session::{Log, Removal, Session, SessionSpec, SessionStats, remove_fault};
 
 /// How often the thread copies its session's numbers out for the node agent.
 const PUBLISH_EVERY: Duration = Duration::from_millis(500);
@@ -51,25 +55,28 @@ pub struct Worker {
 
 /// What a worker runs: the session to start and when it must end.
 pub struct Task {
-    pub name: String,
-    pub plan: FaultPlan,
-    pub ports: Vec<u16>,
-    pub verb: &'static str,
+    pub spec: SessionSpec,
     /// When the rules must go even if nobody says so (the injection's `expireTime`).
     pub until: Option<Instant>,
 }
 
 impl Worker {
-    pub fn start(placement: Placement, task: Task, log: Log) -> std::io::Result<Worker> {
+    /// Starts `task` in the namespace `netns` (the one `placement` names, opened).
+    pub fn start(
+        placement: Placement,
+        netns: Netns,
+        task: Task,
+        log: Log,
+    ) -> std::io::Result<Worker> {
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             progress: Mutex::new(Progress::default()),
         });
         let thread = {
             let shared = shared.clone();
-            let netns = placement.netns.path.clone();
+            let netns = Arc::new(netns);
             std::thread::Builder::new()
-                .name(format!("inject-{}", task.name))
+                .name(format!("inject-{}", task.spec.name))
                 .spawn(move || enforce(&shared, &netns, task, log))?
         };
         Ok(Worker {
@@ -115,16 +122,10 @@ impl Drop for Worker {
 }
 
 /// The thread: start the session, step it until told to stop or `until`, remove its rules.
-fn enforce(shared: &Shared, netns: &std::path::Path, task: Task, log: Log) {
-    let Task {
-        name,
-        plan,
-        ports,
-        verb,
-        until,
-    } = task;
-    let id = plan.id().to_owned();
-    let mut session = match Session::start(&name, netns, plan, &ports, verb, |_| false, log) {
+fn enforce(shared: &Shared, netns: &Arc<Netns>, task: Task, log: Log) {
+    let Task { spec, until } = task;
+    let id = spec.plan.id().to_owned();
+    let mut session = match Session::start(netns, spec, |_| false, log) {
         Ok(session) => session,
         Err(error) => {
             shared.update(|progress| {
@@ -173,9 +174,9 @@ fn enforce(shared: &Shared, netns: &std::path::Path, task: Task, log: Log) {
     });
 }
 
-/// Removes every chain of rule id `id` from the namespace at `netns`; for injections this
-/// agent holds no worker for (it restarted, or the pod moved namespace).
-pub fn remove_leftovers(netns: &std::path::Path, id: &str) -> anyhow::Result<Removal> {
-    let enforcer = Enforcer::new(Some(netns))?;
+/// Removes every chain of rule id `id` from the namespace at `netns` (opened once for it); for
+/// injections this agent holds no worker for (it restarted, or the pod moved namespace).
+pub fn remove_leftovers(netns: &Path, id: &str) -> anyhow::Result<Removal> {
+    let enforcer = Enforcer::new(Arc::new(Netns::open(netns)?))?;
     remove_fault(&enforcer, id)
 }
