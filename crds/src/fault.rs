@@ -7,7 +7,11 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{duration::parse_duration, injection::InjectionPhase, terms::FaultTerms};
+use crate::{
+    duration::parse_duration,
+    injection::{InjectionPhase, RefusalReason},
+    terms::FaultTerms,
+};
 
 /// What a KafkaFault does: which broker pods it targets, which Kafka requests it hits, and what
 /// happens to them.
@@ -219,6 +223,9 @@ pub struct TargetStatus {
     pub matched_requests: u64,
     /// The last error or notable event for this pod.
     pub message: Option<String>,
+    /// Set when the agent refused to act on this pod's injection: which check failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<RefusalReason>,
 }
 
 /// The condition types a KafkaFault reports in `status.conditions`.

@@ -110,6 +110,11 @@ pub struct KafkaFaultInjectionStatus {
     /// The last error the agent met enforcing or removing the rules; null once resolved.
     pub last_error: Option<String>,
 
+    /// Set when the agent refused to act on the injection (phase Failed): which of its checks
+    /// against the live pod and node failed. lastError says more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<RefusalReason>,
+
     /// The metadata.generation of the spec this status describes.
     pub observed_generation: Option<i64>,
 }
@@ -130,6 +135,47 @@ pub enum InjectionPhase {
     Recovered,
     /// The agent could not enforce it; lastError says why.
     Failed,
+}
+
+/// Why the agent refused to act on an injection: the check it failed, in the order the agent
+/// makes them. No rule is installed for a refused injection, and any it had are removed.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RefusalReason {
+    /// The injection is for another node than the agent's, or its pod runs on another node.
+    WrongNode,
+    /// No pod of spec.podName exists in the injection's namespace.
+    PodNotFound,
+    /// The pod of spec.podName has another UID than spec.podUID (it was recreated, or the
+    /// injection is not its).
+    PodMismatch,
+    /// The injection is not controlled by the KafkaFault spec.faultName of its namespace.
+    NotOwned,
+    /// The pod uses the node's network namespace (spec.hostNetwork), and the agent does not
+    /// allow host-network targets.
+    HostNetwork,
+    /// The pod's network namespace is the node's own (or the agent's), and the agent does not
+    /// allow host-network targets.
+    HostNamespace,
+}
+
+impl RefusalReason {
+    /// The reason as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalReason::WrongNode => "WrongNode",
+            RefusalReason::PodNotFound => "PodNotFound",
+            RefusalReason::PodMismatch => "PodMismatch",
+            RefusalReason::NotOwned => "NotOwned",
+            RefusalReason::HostNetwork => "HostNetwork",
+            RefusalReason::HostNamespace => "HostNamespace",
+        }
+    }
+}
+
+impl std::fmt::Display for RefusalReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Inline counters stay out of the status of faults that never queue a packet.

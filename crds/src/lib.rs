@@ -42,6 +42,7 @@ pub use fault::{
 pub use hash::{fnv1a64, stable_hash};
 pub use injection::{
     InjectionPhase, KafkaFaultInjection, KafkaFaultInjectionSpec, KafkaFaultInjectionStatus,
+    RefusalReason,
 };
 pub use manifest::{FaultFile, ReadError, read_fault};
 pub use matching::{ApiVersionRange, Cidr, ClientIdMatch, FaultMatch, api_key_names};

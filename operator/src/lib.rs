@@ -5,7 +5,8 @@
 //! of its namespace and the fault's
 //! [`KafkaFaultInjection`](kafka_shock_crds::KafkaFaultInjection)s, then:
 //!
-//! 1. checks the spec with [`validity`];
+//! 1. checks the spec, and the installation's [`GuardRails`] (the namespaces and ports it
+//!    honours), with [`validity`];
 //! 2. picks the target pods with [`select_targets`] (stable, so reconciles do not flap);
 //! 3. turns them into [`InjectionChanges`] with [`injection_changes`] (create, update,
 //!    delete), whose objects come from the deterministic builder [`injection_for`];
@@ -27,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 pub mod controller;
+pub mod guard_rails;
 pub mod injections;
 pub mod metrics;
 pub mod notices;
@@ -36,6 +38,7 @@ pub mod schedule;
 pub mod targets;
 pub mod triggers;
 
+pub use guard_rails::{GuardRails, Invalid};
 pub use injections::{
     InjectionChanges, InjectionError, finalizer_releasable, injection_changes, injection_for,
 };

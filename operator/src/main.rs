@@ -11,7 +11,7 @@ use std::{process::ExitCode, sync::Arc};
 use anyhow::Context as _;
 use clap::Parser;
 use kafka_shock_daemon::{LogFormat, http, logging};
-use kafka_shock_operator::{controller, metrics, preflight};
+use kafka_shock_operator::{GuardRails, controller, metrics, preflight};
 use tracing::{error, info};
 
 /// The kafka-shock operator: KafkaFault -> target pods -> one KafkaFaultInjection per pod.
@@ -30,6 +30,16 @@ struct Args {
     /// How many KafkaFaults are reconciled at once (0: no limit).
     #[arg(long, default_value_t = 16)]
     concurrency: u16,
+
+    /// Honour KafkaFaults only in these namespaces (comma-separated; none given: every
+    /// namespace). A fault elsewhere is reported Valid=False (NamespaceNotAllowed).
+    #[arg(long, value_name = "NAMESPACE,...", value_delimiter = ',')]
+    fault_namespaces: Vec<String>,
+
+    /// Allow faults to name only these ports in spec.ports (comma-separated; none given: any
+    /// port). A fault naming another is reported Valid=False (PortNotAllowed).
+    #[arg(long, value_name = "PORT,...", value_delimiter = ',')]
+    allowed_ports: Vec<u16>,
 }
 
 #[tokio::main]
@@ -60,7 +70,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }));
     info!(%address, "serving /metrics and /healthz");
 
-    controller::run(client, metrics, args.concurrency).await;
+    let rails = GuardRails {
+        namespaces: args.fault_namespaces.into_iter().collect(),
+        ports: args.allowed_ports.into_iter().collect(),
+    };
+    if rails != GuardRails::default() {
+        info!(
+            namespaces = ?rails.namespaces,
+            ports = ?rails.ports,
+            "guard rails: faults are honoured only within these"
+        );
+    }
+    controller::run(client, metrics, args.concurrency, rails).await;
 
     let _ = stop_serving.send(());
     server.await??;

@@ -9,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kafka_shock_crds::{KafkaFaultStatus, fault::conditions};
 use kube::runtime::events::EventType;
 
+use crate::guard_rails::{NAMESPACE_NOT_ALLOWED, PORT_NOT_ALLOWED, SPEC_INVALID};
 use crate::rollup::INJECTION_FAILED;
 
 /// One Event to publish about a fault.
@@ -46,11 +47,17 @@ pub fn notices(previous: Option<&KafkaFaultStatus>, next: &KafkaFaultStatus) -> 
             });
         }
     };
+    // The Valid condition's own reason: the spec, or which guard rail.
+    let invalid = match find(next, conditions::VALID).map(|c| c.reason.as_str()) {
+        Some(NAMESPACE_NOT_ALLOWED) => NAMESPACE_NOT_ALLOWED,
+        Some(PORT_NOT_ALLOWED) => PORT_NOT_ALLOWED,
+        _ => SPEC_INVALID,
+    };
     became(
         conditions::VALID,
         "False",
         EventType::Warning,
-        "SpecInvalid",
+        invalid,
         "Validate",
         |c, _| c.message.clone(),
     );
@@ -111,6 +118,7 @@ mod tests {
 
     use super::*;
     use crate::{
+        GuardRails,
         injections::{injection_changes, time},
         roll_up, select_targets,
         targets::tests::{fault, pod},
@@ -127,7 +135,7 @@ mod tests {
         let pods = [pod("broker-0"), pod("broker-1")];
         let targets = select_targets(&f, &pods).unwrap();
 
-        let selected = roll_up(&f, &targets, &[], &now);
+        let selected = roll_up(&f, &GuardRails::default(), &targets, &[], &now);
         let first = notices(None, &selected);
         assert_eq!(reasons(&first), ["Selected"]);
         assert_eq!(first[0].type_, EventType::Normal);
@@ -149,12 +157,12 @@ mod tests {
                 ..Default::default()
             });
         }
-        let injected = roll_up(&f, &targets, &injections, &now);
+        let injected = roll_up(&f, &GuardRails::default(), &targets, &injections, &now);
         assert_eq!(reasons(&notices(Some(&selected), &injected)), ["Injected"]);
 
         f.status = Some(injected.clone());
         f.metadata.deletion_timestamp = Some(now.clone());
-        let recovered = roll_up(&f, &[], &[], &now);
+        let recovered = roll_up(&f, &GuardRails::default(), &[], &[], &now);
         let last = notices(Some(&injected), &recovered);
         assert_eq!(reasons(&last), ["Recovered"]);
         assert_eq!(last[0].note, "every rule the fault installed is gone");
@@ -168,7 +176,7 @@ mod tests {
             regex: Some("(".into()),
             ..Default::default()
         });
-        let invalid = roll_up(&f, &[], &[], &now);
+        let invalid = roll_up(&f, &GuardRails::default(), &[], &[], &now);
         let warned = notices(None, &invalid);
         assert_eq!(reasons(&warned), ["SpecInvalid"]);
         assert_eq!(warned[0].type_, EventType::Warning);
@@ -187,8 +195,8 @@ mod tests {
             last_error: Some("no network namespace for the pod".into()),
             ..Default::default()
         });
-        let pending = roll_up(&f, &targets, &[], &now);
-        let failed = roll_up(&f, &targets, &injections, &now);
+        let pending = roll_up(&f, &GuardRails::default(), &targets, &[], &now);
+        let failed = roll_up(&f, &GuardRails::default(), &targets, &injections, &now);
         let warned = notices(Some(&pending), &failed);
         assert_eq!(reasons(&warned), ["InjectionFailed"]);
         assert_eq!(warned[0].note, "broker-0: no network namespace for the pod");

@@ -14,6 +14,7 @@ use kafka_shock_crds::{
 };
 
 use crate::{
+    guard_rails::{GuardRails, Invalid, SPEC_INVALID},
     schedule::{ends_at, rfc3339, started_at},
     targets::Target,
 };
@@ -22,24 +23,30 @@ use crate::{
 /// operator's Events key on it.
 pub(crate) const INJECTION_FAILED: &str = "InjectionFailed";
 
-/// Whether the fault's spec can be acted on: `Err` holds every problem `KafkaFaultSpec::validate`
-/// found, joined with "; ", for the `Valid` condition. It catches what the API server cannot
-/// (e.g. a clientId regex that does not compile); the controller injects nothing while invalid.
-pub fn validity(fault: &KafkaFault) -> Result<(), String> {
-    fault.spec.validate().map_err(|errors| {
-        errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ")
-    })
+/// Whether the fault can be acted on, for the `Valid` condition: its spec (`Err` holds every
+/// problem `KafkaFaultSpec::validate` found, joined with "; "; it catches what the API server
+/// cannot, e.g. a clientId regex that does not compile), then the installation's `rails`. The
+/// controller injects nothing while it is not valid.
+pub fn validity(fault: &KafkaFault, rails: &GuardRails) -> Result<(), Invalid> {
+    fault
+        .spec
+        .validate()
+        .map_err(|errors| Invalid {
+            reason: SPEC_INVALID,
+            message: errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        })
+        .and_then(|()| rails.check(fault))
 }
 
-/// The status of `fault`, given the `targets` selected now and the fault's `injections` as
-/// stored (with the agents' statuses).
+/// The status of `fault` under the installation's `rails`, given the `targets` selected now and
+/// the fault's `injections` as stored (with the agents' statuses).
 ///
 /// The phase is the first that applies of:
-/// - Failed: the spec is invalid;
+/// - Failed: the spec is invalid, or outside the rails;
 /// - Recovering / Completed: the fault is deleted or its duration is over, and some injection
 ///   still holds rules / none does;
 /// - Failed: an agent reports an injection Failed;
@@ -52,6 +59,7 @@ pub fn validity(fault: &KafkaFault) -> Result<(), String> {
 /// (the stage, `Stage`, decides both the phase and the Injected condition).
 pub fn roll_up(
     fault: &KafkaFault,
+    rails: &GuardRails,
     targets: &[Target],
     injections: &[KafkaFaultInjection],
     now: &Time,
@@ -60,6 +68,7 @@ pub fn roll_up(
     let end = start.and_then(|start| ends_at(fault, start));
     let facts = Facts::gather(
         fault,
+        rails,
         targets,
         injections,
         end.is_some_and(|end| end <= now.0),
@@ -97,8 +106,8 @@ pub fn roll_up(
 /// Everything the status is read from, gathered once from the fault, its targets and its
 /// injections.
 struct Facts {
-    /// The spec's problems, joined, when it is invalid.
-    valid: Result<(), String>,
+    /// Why the fault is not valid: its spec's problems, or the rail it is outside.
+    valid: Result<(), Invalid>,
     /// The fault is being deleted.
     deleting: bool,
     /// Its duration is over.
@@ -146,6 +155,7 @@ enum Stage {
 impl Facts {
     fn gather(
         fault: &KafkaFault,
+        rails: &GuardRails,
         targets: &[Target],
         injections: &[KafkaFaultInjection],
         expired: bool,
@@ -161,7 +171,7 @@ impl Facts {
                 .count()
         };
         Facts {
-            valid: validity(fault),
+            valid: validity(fault, rails),
             deleting: fault.metadata.deletion_timestamp.is_some(),
             expired,
             paused: fault.spec.paused,
@@ -217,10 +227,7 @@ impl Facts {
         match self.stage() {
             Stage::Invalid => (
                 FaultPhase::Failed,
-                no(
-                    "SpecInvalid",
-                    "nothing is injected while the spec is invalid",
-                ),
+                self.invalid("nothing is injected while the fault is not valid"),
             ),
             Stage::Deleted => (
                 recovery,
@@ -274,10 +281,9 @@ impl Facts {
 
     fn selected(&self) -> State {
         match () {
-            () if self.valid.is_err() => no(
-                "SpecInvalid",
-                "targets are not selected while the spec is invalid",
-            ),
+            () if self.valid.is_err() => {
+                self.invalid("targets are not selected while the fault is not valid")
+            }
             () if self.total == 0 => no(
                 "NoTargets",
                 "no Running and Ready pod in the fault's namespace matches spec.selector",
@@ -323,8 +329,15 @@ impl Facts {
     fn valid(&self) -> State {
         match &self.valid {
             Ok(()) => yes("SpecValid", "the spec is valid"),
-            Err(reasons) => no("SpecInvalid", reasons.clone()),
+            Err(invalid) => no(invalid.reason, invalid.message.clone()),
         }
+    }
+
+    /// A condition that cannot hold while the fault is not valid: the Valid condition's
+    /// reason, and `what` with a pointer to it.
+    fn invalid(&self, what: &str) -> State {
+        let reason = self.valid.as_ref().err().map_or(SPEC_INVALID, |i| i.reason);
+        no(reason, format!("{what} (see the Valid condition)"))
     }
 
     /// The phase and message of a target that has no injection yet.
@@ -373,6 +386,7 @@ fn rows(
                 rules: 0,
                 matched_requests: 0,
                 message: Some(message.to_owned()),
+                reason: None,
             });
     }
     rows.into_values().collect()
@@ -470,6 +484,7 @@ fn row(injection: &KafkaFaultInjection, targeted: bool) -> TargetStatus {
         rules: status.map_or(0, |s| s.rules_installed),
         matched_requests: status.map_or(0, |s| s.matched_requests),
         message,
+        reason: current_status(injection).and_then(|s| s.reason),
     }
 }
 
@@ -546,7 +561,7 @@ mod tests {
     #[test]
     fn nothing_selected_is_pending() {
         let f = fault("All", None);
-        let status = roll_up(&f, &[], &[], &time(START));
+        let status = roll_up(&f, &GuardRails::default(), &[], &[], &time(START));
         assert_eq!(status.phase, FaultPhase::Pending);
         assert_eq!(
             state(&status, conditions::SELECTED),
@@ -586,7 +601,7 @@ mod tests {
         f.spec.duration = Some("5m".into());
         let targets = targets(3);
         let stored = injections(&f, &targets[..2], &[Active, Pending]);
-        let status = roll_up(&f, &targets, &stored, &time(START));
+        let status = roll_up(&f, &GuardRails::default(), &targets, &stored, &time(START));
         assert_eq!(status.phase, FaultPhase::Injecting);
         assert_eq!(
             state(&status, conditions::SELECTED),
@@ -625,7 +640,7 @@ mod tests {
         assert_eq!(status.targets[0].pod_ip.as_deref(), Some("10.0.0.8"));
 
         let stored = injections(&f, &targets, &[Active, Active, Active]);
-        let status = roll_up(&f, &targets, &stored, &time(START));
+        let status = roll_up(&f, &GuardRails::default(), &targets, &stored, &time(START));
         assert_eq!(status.phase, FaultPhase::Active);
         assert_eq!(
             state(&status, conditions::INJECTED),
@@ -649,7 +664,7 @@ mod tests {
         let mut stored = injections(&f, &targets, &[Active]);
         // The pod restarted and the injection was re-targeted; the agent has not caught up.
         stored[0].metadata.generation = Some(2);
-        let status = roll_up(&f, &targets, &stored, &time(START));
+        let status = roll_up(&f, &GuardRails::default(), &targets, &stored, &time(START));
         assert_eq!(status.phase, FaultPhase::Injecting);
         assert_eq!(status.injected_targets, 0);
         assert_eq!(status.targets[0].phase, Pending);
@@ -664,7 +679,7 @@ mod tests {
         let f = fault("All", None);
         let targets = targets(2);
         let stored = injections(&f, &targets, &[Active, Failed]);
-        let status = roll_up(&f, &targets, &stored, &time(START));
+        let status = roll_up(&f, &GuardRails::default(), &targets, &stored, &time(START));
         assert_eq!(status.phase, FaultPhase::Failed);
         assert_eq!(
             state(&status, conditions::INJECTED),
@@ -688,14 +703,16 @@ mod tests {
             ..Default::default()
         });
         f.spec.terms.match_.api_keys = vec!["Produce".into(), "Nope".into()];
-        let reasons = validity(&f).unwrap_err();
+        let invalid = validity(&f, &GuardRails::default()).unwrap_err();
+        assert_eq!(invalid.reason, "SpecInvalid");
+        let reasons = invalid.message;
         assert!(
             reasons.contains("spec.match.clientId.regex: invalid regex"),
             "{reasons}"
         );
         assert!(reasons.contains("spec.match.apiKeys[1]"), "{reasons}");
         assert_eq!(reasons.matches("; ").count(), 1, "{reasons}");
-        let status = roll_up(&f, &[], &[], &time(START));
+        let status = roll_up(&f, &GuardRails::default(), &[], &[], &time(START));
         assert_eq!(status.phase, FaultPhase::Failed);
         assert_eq!(
             state(&status, conditions::VALID),
@@ -710,7 +727,69 @@ mod tests {
             state(&status, conditions::INJECTED),
             is("False", "SpecInvalid")
         );
-        assert_eq!(validity(&fault("All", None)), Ok(()));
+        assert_eq!(
+            validity(&fault("All", None), &GuardRails::default()),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_fault_outside_the_guard_rails_is_invalid_with_their_reason() {
+        let mut f = fault("All", None);
+        f.spec.terms.ports = vec![22];
+        let rails = GuardRails {
+            ports: [9092].into(),
+            ..GuardRails::default()
+        };
+        let targets = targets(1);
+        let status = roll_up(&f, &rails, &targets, &[], &time(START));
+        assert_eq!(status.phase, FaultPhase::Failed);
+        assert_eq!(
+            state(&status, conditions::VALID),
+            is("False", "PortNotAllowed")
+        );
+        assert_eq!(
+            find(&status, conditions::VALID).message,
+            "spec.ports: 22 not allowed: this installation allows only ports 9092 (chart value allowedPorts)"
+        );
+        assert_eq!(
+            state(&status, conditions::SELECTED),
+            is("False", "PortNotAllowed")
+        );
+        assert_eq!(
+            find(&status, conditions::INJECTED).message,
+            "nothing is injected while the fault is not valid (see the Valid condition)"
+        );
+        f.spec.terms.ports = vec![9092];
+        assert_eq!(validity(&f, &rails), Ok(()));
+        // A spec error is reported before the rails.
+        f.spec.terms.match_.api_keys = vec!["Nope".into()];
+        f.spec.terms.ports = vec![22];
+        assert_eq!(validity(&f, &rails).unwrap_err().reason, "SpecInvalid");
+    }
+
+    #[test]
+    fn a_refused_injection_shows_its_reason_on_the_target_and_the_condition() {
+        let f = fault("All", None);
+        let targets = targets(2);
+        let mut stored = injections(&f, &targets, &[Active, Failed]);
+        let status = stored[1].status.as_mut().unwrap();
+        status.reason = Some(kafka_shock_crds::RefusalReason::HostNetwork);
+        status.last_error = Some(
+            "HostNetwork: pod kafka/broker-1 uses the node's network namespace (spec.hostNetwork)"
+                .into(),
+        );
+        let status = roll_up(&f, &GuardRails::default(), &targets, &stored, &time(START));
+        assert_eq!(status.phase, FaultPhase::Failed);
+        assert_eq!(
+            status.targets[1].reason,
+            Some(kafka_shock_crds::RefusalReason::HostNetwork)
+        );
+        assert_eq!(status.targets[0].reason, None);
+        assert_eq!(
+            find(&status, conditions::INJECTED).message,
+            "broker-1: HostNetwork: pod kafka/broker-1 uses the node's network namespace (spec.hostNetwork)"
+        );
     }
 
     #[test]
@@ -719,7 +798,7 @@ mod tests {
         f.spec.paused = true;
         let targets = targets(2);
         let stored = injections(&f, &targets, &[Paused, Active]);
-        let status = roll_up(&f, &targets, &stored, &time(START));
+        let status = roll_up(&f, &GuardRails::default(), &targets, &stored, &time(START));
         assert_eq!(status.phase, FaultPhase::Paused);
         assert_eq!(state(&status, conditions::PAUSED), is("True", "Paused"));
         assert_eq!(
@@ -730,7 +809,7 @@ mod tests {
 
         let mut dry = fault("All", None);
         dry.spec.dry_run = true;
-        let status = roll_up(&dry, &targets, &[], &time(START));
+        let status = roll_up(&dry, &GuardRails::default(), &targets, &[], &time(START));
         assert_eq!(status.phase, FaultPhase::Pending);
         assert_eq!(
             state(&status, conditions::SELECTED),
@@ -755,10 +834,17 @@ mod tests {
         let after = time("2025-01-02T03:05:05Z");
         let stored = injections(&f, &targets, &[Active, Recovered]);
         assert_eq!(
-            roll_up(&f, &targets, &stored, &time("2025-01-02T03:05:04Z")).phase,
+            roll_up(
+                &f,
+                &GuardRails::default(),
+                &targets,
+                &stored,
+                &time("2025-01-02T03:05:04Z")
+            )
+            .phase,
             FaultPhase::Injecting
         );
-        let status = roll_up(&f, &targets, &stored, &after);
+        let status = roll_up(&f, &GuardRails::default(), &targets, &stored, &after);
         assert_eq!(status.phase, FaultPhase::Recovering);
         assert_eq!(
             state(&status, conditions::RECOVERED),
@@ -770,13 +856,13 @@ mod tests {
         );
 
         let stored = injections(&f, &targets, &[Recovered, Recovered]);
-        let status = roll_up(&f, &targets, &stored, &after);
+        let status = roll_up(&f, &GuardRails::default(), &targets, &stored, &after);
         assert_eq!(status.phase, FaultPhase::Completed);
 
         // The injections are deleted once it is over; the start kept in the status remains.
         let mut ended = f.clone();
         ended.status = Some(status.clone());
-        let gone = roll_up(&ended, &targets, &[], &after);
+        let gone = roll_up(&ended, &GuardRails::default(), &targets, &[], &after);
         assert_eq!(gone.phase, FaultPhase::Completed);
         assert_eq!(gone.expire_time, status.expire_time);
         assert!(
@@ -798,7 +884,13 @@ mod tests {
         let targets = targets(2);
         let stored = injections(&f, &targets, &[Active, Active]);
         // broker-1 is no longer selected: its row stays until its injection is gone.
-        let status = roll_up(&f, &targets[..1], &stored, &time(START));
+        let status = roll_up(
+            &f,
+            &GuardRails::default(),
+            &targets[..1],
+            &stored,
+            &time(START),
+        );
         assert_eq!(status.phase, FaultPhase::Active);
         assert_eq!(status.total_targets, 1);
         assert_eq!(status.targets.len(), 2);
@@ -808,7 +900,7 @@ mod tests {
         );
 
         f.metadata.deletion_timestamp = Some(time(START));
-        let status = roll_up(&f, &[], &stored, &time(START));
+        let status = roll_up(&f, &GuardRails::default(), &[], &stored, &time(START));
         assert_eq!(status.phase, FaultPhase::Recovering);
         assert_eq!(
             state(&status, conditions::INJECTED),
@@ -818,7 +910,7 @@ mod tests {
             find(&status, conditions::RECOVERED).message,
             "targets still holding rules: 2"
         );
-        let status = roll_up(&f, &[], &[], &time(START));
+        let status = roll_up(&f, &GuardRails::default(), &[], &[], &time(START));
         assert_eq!(status.phase, FaultPhase::Completed);
         assert_eq!(
             state(&status, conditions::RECOVERED),
@@ -832,7 +924,7 @@ mod tests {
         f.spec.duration = Some("1h".into());
         let targets = targets(3);
         let stored = injections(&f, &targets, &[Active, Pending, Active]);
-        let first = roll_up(&f, &targets, &stored, &time(START));
+        let first = roll_up(&f, &GuardRails::default(), &targets, &stored, &time(START));
         assert!(
             first
                 .conditions
@@ -841,7 +933,13 @@ mod tests {
         );
         f.status = Some(first.clone());
         // Later, same world: the very same status, so the controller writes nothing.
-        let again = roll_up(&f, &targets, &stored, &time("2025-01-02T03:10:00Z"));
+        let again = roll_up(
+            &f,
+            &GuardRails::default(),
+            &targets,
+            &stored,
+            &time("2025-01-02T03:10:00Z"),
+        );
         assert_eq!(again, first);
         // Also in another order of inputs.
         let mut reversed_stored = stored.clone();
@@ -851,6 +949,7 @@ mod tests {
         assert_eq!(
             roll_up(
                 &f,
+                &GuardRails::default(),
                 &reversed_targets,
                 &reversed_stored,
                 &time("2025-01-02T03:11:00Z")
@@ -869,11 +968,17 @@ mod tests {
         let mut f = fault("All", None);
         let targets = targets(2);
         let injecting = injections(&f, &targets, &[Active, Pending]);
-        f.status = Some(roll_up(&f, &targets, &injecting, &time(START)));
+        f.status = Some(roll_up(
+            &f,
+            &GuardRails::default(),
+            &targets,
+            &injecting,
+            &time(START),
+        ));
 
         let later = time("2025-01-02T03:06:00Z");
         let active = injections(&f, &targets, &[Active, Active]);
-        let status = roll_up(&f, &targets, &active, &later);
+        let status = roll_up(&f, &GuardRails::default(), &targets, &active, &later);
         assert_eq!(status.phase, FaultPhase::Active);
         for c in &status.conditions {
             let want = if c.type_ == conditions::INJECTED {
@@ -886,7 +991,13 @@ mod tests {
         // A new message or reason alone is not a transition.
         f.status = Some(status);
         let one_more = targets_with_new_pod(&targets);
-        let status = roll_up(&f, &one_more, &active, &time("2025-01-02T03:07:00Z"));
+        let status = roll_up(
+            &f,
+            &GuardRails::default(),
+            &one_more,
+            &active,
+            &time("2025-01-02T03:07:00Z"),
+        );
         let selected = find(&status, conditions::SELECTED);
         assert_eq!(
             selected.message,

@@ -7,8 +7,9 @@
 #   2. operator cold start over them: time until every fault's status is rolled up for its
 #      generation and every injection exists, its peak RSS (VmHWM) and CPU seconds, its
 #      reconciles and errors;
-#   3. peer: `kubectl apply --server-side` of the same number of injections, the raw cost of
-#      the writes the operator had to make;
+#   3. peer: `kubectl apply --server-side` of the same number of injections (with the operator's
+#      token, as the chart's admission policy requires), the raw cost of the writes the
+#      operator had to make;
 #   4. teardown: pods deleted, then the faults: time until every fault is gone (the operator
 #      releases the injections of vanished pods itself).
 # Runs as the chart's operator ServiceAccount. Cleans up what it made (the namespaces stay, for
@@ -30,16 +31,21 @@ WORK=$(mktemp -d)
 HOLLOW=(ksl-hollow-1 ksl-hollow-2)
 operator_pid=
 heartbeat_pid=
+as_operator_cleanup() {
+  kubectl get kafkafaultinjections -n "$1" -o name 2>/dev/null |
+    xargs -r -P 8 -I{} kubectl patch {} -n "$1" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
+  kubectl delete kafkafaultinjections --all -n "$1" --wait=false >/dev/null 2>&1 || true
+}
 cleanup() {
   [[ -n $operator_pid ]] && kill -INT "$operator_pid" 2>/dev/null && wait "$operator_pid" 2>/dev/null || true
   [[ -n $heartbeat_pid ]] && kill "$heartbeat_pid" 2>/dev/null || true
-  # Whatever is left (a failed run): drop the finalizers, then the objects.
+  # Whatever is left (a failed run): drop the finalizers, then the objects. Injections only
+  # the operator's account may change (the chart's admission policy).
   for ns in "$NS" "$PEER_NS"; do
-    for kind in kafkafaultinjections kafkafaults; do
-      kubectl get "$kind" -n "$ns" -o name 2>/dev/null |
-        xargs -r -P 8 -I{} kubectl patch {} -n "$ns" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
-      kubectl delete --raw "/apis/kafkashock.io/v1alpha1/namespaces/$ns/$kind" >/dev/null 2>&1 || true
-    done
+    KUBECONFIG=${KSHOCK_OPERATOR_KUBECONFIG:-$KUBECONFIG} as_operator_cleanup "$ns"
+    kubectl get kafkafaults -n "$ns" -o name 2>/dev/null |
+      xargs -r -P 8 -I{} kubectl patch {} -n "$ns" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
+    kubectl delete --raw "/apis/kafkashock.io/v1alpha1/namespaces/$ns/kafkafaults" >/dev/null 2>&1 || true
     kubectl delete --raw "/api/v1/namespaces/$ns/pods?gracePeriodSeconds=0" >/dev/null 2>&1 || true
   done
   for node in "${HOLLOW[@]}"; do
@@ -190,10 +196,10 @@ peers = [{"apiVersion": i["apiVersion"], "kind": i["kind"],
           "spec": i["spec"]} for i in items]
 json.dump({"apiVersion": "v1", "kind": "List", "items": peers}, sys.stdout)' "$PEER_NS" >"$WORK/peers.json"
 t0=$(now)
-kubectl apply --server-side --field-manager=bench -f "$WORK/peers.json" >/dev/null
+# As the operator's account: the chart's admission policy refuses injections from anyone else.
+KUBECONFIG=$KSHOCK_OPERATOR_KUBECONFIG kubectl apply --server-side --field-manager=bench -f "$WORK/peers.json" >/dev/null
 echo "kubectl apply --server-side: $expected injections in $(since "$t0")s (operator: ${steady}s for them plus $FAULTS finalizers, statuses and Events)"
-# One deletecollection call: `kubectl delete --all` deletes and waits for them one by one.
-kubectl delete --raw "/apis/kafkashock.io/v1alpha1/namespaces/$PEER_NS/kafkafaultinjections" >/dev/null
+KUBECONFIG=$KSHOCK_OPERATOR_KUBECONFIG kubectl delete kafkafaultinjections --all -n "$PEER_NS" --wait=false >/dev/null
 
 echo "== 4. teardown: pods deleted, then the faults"
 t0=$(now)

@@ -14,7 +14,8 @@
 #   lab.sh netns                 (re)name each broker pod's network namespace ksl-broker-N
 #   lab.sh product deploy BIN_DIR [--set K=V...]  build the images from release binaries and run
 #                                the chart as pods (with these chart values)
-#   lab.sh product up            install the chart without workloads; print its accounts' kubeconfigs
+#   lab.sh product up [HELM_ARGS] install the chart without workloads (e.g. --set allowedPorts={9092});
+#                                print its accounts' kubeconfigs
 #   lab.sh product start BIN_DIR run the operator and one agent per node from BIN_DIR as host processes
 #   lab.sh product stop          stop those processes (SIGTERM: agents remove their rules)
 set -euo pipefail
@@ -244,10 +245,10 @@ case $cmd in
   product)
     case ${1:-} in
       deploy) product_deploy "${@:2}" ;;
-      up) product_up ;;
+      up) product_up "${@:2}" ;;
       start) product_start "${@:2}" ;;
       stop) product_stop ;;
-      *) die "product: deploy BIN_DIR [--set K=V...] | up | start BIN_DIR | stop" ;;
+      *) die "product: deploy BIN_DIR [--set K=V...] | up [HELM_ARGS] | start BIN_DIR | stop" ;;
     esac ;;
-  *) sed -n '2,19s/^# \{0,1\}//p' "$0"; [[ -z $cmd ]] || die "unknown command: $cmd" ;;
+  *) sed -n '2,20s/^# \{0,1\}//p' "$0"; [[ -z $cmd ]] || die "unknown command: $cmd" ;;
 esac

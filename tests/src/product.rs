@@ -75,7 +75,15 @@ impl Product {
     /// them; running agent pods are stopped, so they remove their rules), then a kubeconfig per
     /// component with a TokenRequest token of its ServiceAccount.
     pub fn install(lab: &Lab) -> Result<Product, LabError> {
-        Product::lab_product(lab, &["product", "up"])
+        Product::install_with(lab, &[])
+    }
+
+    /// [`Product::install`] with extra `helm` arguments, e.g. `["--set", "allowedPorts={9092}"]`.
+    /// The next plain [`Product::install`] puts the chart's defaults back.
+    pub fn install_with(lab: &Lab, helm_args: &[&str]) -> Result<Product, LabError> {
+        let mut args = vec!["product", "up"];
+        args.extend(helm_args);
+        Product::lab_product(lab, &args)
     }
 
     /// `lab.sh product deploy <release dir>`: the agent and operator images built from the
@@ -158,6 +166,36 @@ impl Product {
         Ok(kubectl)
     }
 
+    /// The flags the installed chart passes `component` beyond where it serves /metrics and
+    /// its node's name (those the chart's values add, e.g. `--allowed-ports=9092`), read from
+    /// the stored Deployment or DaemonSet, so a test runs the binary as the chart would.
+    pub fn chart_flags(&self, component: Component) -> Result<Vec<String>, LabError> {
+        let (kind, field) = match component {
+            Component::Operator => ("deployment", "args"),
+            Component::Agent => ("daemonset", "command"),
+        };
+        let name = format!("{RELEASE}-kafka-shock-{}", component.name());
+        let printed = stdout(self.lab.kubectl().args([
+            "get",
+            kind,
+            &name,
+            "-n",
+            NAMESPACE,
+            "-o",
+            &format!("jsonpath={{.spec.template.spec.containers[0].{field}}}"),
+        ]))?;
+        let argv: Vec<String> = serde_json::from_str(&printed)
+            .map_err(|error| LabError::Kubeconfig(format!("{kind} {name}: {error}: {printed}")))?;
+        Ok(argv
+            .into_iter()
+            .filter(|arg| {
+                arg.starts_with("--")
+                    && !arg.starts_with("--metrics-addr")
+                    && !arg.starts_with("--node-name")
+            })
+            .collect())
+    }
+
     /// Runs the freshly built `kafka-shock-operator` as the chart's operator ServiceAccount,
     /// with /metrics on a free loopback port; ready once it logs [`OPERATOR_READY`].
     pub fn start_operator(&self) -> Result<Background, LabError> {
@@ -167,11 +205,21 @@ impl Product {
     /// [`Product::start_operator`] with /metrics and /healthz on `metrics_addr` (see
     /// [`free_loopback_addr`] and [`http_get`]).
     pub fn start_operator_on(&self, metrics_addr: SocketAddr) -> Result<Background, LabError> {
+        self.start_operator_with(metrics_addr, &[])
+    }
+
+    /// [`Product::start_operator_on`] with `flags` too (e.g. [`Product::chart_flags`]).
+    pub fn start_operator_with(
+        &self,
+        metrics_addr: SocketAddr,
+        flags: &[String],
+    ) -> Result<Background, LabError> {
         let mut command = Command::new(operator_bin()?);
         command
             .env("KUBECONFIG", self.kubeconfig_for(Component::Operator)?)
             .env("KAFKA_SHOCK_LOG", "info")
-            .arg(format!("--metrics-addr={metrics_addr}"));
+            .arg(format!("--metrics-addr={metrics_addr}"))
+            .args(flags);
         Background::start(
             &mut command,
             Stream::Stderr,
@@ -192,15 +240,16 @@ impl Product {
         node: &str,
         metrics_addr: SocketAddr,
     ) -> Result<Background, LabError> {
-        self.start_agent_with(node, metrics_addr, &[])
+        self.start_agent_with::<&str>(node, metrics_addr, &[])
     }
 
-    /// [`Product::start_agent_on`] with more flags, e.g. `["--lease", "6s"]`.
-    pub fn start_agent_with(
+    /// [`Product::start_agent_on`] with more flags, e.g. `["--lease", "6s"]` or
+    /// [`Product::chart_flags`].
+    pub fn start_agent_with<S: AsRef<std::ffi::OsStr>>(
         &self,
         node: &str,
         metrics_addr: SocketAddr,
-        flags: &[&str],
+        flags: &[S],
     ) -> Result<Background, LabError> {
         Background::start(
             &mut self.agent_command(node, metrics_addr, flags)?,
@@ -213,11 +262,11 @@ impl Product {
 
 impl Product {
     /// The command [`Product::start_agent_with`] runs, for a test that starts it its own way.
-    pub fn agent_command(
+    pub fn agent_command<S: AsRef<std::ffi::OsStr>>(
         &self,
         node: &str,
         metrics_addr: SocketAddr,
-        flags: &[&str],
+        flags: &[S],
     ) -> Result<Command, LabError> {
         let mut command = Command::new(crate::kafka_shock_bin()?);
         command

@@ -183,6 +183,8 @@ fn chart_lints_and_renders() {
         ("ClusterRoleBinding", 2),
         ("Service", 2),
         ("ServiceMonitor", 0),
+        ("ValidatingAdmissionPolicy", 1),
+        ("ValidatingAdmissionPolicyBinding", 1),
     ] {
         assert_eq!(
             count_kind(&manifest, kind),
@@ -220,6 +222,43 @@ fn chart_lints_and_renders() {
     let privileged = render(&lab, &["agent.privileged=true"]);
     assert!(privileged.contains("privileged: true"), "{privileged}");
     assert!(!privileged.contains("NET_ADMIN"), "{privileged}");
+
+    // The guard rails reach the operator as flags, and the allowed ports an admission policy
+    // of their own; host-network targets reach the agent as its flag.
+    let railed = render(
+        &lab,
+        &[
+            "faultNamespaces={kafka,kafka-staging}",
+            "allowedPorts={9092,9093}",
+            "agent.allowHostNetworkTargets=true",
+        ],
+    );
+    for expected in [
+        "- --fault-namespaces=kafka,kafka-staging",
+        "- --allowed-ports=9092,9093",
+        "- --allow-host-network-targets",
+        "name: kafka-shock-allowed-ports",
+        "expression: \"[9092, 9093]\"",
+    ] {
+        assert!(railed.contains(expected), "no {expected} in:\n{railed}");
+    }
+    assert_eq!(count_kind(&railed, "ValidatingAdmissionPolicy"), 2);
+    assert!(
+        !manifest.contains("--allow-host-network-targets") && !manifest.contains("--allowed-ports")
+    );
+    let unguarded = render(
+        &lab,
+        &["admissionPolicies.enabled=false", "allowedPorts={9092}"],
+    );
+    assert_eq!(count_kind(&unguarded, "ValidatingAdmissionPolicy"), 0);
+    assert_eq!(
+        count_kind(&unguarded, "ValidatingAdmissionPolicyBinding"),
+        0
+    );
+    assert!(
+        unguarded.contains("- --allowed-ports=9092"),
+        "the operator still checks"
+    );
 
     let tagged = render(&lab, &["operator.image.tag=dev", "agent.image.tag=dev"]);
     assert!(
@@ -263,6 +302,19 @@ fn values_schema_rejects_bad_values_naming_them() {
             ["/agent", "'privilged' not allowed"],
         ),
         ("agent.lease=30 seconds", ["/agent/lease", "'30 seconds'"]),
+        ("allowedPorts={0}", ["/allowedPorts/0", "want 1"]),
+        (
+            "faultNamespaces={Not_A_Namespace}",
+            ["/faultNamespaces/0", "does not match pattern"],
+        ),
+        (
+            "admissionPolicies.enabled=maybe",
+            ["/admissionPolicies/enabled", "want boolean"],
+        ),
+        (
+            "agent.allowHostNetworkTargets=yes",
+            ["/agent/allowHostNetworkTargets", "want boolean"],
+        ),
     ] {
         let stderr =
             failure_of(
@@ -450,6 +502,37 @@ fn chart_installs_on_the_lab_apiserver_with_least_privilege() {
             "--timeout=30s",
         ]));
     }
+
+    // The admission policy that keeps injections the operator's, bound, with no type errors.
+    let policy = json_of(lab.kubectl().args([
+        "get",
+        "validatingadmissionpolicy",
+        "kafka-shock-injection-writers",
+        "-o",
+        "json",
+    ]));
+    let variables = policy["spec"]["variables"].to_string();
+    assert!(
+        variables.contains(&format!("'{OPERATOR_SA}'")),
+        "{variables}"
+    );
+    assert!(variables.contains(&format!("'{AGENT_SA}'")), "{variables}");
+    assert_eq!(
+        policy["status"]["typeChecking"]["expressionWarnings"],
+        serde_json::Value::Null,
+        "{policy}"
+    );
+    let binding = json_of(lab.kubectl().args([
+        "get",
+        "validatingadmissionpolicybinding",
+        "kafka-shock-injection-writers",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(
+        binding["spec"]["validationActions"],
+        serde_json::json!(["Deny"])
+    );
 
     // What the apiserver stored, defaults applied.
     let daemonset = json_of(lab.kubectl().args([
@@ -683,6 +766,8 @@ spec:
         "clusterrole/kafka-shock-operator",
         "clusterrolebinding/kafka-shock-agent",
         "clusterrolebinding/kafka-shock-operator",
+        "validatingadmissionpolicy/kafka-shock-injection-writers",
+        "validatingadmissionpolicybinding/kafka-shock-injection-writers",
     ] {
         assert!(!exists(&lab, &[object]), "{object} survived helm uninstall");
     }

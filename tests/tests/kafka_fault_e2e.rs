@@ -241,18 +241,19 @@ fn a_crashed_agent_is_restarted_by_its_kubelet_and_sweeps_orphans() {
     stack.wait("kf/orphaned", "condition=Injected", "60s");
     let restarts = stack.agent_restarts(&node);
     let frozen = stack.freeze_agent(&node);
-    // Gone from the API while no agent could act: its rules are orphans.
+    // Gone from the API while no agent could act: its rules are orphans. (Only the operator
+    // may change an injection but for its status and finalizers, so it is its account that
+    // lets go of this one here.)
     stack.delete_fault("orphaned");
-    stack.kubectl(&[
-        "patch",
-        "kfi",
-        "-n",
-        "kafka",
-        "orphaned-kafka-broker-0",
-        "--type=merge",
-        "-p",
-        r#"{"metadata":{"finalizers":null}}"#,
-    ]);
+    lab::stdout(
+        stack
+            .product
+            .kubectl_as(lab::Component::Operator)
+            .expect("the operator's kubeconfig")
+            .args(["patch", "kfi", "-n", "kafka", "orphaned-kafka-broker-0"])
+            .args(["--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]),
+    )
+    .unwrap_or_else(|error| panic!("{error}"));
     stack.wait("kf/orphaned", "delete", "60s");
     assert!(
         stack.chains() > 0,

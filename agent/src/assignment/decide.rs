@@ -7,18 +7,24 @@
 //!
 //! What it guarantees (see `docs/architecture.md`): deletion, then expiry, then pause win
 //! over enforcing; a deleted injection lets go of its finalizer only after the rules are out;
-//! a pod whose namespace changed (restarted) or whose injection changed gets a new session; a
+//! an injection that fails a check against its live pod ([`vet`](super::vet())), or whose pod
+//! is in the node's own network namespace, is Failed with the reason, and its session (rules)
+//! stopped — only deletion and expiry, which take rules out, come before the checks; a pod
+//! whose namespace changed (restarted) or whose injection changed gets a new session; a
 //! session that failed is reported Failed and kept until [`RESYNC`] has passed, then retried.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kafka_shock_crds::{
-    FINALIZER, InjectionPhase, KafkaFaultInjection, KafkaFaultInjectionStatus, rule_id,
+    FINALIZER, InjectionPhase, KafkaFaultInjection, KafkaFaultInjectionStatus, RefusalReason,
+    rule_id,
 };
 
 use super::pod_netns::FoundBy;
+use super::vet::{HOST_NETWORK_HINT, HostTargets, Refusal, vet};
 use super::{Desired, Tally, desired, status_for, time_until};
 use crate::fault::FaultPlan;
 
@@ -37,6 +43,27 @@ pub struct PodNetns {
     pub path: PathBuf,
     pub inode: u64,
     pub found_by: FoundBy,
+}
+
+/// Why the pod's network namespace is not at hand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetnsMiss {
+    /// Not looked for: the injection failed its checks against the pod ([`vet`]).
+    NotLooked,
+    /// No single namespace is the pod's (e.g. the pod is not on this kernel), and why.
+    NotFound(String),
+    /// The pod's namespace is the node's own (or the agent's), and host targets are not
+    /// allowed.
+    Host(String),
+}
+
+impl std::fmt::Display for NetnsMiss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NetnsMiss::NotLooked => f.write_str("not looked for"),
+            NetnsMiss::NotFound(why) | NetnsMiss::Host(why) => f.write_str(why),
+        }
+    }
 }
 
 /// Where and for which spec a session enforces: when either changes, it is replaced.
@@ -72,8 +99,14 @@ pub struct Observed<'a> {
     /// The node this agent runs on.
     pub node: &'a str,
     pub now: Timestamp,
-    /// The pod's network namespace, or why it was not found.
-    pub pod_netns: Result<PodNetns, String>,
+    /// The pod of the injection's spec.podName in its namespace, as read now; `None` when
+    /// there is none.
+    pub pod: Option<&'a Pod>,
+    /// Whether a pod in the node's network namespace may be a target.
+    pub host: HostTargets,
+    /// The pod's network namespace, or why it is not at hand (looked for only when the
+    /// injection passes [`vet`]).
+    pub pod_netns: Result<PodNetns, NetnsMiss>,
     /// The session this agent runs for the injection, if any.
     pub session: Option<SessionView>,
 }
@@ -137,43 +170,103 @@ pub fn decide(observed: &Observed) -> Decision {
             };
         }
     };
-    let leftovers = observed
+    match want {
+        Desired::Deleting => delete(observed),
+        Desired::Expired => taken_out(observed, InjectionPhase::Recovered),
+        Desired::Paused | Desired::Enforce { .. } => match refusal(observed) {
+            Some(refusal) => refuse(observed, &refusal),
+            None => match want {
+                Desired::Enforce { until } => enforce(observed, until),
+                _ => taken_out(observed, InjectionPhase::Paused),
+            },
+        },
+    }
+}
+
+/// Removing the leftovers of the injection's rule id where the pod's namespace is now, if it
+/// was looked for.
+fn leftovers(observed: &Observed) -> Option<Act> {
+    observed
         .pod_netns
         .as_ref()
         .ok()
-        .map(|netns| Act::RemoveLeftovers(netns.path.clone()));
-    match want {
-        Desired::Deleting => {
-            let holds_finalizer = injection
-                .metadata
-                .finalizers
-                .iter()
-                .flatten()
-                .any(|f| f == FINALIZER);
-            let release = holds_finalizer.then_some(Act::ReleaseFinalizer);
-            Decision {
-                actions: [stop, leftovers, release, Some(Act::Forget)]
-                    .into_iter()
-                    .flatten()
-                    .collect(),
-                status: None,
-                requeue: None,
-            }
-        }
-        Desired::Paused | Desired::Expired => {
-            let phase = if want == Desired::Paused {
-                InjectionPhase::Paused
-            } else {
-                InjectionPhase::Recovered
-            };
-            let figures = figures_after_stop(observed);
-            Decision {
-                actions: [stop, leftovers].into_iter().flatten().collect(),
-                status: Some(status_for(injection, phase, figures, None)),
-                requeue: None,
-            }
-        }
-        Desired::Enforce { until } => enforce(observed, until),
+        .map(|netns| Act::RemoveLeftovers(netns.path.clone()))
+}
+
+/// A deleted injection: rules out, then the finalizer released.
+fn delete(observed: &Observed) -> Decision {
+    let stop = observed.session.as_ref().map(|_| Act::StopSession);
+    let holds_finalizer = observed
+        .injection
+        .metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .any(|f| f == FINALIZER);
+    let release = holds_finalizer.then_some(Act::ReleaseFinalizer);
+    Decision {
+        actions: [stop, leftovers(observed), release, Some(Act::Forget)]
+            .into_iter()
+            .flatten()
+            .collect(),
+        status: None,
+        requeue: None,
+    }
+}
+
+/// An injection whose rules are to be out (paused or expired), reported in `phase`.
+fn taken_out(observed: &Observed, phase: InjectionPhase) -> Decision {
+    let stop = observed.session.as_ref().map(|_| Act::StopSession);
+    Decision {
+        actions: [stop, leftovers(observed)].into_iter().flatten().collect(),
+        status: Some(status_for(
+            observed.injection,
+            phase,
+            figures_after_stop(observed),
+            None,
+        )),
+        requeue: None,
+    }
+}
+
+/// Why the agent must not act on the injection: a failed check against its pod, or the pod's
+/// namespace found to be the node's own.
+fn refusal(observed: &Observed) -> Option<Refusal> {
+    let vetted = vet(
+        observed.injection,
+        observed.pod,
+        observed.node,
+        observed.host,
+    );
+    vetted.err().or_else(|| match &observed.pod_netns {
+        Err(NetnsMiss::Host(why)) => Some(Refusal::new(
+            RefusalReason::HostNamespace,
+            format!("{why}; {HOST_NETWORK_HINT}"),
+        )),
+        _ => None,
+    })
+}
+
+/// A refused injection: Failed with the reason, its session (and so its rules) stopped, looked
+/// at again after [`RESYNC`] (its pod may come into line, e.g. once the operator has
+/// re-targeted it).
+fn refuse(observed: &Observed, refusal: &Refusal) -> Decision {
+    let mut status = status_for(
+        observed.injection,
+        InjectionPhase::Failed,
+        figures_after_stop(observed),
+        Some(refusal.last_error()),
+    );
+    status.reason = Some(refusal.reason);
+    Decision {
+        actions: observed
+            .session
+            .as_ref()
+            .map(|_| Act::StopSession)
+            .into_iter()
+            .collect(),
+        status: Some(status),
+        requeue: Some(RESYNC),
     }
 }
 

@@ -1,19 +1,23 @@
 //! What the node agent decides about the KafkaFaultInjections of its node, as pure functions
-//! of what it observed: what state an injection's rules must be in ([`desired`]), the whole
-//! reconcile of one injection ([`decide()`]: the actions to take and the status to report),
-//! which chains in a namespace nobody wants any more ([`is_orphan`]), and which network
-//! namespace is a pod's ([`pod_netns`]). The agent in the binary only gathers what these need
-//! (objects, the clock, `/proc`, its sessions' progress), calls them, and acts.
+//! of what it observed: whether it may act on an injection at all ([`vet()`]: the injection
+//! checked against its live pod), what state an injection's rules must be in ([`desired`]),
+//! the whole reconcile of one injection ([`decide()`]: the actions to take and the status to
+//! report), which chains in a namespace nobody wants any more ([`is_orphan`]), and which
+//! network namespace is a pod's ([`pod_netns`]). The agent in the binary only gathers what
+//! these need (objects, the clock, `/proc`, its sessions' progress), calls them, and acts.
 //!
 //! It depends on [`crate::fault`] (the plan a session enforces) and [`crate::rules`] (the
 //! chains it judges); only the binary's `agent` command and namespace lookup use it.
 
 mod decide;
 pub mod pod_netns;
+mod vet;
 
 pub use decide::{
-    Act, Decision, Observed, Placement, PodNetns, RESYNC, SessionView, Start, decide, start_failed,
+    Act, Decision, NetnsMiss, Observed, Placement, PodNetns, RESYNC, SessionView, Start, decide,
+    start_failed,
 };
+pub use vet::{HOST_NETWORK_HINT, HostTargets, Refusal, vet};
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -133,6 +137,7 @@ pub fn status_for(
         reset_requests: tally.reset,
         failed_open: tally.failed_open,
         last_error,
+        reason: None,
         observed_generation: injection.metadata.generation,
     }
 }
@@ -140,12 +145,14 @@ pub fn status_for(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::api::core::v1::{Pod, PodSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
     use kafka_shock_crds::{
         Action, ActionType, Enforcement, FaultMatch, FaultTerms, KafkaFaultInjectionSpec,
     };
 
-    /// The injection of "reset every Produce to `orders`" on one pod, generation 3.
+    /// The injection of "reset every Produce to `orders`" on one pod, generation 3, as the
+    /// operator writes it: in the pod's namespace, controlled by its fault.
     pub(crate) fn injection(expire: Option<&str>, paused: bool) -> KafkaFaultInjection {
         let mut object = KafkaFaultInjection::new(
             "reset-orders-kafka-broker-0",
@@ -171,7 +178,34 @@ mod tests {
             },
         );
         object.metadata.generation = Some(3);
+        object.metadata.namespace = Some("kafka".into());
+        object.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: "kafkashock.io/v1alpha1".into(),
+            kind: "KafkaFault".into(),
+            name: "reset-orders".into(),
+            uid: "5e1f0a3c-fault".into(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }]);
         object
+    }
+
+    /// The live pod [`injection`] names, on its node.
+    pub(crate) fn pod() -> Pod {
+        let spec = injection(None, false).spec;
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(spec.pod_name),
+                namespace: Some("kafka".into()),
+                uid: Some(spec.pod_uid),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PodSpec {
+                node_name: Some(spec.node_name),
+                ..PodSpec::default()
+            }),
+            status: None,
+        }
     }
 
     pub(crate) fn at(text: &str) -> Timestamp {

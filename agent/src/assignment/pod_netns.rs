@@ -1,7 +1,11 @@
-//! Finding a pod's network namespace from what `/proc` says about each namespace: the pod UID
-//! in a member process's cgroup path, and the namespace's local addresses. This works with any
-//! container runtime (and with the lab's plain namespaces), because it needs only the kernel's
-//! view. Parsing and choosing are pure; the binary's `netns` module reads the files.
+//! Finding a pod's network namespace from what `/proc` says about each namespace: the pod UIDs
+//! in its member processes' cgroup paths, and the namespace's local addresses. This works with
+//! any container runtime (and with the lab's plain namespaces), because it needs only the
+//! kernel's view. Parsing and choosing are pure; the binary's `netns` module reads the files.
+//!
+//! The machine's own namespace (pid 1's, or the caller's) is never chosen for a pod unless the
+//! caller allows it: a `hostNetwork` pod's processes sit there, and a fault installed there acts
+//! on the node itself (its SSH, its kubelet, the API server's port).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -28,13 +32,14 @@ impl fmt::Display for PodKey {
     }
 }
 
-/// One network namespace as scanned: its inode, the process it was read through, the pod UID
-/// in that process's cgroup (if any), and the namespace's local addresses.
+/// One network namespace as scanned: its inode, the process it was read through, the pod UIDs
+/// in the cgroups of the processes in it (a pod's own namespace holds its one UID; the node's
+/// holds those of every `hostNetwork` pod), and the namespace's local addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
     pub inode: u64,
     pub pid: u32,
-    pub pod_uid: Option<String>,
+    pub pod_uids: BTreeSet<String>,
     pub addresses: BTreeSet<IpAddr>,
 }
 
@@ -61,10 +66,37 @@ impl fmt::Display for FoundBy {
 impl Candidate {
     /// How this namespace, chosen by [`pick`] for `wanted`, matched it.
     pub fn found_by(&self, wanted: &PodKey) -> FoundBy {
-        match (&self.pod_uid, &wanted.uid) {
-            (Some(found), Some(uid)) if found.eq_ignore_ascii_case(uid) => FoundBy::PodUid,
-            _ => FoundBy::PodIp,
+        let by_uid = wanted.uid.as_deref().is_some_and(|uid| {
+            self.pod_uids
+                .iter()
+                .any(|found| found.eq_ignore_ascii_case(uid))
+        });
+        if by_uid {
+            FoundBy::PodUid
+        } else {
+            FoundBy::PodIp
         }
+    }
+}
+
+/// The machine's own network namespaces (by inode: pid 1's and the caller's), and whether a
+/// pod found in one of them may be chosen.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostNetns {
+    pub inodes: BTreeSet<u64>,
+    pub allowed: bool,
+}
+
+impl HostNetns {
+    /// Whether the namespace of `inode` is one of the machine's own.
+    pub fn contains(&self, inode: u64) -> bool {
+        self.inodes.contains(&inode)
+    }
+
+    /// Whether a fault may not be installed in the namespace of `inode`: it is the machine's
+    /// own, and that is not allowed.
+    pub fn refuses(&self, inode: u64) -> bool {
+        self.contains(inode) && !self.allowed
     }
 }
 
@@ -78,6 +110,10 @@ pub enum PodNetnsError {
         pids.len()
     )]
     Ambiguous { wanted: PodKey, pids: Vec<u32> },
+    #[error(
+        "{wanted} is in the node's own network namespace (through process {pid}): a hostNetwork pod, where a fault would act on the node itself"
+    )]
+    HostNamespace { wanted: PodKey, pid: u32 },
 }
 
 /// The pod UID in a `/proc/<pid>/cgroup` text, for both kubelet cgroup drivers and both cgroup
@@ -136,24 +172,25 @@ pub fn ipv6_addresses(if_inet6: &str) -> BTreeSet<Ipv6Addr> {
         .collect()
 }
 
-/// Chooses the pod's namespace: the one whose pod UID matches, else the one holding the pod
-/// IP. The host's namespace (`host_inode`) never matches by IP, because the bridge to the pods
-/// may carry an address a pod's could be mistaken for.
+/// Chooses the pod's namespace: the one holding a process of the pod's UID, else the one
+/// holding the pod IP. The machine's own namespaces never match by IP, because the bridge to
+/// the pods may carry an address a pod's could be mistaken for; found by UID (a
+/// `hostNetwork` pod), one is refused unless `host.allowed`.
 pub fn pick<'a>(
     candidates: &'a [Candidate],
     wanted: &PodKey,
-    host_inode: u64,
+    host: &HostNetns,
 ) -> Result<&'a Candidate, PodNetnsError> {
     let by_uid = |candidate: &Candidate| {
         wanted.uid.as_deref().is_some_and(|uid| {
             candidate
-                .pod_uid
-                .as_deref()
-                .is_some_and(|found| found.eq_ignore_ascii_case(uid))
+                .pod_uids
+                .iter()
+                .any(|found| found.eq_ignore_ascii_case(uid))
         })
     };
     let by_ip = |candidate: &Candidate| {
-        candidate.inode != host_inode
+        !host.contains(candidate.inode)
             && wanted
                 .ip
                 .is_some_and(|ip| candidate.addresses.contains(&ip))
@@ -165,6 +202,10 @@ pub fn pick<'a>(
         by_uid
     };
     match matches.as_slice() {
+        [only] if host.refuses(only.inode) => Err(PodNetnsError::HostNamespace {
+            wanted: wanted.clone(),
+            pid: only.pid,
+        }),
         [only] => Ok(only),
         [] => Err(PodNetnsError::NotFound {
             wanted: wanted.clone(),
@@ -283,21 +324,29 @@ Local:
         assert_eq!(ipv6_addresses(text), expected);
     }
 
-    fn candidate(inode: u64, pid: u32, pod_uid: Option<&str>, addresses: &[&str]) -> Candidate {
+    fn candidate(inode: u64, pid: u32, pod_uids: &[&str], addresses: &[&str]) -> Candidate {
         Candidate {
             inode,
             pid,
-            pod_uid: pod_uid.map(str::to_owned),
+            pod_uids: pod_uids.iter().map(|uid| uid.to_string()).collect(),
             addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
         }
     }
 
     fn namespaces() -> Vec<Candidate> {
         vec![
-            candidate(1, 1, None, &["127.0.0.1", "10.77.0.1"]),
-            candidate(2, 40, Some(UID), &["127.0.0.1", "10.244.0.5"]),
-            candidate(3, 70, None, &["127.0.0.1", "10.77.0.11", "fd00::11"]),
+            candidate(1, 1, &[], &["127.0.0.1", "10.77.0.1"]),
+            candidate(2, 40, &[UID], &["127.0.0.1", "10.244.0.5"]),
+            candidate(3, 70, &[], &["127.0.0.1", "10.77.0.11", "fd00::11"]),
         ]
+    }
+
+    /// The machine's own namespace is inode 1 (pid 1's), and no pod may be found in it.
+    fn host() -> HostNetns {
+        HostNetns {
+            inodes: [1].into(),
+            allowed: false,
+        }
     }
 
     fn key(uid: Option<&str>, ip: Option<&str>) -> PodKey {
@@ -311,7 +360,7 @@ Local:
     fn picks_by_pod_uid_first() {
         let all = namespaces();
         let wanted = key(Some(&UID.to_uppercase()), Some("10.77.0.11"));
-        assert_eq!(pick(&all, &wanted, 1).unwrap().pid, 40);
+        assert_eq!(pick(&all, &wanted, &host()).unwrap().pid, 40);
     }
 
     #[test]
@@ -319,7 +368,7 @@ Local:
         let read = |inode, pid, cgroup: &str, fib_trie: &str| Candidate {
             inode,
             pid,
-            pod_uid: pod_uid_from_cgroup(cgroup),
+            pod_uids: pod_uid_from_cgroup(cgroup).into_iter().collect(),
             addresses: ipv4_local_addresses(fib_trie)
                 .into_iter()
                 .map(IpAddr::V4)
@@ -333,7 +382,7 @@ Local:
             read(1, 1, "0::/init.scope\n", FIB_TRIE),
             read(2, 40, &pod_cgroup, FIB_TRIE),
         ];
-        assert_eq!(pick(&all, &key(Some(UID), None), 1).unwrap().pid, 40);
+        assert_eq!(pick(&all, &key(Some(UID), None), &host()).unwrap().pid, 40);
     }
 
     #[test]
@@ -341,7 +390,7 @@ Local:
         let all = namespaces();
         let by_uid = key(Some(&UID.to_uppercase()), Some("10.77.0.11"));
         assert_eq!(
-            pick(&all, &by_uid, 1).unwrap().found_by(&by_uid),
+            pick(&all, &by_uid, &host()).unwrap().found_by(&by_uid),
             FoundBy::PodUid
         );
         let by_ip = key(
@@ -349,7 +398,7 @@ Local:
             Some("10.77.0.11"),
         );
         assert_eq!(
-            pick(&all, &by_ip, 1).unwrap().found_by(&by_ip),
+            pick(&all, &by_ip, &host()).unwrap().found_by(&by_ip),
             FoundBy::PodIp
         );
         assert_eq!(FoundBy::PodUid.to_string(), "pod UID in cgroup");
@@ -360,12 +409,17 @@ Local:
         let all = namespaces();
         let other_uid = "00000000-0000-0000-0000-000000000000";
         assert_eq!(
-            pick(&all, &key(Some(other_uid), Some("10.77.0.11")), 1)
+            pick(&all, &key(Some(other_uid), Some("10.77.0.11")), &host())
                 .unwrap()
                 .pid,
             70
         );
-        assert_eq!(pick(&all, &key(None, Some("fd00::11")), 1).unwrap().pid, 70);
+        assert_eq!(
+            pick(&all, &key(None, Some("fd00::11")), &host())
+                .unwrap()
+                .pid,
+            70
+        );
     }
 
     #[test]
@@ -373,7 +427,7 @@ Local:
         let all = namespaces();
         let wanted = key(None, Some("10.77.0.1"));
         assert_eq!(
-            pick(&all, &wanted, 1),
+            pick(&all, &wanted, &host()),
             Err(PodNetnsError::NotFound { wanted, scanned: 3 })
         );
     }
@@ -383,7 +437,7 @@ Local:
         let all = namespaces();
         let wanted = key(None, Some("127.0.0.1"));
         assert_eq!(
-            pick(&all, &wanted, 1),
+            pick(&all, &wanted, &host()),
             Err(PodNetnsError::Ambiguous {
                 wanted,
                 pids: vec![40, 70]
@@ -394,10 +448,79 @@ Local:
     #[test]
     fn unknown_uid_names_what_was_looked_for() {
         let all = namespaces();
-        let error = pick(&all, &key(Some("abc"), None), 1).unwrap_err();
+        let error = pick(&all, &key(Some("abc"), None), &host()).unwrap_err();
         assert_eq!(
             error.to_string(),
             "no network namespace carries pod UID abc (3 namespaces scanned)"
         );
+    }
+
+    #[test]
+    fn a_pod_whose_processes_sit_in_the_host_namespace_is_refused_unless_allowed() {
+        const HOST_POD: &str = "7d2e5c1a-0b3f-4e8d-9c6a-5f4e3d2c1b0a";
+        // A hostNetwork pod: its processes are in the node's namespace (inode 1, here read
+        // through pid 1), next to other host-network pods'. The node's namespace is also the
+        // agent's own (inode 5 in a pod of its own, when the agent runs without hostNetwork).
+        let all = vec![
+            candidate(1, 1, &["0e1d2c3b-other-host-pod", HOST_POD], &["10.77.0.1"]),
+            candidate(2, 40, &[UID], &["10.244.0.5"]),
+            candidate(5, 90, &[], &["10.244.0.9"]),
+        ];
+        let wanted = key(Some(HOST_POD), Some("10.77.0.1"));
+        let error = pick(&all, &wanted, &host()).unwrap_err();
+        assert_eq!(
+            error,
+            PodNetnsError::HostNamespace {
+                wanted: wanted.clone(),
+                pid: 1
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "pod UID 7d2e5c1a-0b3f-4e8d-9c6a-5f4e3d2c1b0a or address 10.77.0.1 is in the node's own network namespace (through process 1): a hostNetwork pod, where a fault would act on the node itself"
+        );
+        let allowed = HostNetns {
+            allowed: true,
+            ..host()
+        };
+        assert_eq!(pick(&all, &wanted, &allowed).unwrap().inode, 1);
+        // The agent's own namespace is the machine's too.
+        let agent_pod = "4b3a2918-agent";
+        let all = vec![candidate(5, 90, &[agent_pod], &["10.244.0.9"])];
+        let own = HostNetns {
+            inodes: [1, 5].into(),
+            allowed: false,
+        };
+        assert!(matches!(
+            pick(&all, &key(Some(agent_pod), None), &own),
+            Err(PodNetnsError::HostNamespace { pid: 90, .. })
+        ));
+        // Other pods are found as before, whether host targets are allowed or not.
+        let all = namespaces();
+        for host in [host(), allowed] {
+            assert_eq!(pick(&all, &key(Some(UID), None), &host).unwrap().pid, 40);
+        }
+    }
+
+    #[test]
+    fn the_host_never_matches_by_ip_even_when_allowed() {
+        let all = namespaces();
+        let allowed = HostNetns {
+            allowed: true,
+            ..host()
+        };
+        assert!(matches!(
+            pick(&all, &key(None, Some("10.77.0.1")), &allowed),
+            Err(PodNetnsError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn a_pod_uid_in_two_namespaces_is_ambiguous() {
+        let all = vec![candidate(2, 40, &[UID], &[]), candidate(3, 70, &[UID], &[])];
+        assert!(matches!(
+            pick(&all, &key(Some(UID), None), &host()),
+            Err(PodNetnsError::Ambiguous { .. })
+        ));
     }
 }

@@ -28,6 +28,7 @@ use crate::commands::target::TargetArgs;
 use crate::commands::values::parse_lease;
 use crate::edges::clock::since_epoch;
 use crate::edges::enforcer::is_cli_leftover;
+use crate::edges::netns::refuse_host_namespace;
 use crate::edges::session::{Session, SessionSpec};
 
 /// How often a paused file is read again.
@@ -63,6 +64,10 @@ pub struct InjectArgs {
     /// (at least 3s; renewed every third of it).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_lease)]
     lease: Duration,
+    /// Allow the host's own network namespace (pid 1's, or this process's) as the target,
+    /// whatever flag names it: a fault there acts on the machine itself.
+    #[arg(long)]
+    allow_host_netns: bool,
 }
 
 /// Reads and checks the fault file (at most [`MAX_MANIFEST_BYTES`]), naming it on every error.
@@ -137,6 +142,7 @@ pub fn run(args: InjectArgs) -> anyhow::Result<()> {
              (or --dry-run)"
         );
     };
+    refuse_host_namespace(&netns, args.allow_host_netns)?;
     let Some(fault) = wait_while_paused(&args.file, fault, &interrupted)? else {
         return Ok(());
     };

@@ -6,14 +6,16 @@
 //! because `setns` changes the namespace of the calling thread only and nothing else may run
 //! there afterwards by accident), or `nsenter --net=/proc/<our pid>/fd/<n>` for iptables.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use kafka_shock_agent::assignment::pod_netns::{self, Candidate, FoundBy, PodKey, PodNetnsError};
+use kafka_shock_agent::assignment::pod_netns::{
+    self, Candidate, FoundBy, HostNetns, PodKey, PodNetnsError,
+};
 use nix::sched::{CloneFlags, setns};
 
 /// Why a namespace could not be named or entered.
@@ -46,6 +48,11 @@ pub enum NetnsError {
     ScanProc(std::io::Error),
     #[error(transparent)]
     Pod(#[from] PodNetnsError),
+    #[error(
+        "{} is the host's own network namespace (pid 1's, or this process's): a fault there acts on the machine itself, its SSH and API server ports included; pass --allow-host-netns if that is what you mean",
+        path.display()
+    )]
+    HostNamespace { path: PathBuf },
 }
 
 /// Where a command-line namespace points: a name from `ip netns`, a path, a process's, or the
@@ -69,7 +76,8 @@ impl NetnsTarget {
         }
     }
 
-    /// Opens the namespace once; a pod's is found by scanning `/proc` first.
+    /// Opens the namespace once; a pod's is found by scanning `/proc` first (also a
+    /// `hostNetwork` pod's, the node's own: whoever acts there checks [`refuse_host_namespace`]).
     pub fn open(&self) -> Result<Netns, NetnsError> {
         let (path, missing) = match self {
             NetnsTarget::PodUid(uid) => {
@@ -198,13 +206,44 @@ impl NetnsError {
 
 /// `/proc/<pid>/ns/net` of the one namespace that belongs to the pod `wanted` (by UID first,
 /// by address else), its inode, which changes when the pod's sandbox is recreated, and which of
-/// the two found it.
-pub fn find_pod_namespace(wanted: &PodKey) -> Result<(PathBuf, u64, FoundBy), NetnsError> {
-    let (path, found_by) = find_pod(wanted)?;
-    let inode = std::fs::metadata(&path)
-        .map_err(NetnsError::ScanProc)?
-        .ino();
+/// the two found it. The node's own namespace (a `hostNetwork` pod's) is refused unless
+/// `allow_host`.
+pub fn find_pod_namespace(
+    wanted: &PodKey,
+    allow_host: bool,
+) -> Result<(PathBuf, u64, FoundBy), NetnsError> {
+    let (path, found_by) = find_pod(wanted, allow_host)?;
+    let inode = inode_of(&path).map_err(NetnsError::ScanProc)?;
     Ok((path, inode, found_by))
+}
+
+/// The inode of the namespace file at `path`: the namespace's identity.
+pub fn inode_of(path: &Path) -> std::io::Result<u64> {
+    std::fs::metadata(path).map(|metadata| metadata.ino())
+}
+
+/// The inodes of the machine's own network namespaces: pid 1's and this process's (they differ
+/// when the agent runs in a pod of its own, with hostPID and without hostNetwork). pid 1 is
+/// left out when it is hidden from us (a sandbox without hostPID).
+pub fn host_namespaces() -> Result<BTreeSet<u64>, NetnsError> {
+    let own = namespace_inode("self").map_err(NetnsError::ScanProc)?;
+    Ok(namespace_inode("1").ok().into_iter().chain([own]).collect())
+}
+
+/// Refuses `netns` when it is the machine's own (pid 1's or ours) and `allow_host` is not set:
+/// whoever installs a fault checks this, whatever flag named the namespace (`--pid 1`,
+/// `--netns /proc/1/ns/net`, a `hostNetwork` pod's UID or IP).
+pub fn refuse_host_namespace(netns: &Netns, allow_host: bool) -> Result<(), NetnsError> {
+    let host = HostNetns {
+        inodes: host_namespaces()?,
+        allowed: allow_host,
+    };
+    if host.refuses(netns.inode()) {
+        return Err(NetnsError::HostNamespace {
+            path: netns.origin().to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// Every network namespace file of the machine, one per namespace (deduplicated by inode):
@@ -245,19 +284,18 @@ pub fn every_namespace() -> Vec<PathBuf> {
 
 /// The one namespace that belongs to the pod `wanted`, opened.
 fn open_pod(wanted: &PodKey) -> Result<Netns, NetnsError> {
-    let (path, inode, _) = find_pod_namespace(wanted)?;
+    let (path, inode, _) = find_pod_namespace(wanted, true)?;
     Netns::open_expecting(&path, inode)
 }
 
 /// `/proc/<pid>/ns/net` of the one namespace that belongs to the pod `wanted`, and how.
-fn find_pod(wanted: &PodKey) -> Result<(PathBuf, FoundBy), NetnsError> {
-    // The CLI and the agent run in the host's namespace, so ours stands in for pid 1's when
-    // pid 1 is hidden from us (as in a sandbox without hostPID).
-    let host_inode = namespace_inode("1")
-        .or_else(|_| namespace_inode("self"))
-        .map_err(NetnsError::ScanProc)?;
+fn find_pod(wanted: &PodKey, allow_host: bool) -> Result<(PathBuf, FoundBy), NetnsError> {
+    let host = HostNetns {
+        inodes: host_namespaces()?,
+        allowed: allow_host,
+    };
     let candidates = scan_namespaces()?;
-    let pod = pod_netns::pick(&candidates, wanted, host_inode)?;
+    let pod = pod_netns::pick(&candidates, wanted, &host)?;
     Ok((
         PathBuf::from(format!("/proc/{}/ns/net", pod.pid)),
         pod.found_by(wanted),
@@ -268,7 +306,8 @@ fn namespace_inode(process: impl std::fmt::Display) -> std::io::Result<u64> {
     std::fs::metadata(format!("/proc/{process}/ns/net")).map(|metadata| metadata.ino())
 }
 
-/// Every network namespace some process is in, each read through its lowest pid. Processes
+/// Every network namespace some process is in, each read through its lowest pid, with the pod
+/// UIDs of all its processes (the node's namespace holds every `hostNetwork` pod's). Processes
 /// that exit while being read are skipped; their namespace is read through another if any.
 fn scan_namespaces() -> Result<Vec<Candidate>, NetnsError> {
     let mut pids: Vec<u32> = std::fs::read_dir("/proc")
@@ -276,25 +315,33 @@ fn scan_namespaces() -> Result<Vec<Candidate>, NetnsError> {
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
         .collect();
     pids.sort_unstable();
-    let mut seen = HashSet::new();
-    let mut candidates = Vec::new();
+    let mut index: HashMap<u64, usize> = HashMap::new();
+    let mut candidates: Vec<Candidate> = Vec::new();
     for pid in pids {
         let Ok(inode) = namespace_inode(pid) else {
             continue;
         };
-        if seen.contains(&inode) {
-            continue;
-        }
-        if let Some(candidate) = read_candidate(pid, inode) {
-            seen.insert(inode);
-            candidates.push(candidate);
-        }
+        let pod_uid = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .ok()
+            .and_then(|cgroup| pod_netns::pod_uid_from_cgroup(&cgroup));
+        let candidate = match index.get(&inode) {
+            Some(&at) => &mut candidates[at],
+            None => {
+                let Some(candidate) = read_candidate(pid, inode) else {
+                    continue;
+                };
+                index.insert(inode, candidates.len());
+                candidates.push(candidate);
+                candidates.last_mut().expect("just pushed")
+            }
+        };
+        candidate.pod_uids.extend(pod_uid);
     }
     Ok(candidates)
 }
 
-/// What `/proc/<pid>` says about its namespace, or `None` when the process is gone. A missing
-/// cgroup or `if_inet6` (IPv6 disabled) only means no pod UID or no IPv6 addresses.
+/// What `/proc/<pid>` says about its namespace's addresses, or `None` when the process is gone.
+/// A missing `if_inet6` (IPv6 disabled) only means no IPv6 addresses.
 fn read_candidate(pid: u32, inode: u64) -> Option<Candidate> {
     let read = |file: &str| std::fs::read_to_string(format!("/proc/{pid}/{file}"));
     let fib_trie = read("net/fib_trie").ok()?;
@@ -304,9 +351,7 @@ fn read_candidate(pid: u32, inode: u64) -> Option<Candidate> {
     Some(Candidate {
         inode,
         pid,
-        pod_uid: read("cgroup")
-            .ok()
-            .and_then(|cgroup| pod_netns::pod_uid_from_cgroup(&cgroup)),
+        pod_uids: BTreeSet::new(),
         addresses: ipv4
             .into_iter()
             .map(IpAddr::V4)

@@ -85,3 +85,11 @@ Call with (dict "root" $ "component" "agent").
 {{- $image := (index .root.Values .component).image }}
 {{- printf "%s:%s" $image.repository ($image.tag | default .root.Chart.AppVersion) }}
 {{- end }}
+
+{{/*
+The username a component's ServiceAccount authenticates as, as admission sees it:
+system:serviceaccount:<namespace>:<name>. Call with (dict "root" $ "component" "agent").
+*/}}
+{{- define "kafka-shock.serviceAccountUser" -}}
+{{- printf "system:serviceaccount:%s:%s" .root.Release.Namespace (include "kafka-shock.serviceAccountName" .) }}
+{{- end }}

@@ -42,7 +42,7 @@ use serde_json::json;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::{
-    InjectionError, SelectError, expiry, finalizer_releasable, injection_changes,
+    GuardRails, InjectionError, SelectError, expiry, finalizer_releasable, injection_changes,
     metrics::Metrics,
     notices::notices,
     roll_up, select_targets,
@@ -178,11 +178,13 @@ pub struct Context {
     pub recorder: Recorder,
     /// Counters and gauges for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// The namespaces and ports this installation honours faults in and for.
+    pub rails: GuardRails,
 }
 
 impl Context {
     /// A context whose Events are reported by [`MANAGER`] (instance: `$POD_NAME`, when set).
-    pub fn new(client: Client, metrics: Arc<Metrics>) -> Self {
+    pub fn new(client: Client, metrics: Arc<Metrics>, rails: GuardRails) -> Self {
         let reporter = Reporter {
             controller: MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -191,6 +193,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,
+            rails,
         }
     }
 }
@@ -292,7 +295,8 @@ async fn sync(fault: &KafkaFault, ctx: &Context) -> Result<Synced, Error> {
         .collect();
 
     let now = Time(Timestamp::now());
-    let targets = if validity(fault).is_ok() && fault.metadata.deletion_timestamp.is_none() {
+    let valid = validity(fault, &ctx.rails).is_ok();
+    let targets = if valid && fault.metadata.deletion_timestamp.is_none() {
         let selector = parse_selector(&fault.spec.selector).map_err(SelectError::from)?;
         let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
         let selected = pods
@@ -340,7 +344,7 @@ async fn sync(fault: &KafkaFault, ctx: &Context) -> Result<Synced, Error> {
     release_orphans(&injections, &namespace, &mut stored, ctx).await?;
 
     let current: Vec<KafkaFaultInjection> = stored.into_values().collect();
-    let status = roll_up(fault, &targets, &current, &now);
+    let status = roll_up(fault, &ctx.rails, &targets, &current, &now);
     if fault.status.as_ref() != Some(&status) {
         write_status(fault, &status, ctx).await?;
     }
@@ -460,8 +464,8 @@ fn key(fault: &KafkaFault) -> String {
 }
 
 /// Runs the controller until SIGTERM or SIGINT: KafkaFaults, the injections they own, and the
-/// pods and nodes that decide their targets.
-pub async fn run(client: Client, metrics: Arc<Metrics>, concurrency: u16) {
+/// pods and nodes that decide their targets; faults outside `rails` are reported, not injected.
+pub async fn run(client: Client, metrics: Arc<Metrics>, concurrency: u16, rails: GuardRails) {
     // The lab has no kubelet or controller-manager: a pod's status is written once and never
     // refreshed, and nodes send no heartbeats. So nothing here waits for a status to change or
     // reads heartbeats; the initial lists may come from the API server's watch cache.
@@ -469,7 +473,7 @@ pub async fn run(client: Client, metrics: Arc<Metrics>, concurrency: u16) {
     let controller = Controller::new(Api::<KafkaFault>::all(client.clone()), config.clone());
     let faults = controller.store();
     let faults_of_pod = faults.clone();
-    let context = Arc::new(Context::new(client.clone(), metrics));
+    let context = Arc::new(Context::new(client.clone(), metrics, rails));
     let controller = controller
         .owns(
             Api::<KafkaFaultInjection>::all(client.clone()),

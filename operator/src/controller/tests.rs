@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::{Context, RECOVERY_POLL, RESYNC, reconcile};
 use crate::{
+    GuardRails,
     metrics::Metrics,
     targets::tests::{fault, pod},
 };
@@ -30,9 +31,9 @@ async fn event(server: &mut ApiServer) -> String {
     reason
 }
 
-fn context() -> (Arc<Context>, ApiServer) {
+fn context(rails: GuardRails) -> (Arc<Context>, ApiServer) {
     let (client, server) = api_server();
-    let context = Context::new(client, Arc::new(Metrics::default()));
+    let context = Context::new(client, Arc::new(Metrics::default()), rails);
     (Arc::new(context), server)
 }
 
@@ -41,7 +42,19 @@ async fn run<F>(fault: KafkaFault, scenario: impl FnOnce(ApiServer) -> F) -> Act
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let (ctx, server) = context();
+    run_within(GuardRails::default(), fault, scenario).await
+}
+
+/// [`run`] with the installation's guard rails `rails`.
+async fn run_within<F>(
+    rails: GuardRails,
+    fault: KafkaFault,
+    scenario: impl FnOnce(ApiServer) -> F,
+) -> Action
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let (ctx, server) = context(rails);
     let server = tokio::spawn(scenario(server));
     let result = tokio::time::timeout(Duration::from_secs(10), reconcile(Arc::new(fault), ctx))
         .await
@@ -221,6 +234,61 @@ fn deleting_with_active_injections() -> (KafkaFault, Vec<Value>) {
         })
         .collect();
     (deleting, injections)
+}
+
+#[tokio::test]
+async fn a_fault_outside_the_guard_rails_loses_its_injections_and_says_why() {
+    // Injected before the rails were set (an upgrade of the chart with faultNamespaces).
+    let (mut live, injections) = deleting_with_active_injections();
+    live.metadata.deletion_timestamp = None;
+    let rails = GuardRails {
+        namespaces: ["kafka-prod".to_owned()].into(),
+        ..GuardRails::default()
+    };
+    let action = run_within(rails, live, |mut server| async move {
+        server
+            .expect(Method::GET, INJECTIONS)
+            .await
+            .answer(list("KafkaFaultInjectionList", injections.clone()));
+        // No pod list: nothing is selected. The injections go.
+        for injection in &injections {
+            let name = injection["metadata"]["name"].as_str().unwrap();
+            server
+                .expect(Method::DELETE, &format!("{INJECTIONS}/{name}"))
+                .await
+                .answer(terminating(injection.clone()));
+        }
+        for target in ["broker-0", "broker-1"] {
+            server
+                .expect(Method::GET, &format!("{PODS}/{target}"))
+                .await
+                .answer(serde_json::to_value(pod(target)).unwrap());
+            server
+                .expect(Method::GET, &format!("/api/v1/nodes/node-{target}"))
+                .await
+                .answer(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": format!("node-{target}")}}));
+        }
+        let call = server
+            .expect(Method::PATCH, &format!("{FAULTS}/reset-orders/status"))
+            .await;
+        let status = &call.body["status"];
+        assert_eq!(status["phase"], "Failed");
+        let valid = status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == conditions::VALID)
+            .unwrap();
+        assert_eq!(valid["reason"], "NamespaceNotAllowed");
+        assert_eq!(
+            valid["message"],
+            "KafkaFaults in namespace kafka are not honoured: this installation honours them only in kafka-prod (chart value faultNamespaces)"
+        );
+        call.answer(stored_fault());
+        assert_eq!(event(&mut server).await, "NamespaceNotAllowed");
+    })
+    .await;
+    assert_eq!(action, Action::requeue(RESYNC));
 }
 
 /// The answer to a DELETE of an injection with a finalizer: it stays, marked for deletion.

@@ -35,8 +35,9 @@ product_kubeconfig() {
   kube_write_kubeconfig "$PRODUCT_DIR/$component.kubeconfig" "token:$token"
 }
 
-# helm upgrade --install of the chart with extra values; idempotent. Helm installs crds/ only
-# with a release's first install: CRDs removed since are put back.
+# helm upgrade --install of the chart with extra helm arguments (e.g. --set allowedPorts={9092});
+# idempotent. Without them, the chart's defaults are installed. Helm installs crds/ only with a
+# release's first install: CRDs removed since are put back.
 product_helm() {
   [[ -f $LAB_STATE/env ]] || die "the lab is not up: run 'lab.sh up' first"
   [[ -f $CHART_DIR/Chart.yaml ]] || die "no kafka-shock chart at $CHART_DIR"
@@ -62,9 +63,10 @@ KSHOCK_AGENT_KUBECONFIG=$PRODUCT_DIR/agent.kubeconfig
 ENV
 }
 
-# The chart's CRDs, accounts and RBAC, without its workloads; prints the kubeconfigs.
+# The chart's CRDs, accounts and RBAC, without its workloads (with extra helm arguments);
+# prints the kubeconfigs.
 product_up() {
-  product_helm --set agent.enabled=false --set operator.replicas=0
+  product_helm --set agent.enabled=false --set operator.replicas=0 "$@"
   product_print_kubeconfigs
 }
 

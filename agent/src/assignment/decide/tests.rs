@@ -1,18 +1,21 @@
 //! [`decide`] on the situations the end-to-end tests drive through a real API server and real
-//! namespaces (apply, pause, expiry, deletion, a restarted pod, a dead session), and on those
-//! they cannot reach cheaply (a bad expireTime, a spec the agent refuses, a session failing
-//! again and again).
+//! namespaces (apply, pause, expiry, deletion, a restarted pod, a dead session, an injection
+//! refused against its pod), and on those they cannot reach cheaply (a bad expireTime, a spec
+//! the agent refuses, a session failing again and again, a pod changed under a running
+//! session, a hostNetwork pod's namespace).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kafka_shock_crds::{
     ActionType, FINALIZER, InjectionPhase, KafkaFaultInjection, KafkaFaultInjectionStatus,
+    RefusalReason,
 };
 
 use super::*;
-use crate::assignment::tests::{at, injection};
+use crate::assignment::tests::{at, injection, pod};
 use crate::rules::Layers;
 
 const NOW: &str = "2026-11-25T12:00:00Z";
@@ -26,14 +29,19 @@ fn netns(inode: u64) -> PodNetns {
     }
 }
 
-/// What the agent observes of `injection` at [`NOW`]: its pod's namespace is the one of inode
-/// 4026, and it runs `session`.
+/// The live pod of the test injection, for [`observed`] to borrow.
+static POD: std::sync::LazyLock<Pod> = std::sync::LazyLock::new(pod);
+
+/// What the agent observes of `injection` at [`NOW`]: its pod is live on this node, its
+/// pod's namespace is the one of inode 4026, and it runs `session`.
 fn observed(injection: &KafkaFaultInjection, session: Option<SessionView>) -> Observed<'_> {
     Observed {
         injection,
         uid: UID,
         node: "ksl-node-1",
         now: at(NOW),
+        pod: Some(&POD),
+        host: HostTargets::default(),
         pod_netns: Ok(netns(4026)),
         session,
     }
@@ -216,7 +224,9 @@ fn deletion_removes_the_rules_then_releases_the_finalizer() {
     // The pod's namespace is gone, with the rules in it; the finalizer is not ours to hold.
     deleting.metadata.finalizers = Some(vec!["other/keeper".into()]);
     let gone = Observed {
-        pod_netns: Err("no network namespace carries pod UID x".into()),
+        pod_netns: Err(NetnsMiss::NotFound(
+            "no network namespace carries pod UID x".into(),
+        )),
         ..observed(&deleting, None)
     };
     assert_eq!(acts(&decide(&gone)), ["forget"]);
@@ -266,7 +276,9 @@ fn another_path_to_the_same_namespace_keeps_the_session() {
 fn a_pod_namespace_not_found_stops_the_session_and_says_why() {
     let applied = injection(None, false);
     let lost = Observed {
-        pod_netns: Err("no network namespace carries pod UID x (12 namespaces scanned)".into()),
+        pod_netns: Err(NetnsMiss::NotFound(
+            "no network namespace carries pod UID x (12 namespaces scanned)".into(),
+        )),
         ..observed(&applied, Some(session(4026)))
     };
     let decision = decide(&lost);
@@ -369,4 +381,124 @@ fn a_session_that_cannot_start_is_failed_and_retried() {
     assert_eq!(reported(&decision).phase, InjectionPhase::Failed);
     assert_eq!(reported(&decision).matched_requests, 9);
     assert_eq!(decision.requeue, Some(RESYNC));
+}
+
+/// The test injection's pod, recreated: a new UID under the same name.
+fn recreated_pod() -> Pod {
+    let mut pod = pod();
+    pod.metadata.uid = Some("11111111-2222-4333-8444-555555555555".into());
+    pod
+}
+
+#[test]
+fn a_pod_changed_under_a_running_session_stops_it_and_says_which_check_failed() {
+    let applied = injection(None, false);
+    let recreated = recreated_pod();
+    let changed = Observed {
+        pod: Some(&recreated),
+        pod_netns: Err(NetnsMiss::NotLooked),
+        ..observed(&applied, Some(session(4026)))
+    };
+    let decision = decide(&changed);
+    assert_eq!(
+        acts(&decision),
+        ["stop"],
+        "no rule stays, none is installed"
+    );
+    let status = reported(&decision);
+    assert_eq!(status.phase, InjectionPhase::Failed);
+    assert_eq!(status.reason, Some(RefusalReason::PodMismatch));
+    let error = status.last_error.as_deref().unwrap();
+    assert!(
+        error.starts_with("PodMismatch: pod kafka/kafka-broker-0 has UID"),
+        "{error}"
+    );
+    assert_eq!((status.rules_installed, status.matched_requests), (0, 17));
+    assert_eq!(decision.requeue, Some(RESYNC), "looked at again");
+
+    // Without a session, nothing is started.
+    let never = Observed {
+        pod: None,
+        pod_netns: Err(NetnsMiss::NotLooked),
+        ..observed(&applied, None)
+    };
+    let decision = decide(&never);
+    assert!(decision.actions.is_empty());
+    assert_eq!(reported(&decision).reason, Some(RefusalReason::PodNotFound));
+
+    // Back in line (the operator re-targeted it): enforced again, the reason gone.
+    let decision = decide(&observed(&applied, None));
+    assert_eq!(acts(&decision), ["start in 4026"]);
+    assert_eq!(reported(&decision).reason, None);
+}
+
+#[test]
+fn a_refused_injection_is_still_deleted_and_expires() {
+    let recreated = recreated_pod();
+    let mut deleting = injection(None, false);
+    deleting.metadata.deletion_timestamp = Some(Time(at(NOW)));
+    deleting.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    let refused = |injection| Observed {
+        pod: Some(&recreated),
+        pod_netns: Err(NetnsMiss::NotLooked),
+        ..observed(injection, Some(session(4026)))
+    };
+    assert_eq!(
+        acts(&decide(&refused(&deleting))),
+        ["stop", "release", "forget"]
+    );
+    let expired = injection(Some(NOW), false);
+    let decision = decide(&refused(&expired));
+    assert_eq!(acts(&decision), ["stop"]);
+    assert_eq!(reported(&decision).phase, InjectionPhase::Recovered);
+    assert_eq!(reported(&decision).reason, None);
+    // A pause comes after the checks: the fault shows why it would not inject.
+    let paused = injection(None, true);
+    let decision = decide(&refused(&paused));
+    assert_eq!(reported(&decision).phase, InjectionPhase::Failed);
+    assert_eq!(reported(&decision).reason, Some(RefusalReason::PodMismatch));
+}
+
+#[test]
+fn a_pod_found_in_the_nodes_own_namespace_is_refused() {
+    let applied = injection(None, false);
+    let host = Observed {
+        pod_netns: Err(NetnsMiss::Host(
+            "pod UID x is in the node's own network namespace (through process 1): a hostNetwork pod, where a fault would act on the node itself".into(),
+        )),
+        ..observed(&applied, Some(session(4026)))
+    };
+    let decision = decide(&host);
+    assert_eq!(acts(&decision), ["stop"]);
+    let status = reported(&decision);
+    assert_eq!(status.phase, InjectionPhase::Failed);
+    assert_eq!(status.reason, Some(RefusalReason::HostNamespace));
+    let error = status.last_error.as_deref().unwrap();
+    assert!(
+        error.starts_with("HostNamespace: pod UID x is in the node's own network namespace")
+            && error.ends_with("(chart value agent.allowHostNetworkTargets)"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_host_network_pod_is_refused_before_its_namespace_is_looked_for() {
+    let applied = injection(None, false);
+    let mut host_pod = pod();
+    host_pod.spec.as_mut().unwrap().host_network = Some(true);
+    let refused = Observed {
+        pod: Some(&host_pod),
+        pod_netns: Err(NetnsMiss::NotLooked),
+        ..observed(&applied, None)
+    };
+    let decision = decide(&refused);
+    assert!(decision.actions.is_empty());
+    assert_eq!(reported(&decision).reason, Some(RefusalReason::HostNetwork));
+
+    let allowed = Observed {
+        pod: Some(&host_pod),
+        host: HostTargets { allowed: true },
+        ..observed(&applied, None)
+    };
+    assert_eq!(acts(&decide(&allowed)), ["start in 4026"]);
 }

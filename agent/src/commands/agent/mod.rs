@@ -28,12 +28,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use futures::{FutureExt, StreamExt};
-use kafka_shock_agent::assignment::is_orphan;
+use k8s_openapi::api::core::v1::Pod;
+use kafka_shock_agent::assignment::{HostTargets, is_orphan};
 use kafka_shock_crds::{KafkaFaultInjection, NODE_LABEL, label_value};
 use kafka_shock_daemon::http;
 use kube::api::ListParams;
 use kube::runtime::controller::Controller;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{debug, info, warn};
 
@@ -60,6 +62,11 @@ pub struct AgentArgs {
     /// removing them (at least 3s; renewed every third of it).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_lease)]
     lease: Duration,
+    /// Enforce injections whose pod uses the node's network namespace (spec.hostNetwork):
+    /// their rules act on the node itself. Without it they are refused (reason HostNetwork),
+    /// and the node's own namespace is never a target.
+    #[arg(long)]
+    allow_host_network_targets: bool,
 }
 
 pub fn run(args: AgentArgs) -> anyhow::Result<()> {
@@ -107,10 +114,16 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let server = tokio::spawn(http::serve(listener, metrics.clone(), async {
         let _ = stopped.await;
     }));
+    let pods = watch_node_pods(&client, &args.node_name);
+    let host = HostTargets {
+        allowed: args.allow_host_network_targets,
+    };
     let context = Arc::new(Context::new(
         client,
         &args.node_name,
         args.lease,
+        host,
+        pods,
         metrics.clone(),
     ));
     metrics.watching.store(true, Ordering::Relaxed);
@@ -161,6 +174,24 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     .context("stopping the sessions")?;
     info!("agent: stopped; removed the rules of {count} injection(s)");
     Ok(())
+}
+
+/// The pods of `node`, kept by a watch (field selector spec.nodeName) for the reconciles to
+/// check each injection against, without a read per reconcile.
+fn watch_node_pods(client: &Client, node: &str) -> Store<Pod> {
+    let (store, writer) = reflector::store();
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
+    let watch = watcher(Api::<Pod>::all(client.clone()), config)
+        .default_backoff()
+        .modify(|pod| pod.metadata.managed_fields = None);
+    tokio::spawn(
+        reflector::reflector(writer, watch).for_each(|event| async move {
+            if let Err(error) = event {
+                debug!(%error, "watching this node's pods");
+            }
+        }),
+    );
+    store
 }
 
 /// Installs the SIGTERM and SIGINT handlers now; the future resolves at the first of either,

@@ -1,30 +1,33 @@
 //! The node agent's reconcile of one injection, as a thin writer over the pure
 //! `assignment::decide` (kube-rs's `reconcile` / `error_policy` / `Context`, as in the
-//! operator's controller): it gathers what the decision needs (the pod's network namespace,
-//! found in `/proc`; the progress of this agent's session), performs the actions decided
-//! (sessions started, replaced or stopped, leftover rules removed, the finalizer released)
-//! and writes the status with server-side apply.
+//! operator's controller): it gathers what the decision needs (the live pod the injection
+//! names; the pod's network namespace, found in `/proc` only once the injection passed its
+//! checks against that pod; the progress of this agent's session), performs the actions
+//! decided (sessions started, replaced or stopped, leftover rules removed, the finalizer
+//! released) and writes the status with server-side apply.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kafka_shock_agent::assignment::pod_netns::PodKey;
+use kafka_shock_agent::assignment::pod_netns::{PodKey, PodNetnsError};
 use kafka_shock_agent::assignment::{
-    Act, Decision, Observed, PodNetns, RESYNC, SessionView, Start, Tally, decide, start_failed,
-    time_until,
+    Act, Decision, HostTargets, NetnsMiss, Observed, PodNetns, RESYNC, SessionView, Start, Tally,
+    decide, start_failed, time_until, vet,
 };
 use kafka_shock_crds::{FINALIZER, KafkaFaultInjection, KafkaFaultInjectionStatus};
 use kafka_shock_daemon::release_finalizer;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
 use super::metrics::Metrics;
-use crate::edges::netns::{Netns, find_pod_namespace};
+use crate::edges::netns::{Netns, NetnsError, find_pod_namespace};
 use crate::edges::session::worker::{Progress, Task, Worker, remove_leftovers};
 use crate::edges::session::{SessionSpec, SessionStats};
 
@@ -58,17 +61,30 @@ pub struct Context {
     node: String,
     /// The kernel lease of every session's jumps.
     lease: Duration,
+    /// Whether a pod in the node's own network namespace may be a target.
+    host: HostTargets,
+    /// The pods of this node, as a watch keeps them (it may trail the API server).
+    pods: Store<Pod>,
     /// The session of each injection this agent enforces, by injection UID.
     workers: Mutex<HashMap<String, Worker>>,
     metrics: Arc<Metrics>,
 }
 
 impl Context {
-    pub fn new(client: Client, node: &str, lease: Duration, metrics: Arc<Metrics>) -> Context {
+    pub fn new(
+        client: Client,
+        node: &str,
+        lease: Duration,
+        host: HostTargets,
+        pods: Store<Pod>,
+        metrics: Arc<Metrics>,
+    ) -> Context {
         Context {
             client,
             node: node.to_owned(),
             lease,
+            host,
+            pods,
             workers: Mutex::new(HashMap::new()),
             metrics,
         }
@@ -113,13 +129,21 @@ pub async fn reconcile(
 ) -> Result<Action, Error> {
     ctx.metrics.reconciles.inc();
     let uid = injection.uid().ok_or(Error::Incomplete("metadata.uid"))?;
+    let pod = read_pod(&ctx, &injection).await?;
+    // Nothing is looked for, let alone touched, for an injection that fails its checks.
+    let pod_netns = match vet(&injection, pod.as_deref(), &ctx.node, ctx.host) {
+        Ok(()) => resolve(&injection, ctx.host).await,
+        Err(_) => Err(NetnsMiss::NotLooked),
+    };
     let mut worker = ctx.take_worker(&uid);
     let observed = Observed {
         injection: &injection,
         uid: &uid,
         node: &ctx.node,
         now: Timestamp::now(),
-        pod_netns: resolve(&injection).await,
+        pod: pod.as_deref(),
+        host: ctx.host,
+        pod_netns,
         session: worker.as_ref().map(session_view),
     };
     let decision = decide(&observed);
@@ -183,20 +207,47 @@ async fn perform(
     Ok(requeue.map_or_else(Action::await_change, Action::requeue))
 }
 
-/// The pod's network namespace as it is now: by pod UID in cgroups, else by pod IP.
-async fn resolve(injection: &KafkaFaultInjection) -> Result<PodNetns, String> {
+/// The pod the injection names, in its namespace: from this node's pod cache when it passes
+/// the checks there, else as the API server has it now. The cache only ever confirms; a
+/// refusal is made on a fresh read (a pod just recreated may not be in the cache yet, and a
+/// pod on another node never is).
+async fn read_pod(
+    ctx: &Context,
+    injection: &KafkaFaultInjection,
+) -> Result<Option<Arc<Pod>>, Error> {
+    let namespace = injection
+        .namespace()
+        .ok_or(Error::Incomplete("metadata.namespace"))?;
+    let name = &injection.spec.pod_name;
+    let cached = ctx.pods.get(&ObjectRef::new(name).within(&namespace));
+    if let Some(pod) = cached.filter(|pod| vet(injection, Some(pod), &ctx.node, ctx.host).is_ok()) {
+        return Ok(Some(pod));
+    }
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    Ok(pods.get_opt(name).await?.map(Arc::new))
+}
+
+/// The pod's network namespace as it is now: by pod UID in cgroups, else by pod IP; the
+/// node's own is refused unless `host` allows it.
+async fn resolve(
+    injection: &KafkaFaultInjection,
+    host: HostTargets,
+) -> Result<PodNetns, NetnsMiss> {
     let key = PodKey {
         uid: Some(injection.spec.pod_uid.clone()).filter(|uid| !uid.is_empty()),
         ip: injection.spec.pod_ip.parse::<IpAddr>().ok(),
     };
-    match tokio::task::spawn_blocking(move || find_pod_namespace(&key)).await {
+    match tokio::task::spawn_blocking(move || find_pod_namespace(&key, host.allowed)).await {
         Ok(Ok((path, inode, found_by))) => Ok(PodNetns {
             path,
             inode,
             found_by,
         }),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(error) => Err(error.to_string()),
+        Ok(Err(error @ NetnsError::Pod(PodNetnsError::HostNamespace { .. }))) => {
+            Err(NetnsMiss::Host(error.to_string()))
+        }
+        Ok(Err(error)) => Err(NetnsMiss::NotFound(error.to_string())),
+        Err(error) => Err(NetnsMiss::NotFound(error.to_string())),
     }
 }
 
