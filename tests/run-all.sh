@@ -35,6 +35,9 @@ section "cargo build --release (the binaries of the agent and operator images th
 cargo build --release --locked -p kafka-shock-agent -p kafka-shock-operator --bins
 
 section "cargo test (unit, CRD drift and lab tests)"
-cargo test --workspace --locked --no-fail-fast
+# The lab tests interrupt what they start (inject, the agent) at random moments, as a terminal
+# or a kubelet would; a shell that ran this script in the background made SIGINT ignored, and
+# children inherit that until their own handlers replace it. Give them the default back.
+env --default-signal=INT,QUIT cargo test --workspace --locked --no-fail-fast
 
 section "done"

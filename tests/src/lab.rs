@@ -277,6 +277,12 @@ impl Lab {
         self.list("KSHOCK_LAB_NODES")
     }
 
+    /// An image every lab node holds without a registry (the pods' sandbox, `pause`): for a
+    /// test's own pods, run with `imagePullPolicy: Never`.
+    pub fn pause_image(&self) -> &str {
+        self.var("KSHOCK_LAB_PAUSE_IMAGE").unwrap_or_default()
+    }
+
     /// The Kubernetes namespace holding the broker pods.
     pub fn pod_namespace(&self) -> &str {
         self.var("KSHOCK_LAB_POD_NAMESPACE").unwrap_or_default()

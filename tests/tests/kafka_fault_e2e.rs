@@ -417,7 +417,7 @@ fn an_agent_interrupted_right_after_start_leaves_nothing() {
         let addr = free_loopback_addr().expect("a free port");
         let mut command = stack
             .product
-            .agent_command(&node, addr, &[])
+            .agent_command::<&str>(&node, addr, &[])
             .expect("agent command");
         let agent = Background::start(&mut command, Stream::Stderr, "", Duration::ZERO)
             .expect("agent starts");

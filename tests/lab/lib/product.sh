@@ -66,7 +66,8 @@ ENV
 # The chart's CRDs, accounts and RBAC, without its workloads (with extra helm arguments);
 # prints the kubeconfigs.
 product_up() {
-  product_helm --set agent.enabled=false --set operator.replicas=0 "$@"
+  # The DaemonSet stays (tests read the flags the chart gives the agent) but selects no node.
+  product_helm --set operator.replicas=0 --set-string agent.nodeSelector.kshock-lab-agents=none "$@"
   product_print_kubeconfigs
 }
 
