@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # The kafka-shock node agent image (also the `kafka-shock` CLI): the release binary with
-# iptables (both the nft and the legacy backend: the agent uses whichever the node uses) and
-# nsenter (util-linux). images/build.sh builds the binary and this file with Docker or buildah:
+# iptables (both the nft and the legacy backend: the agent uses whichever the node uses),
+# nsenter (util-linux), ss (iproute2: the Proxy handover closes connections with it) and
+# libpcap (live capture). images/build.sh builds the binary and this file with Docker or buildah:
 #
 #   images/build.sh                       # ghcr.io/kafka-shock/agent:<chart appVersion>
 #
@@ -10,8 +11,9 @@
 ARG BASE=docker.io/library/debian:bookworm-slim
 FROM ${BASE}
 RUN if ! command -v iptables-nft-restore >/dev/null || ! command -v iptables-legacy-restore >/dev/null \
-      || ! command -v nsenter >/dev/null; then \
-      apt-get update && apt-get install -y --no-install-recommends iptables util-linux \
+      || ! command -v nsenter >/dev/null || ! command -v ss >/dev/null \
+      || ! ls /usr/lib/*/libpcap.so.0.8 >/dev/null 2>&1; then \
+      apt-get update && apt-get install -y --no-install-recommends iptables util-linux iproute2 libpcap0.8 \
       && rm -rf /var/lib/apt/lists/*; \
     fi
 COPY kafka-shock /usr/local/bin/kafka-shock

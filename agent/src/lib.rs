@@ -24,6 +24,7 @@ pub mod assignment;
 pub mod decode;
 pub mod fault;
 pub mod inline;
+pub mod proxy;
 pub mod rules;
 pub mod sniffer;
 #[cfg(test)]

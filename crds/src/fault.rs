@@ -47,34 +47,26 @@ use crate::{
         .message("value is a percentage (1-100) when mode is Percent")
         .field_path(".value"),
     validation = crate::action::delay_needs_inline(),
-    validation = crate::action::regex_needs_stream()
+    validation = crate::action::regex_needs_stream(),
+    validation = crate::action::proxy_actions_need_proxy(),
+    validation = crate::action::proxy_does_not_reset(),
+    validation = crate::action::error_apis_answerable(),
+    validation = crate::action::corrupt_needs_its_api(),
+    validation = crate::action::duplicate_needs_produce(),
+    validation = crate::action::handover_needs_proxy()
 )]
 pub struct KafkaFaultSpec {
     /// The broker pods to target, in the fault's own namespace (for Strimzi, e.g.
     /// matchLabels {strimzi.io/cluster: my-cluster, strimzi.io/broker-role: "true"}). Must not
     /// be empty.
-    #[x_kube(validation = Rule::new(
-        "(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)"
-    )
-    .message("selector must set matchLabels or matchExpressions: an empty selector would target every pod in the namespace")
-    .reason(Reason::FieldValueRequired),
-    validation = Rule::new(
-        "!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'])"
-    )
-    .message("each matchExpressions operator must be In, NotIn, Exists or DoesNotExist")
-    .field_path(".matchExpressions"),
-    validation = Rule::new(
-        "!has(self.matchExpressions) || self.matchExpressions.all(e, !(e.operator in ['In', 'NotIn']) || (has(e.values) && size(e.values) > 0))"
-    )
-    .message("matchExpressions with operator In or NotIn need values")
-    .field_path(".matchExpressions")
-    .reason(Reason::FieldValueRequired),
-    validation = Rule::new(
-        "!has(self.matchExpressions) || self.matchExpressions.all(e, !(e.operator in ['Exists', 'DoesNotExist']) || !has(e.values) || size(e.values) == 0)"
-    )
-    .message("matchExpressions with operator Exists or DoesNotExist take no values")
-    .field_path(".matchExpressions")
-    .reason(Reason::FieldValueForbidden))]
+    #[x_kube(
+        validation = crate::selector::non_empty_rule(
+            "selector must set matchLabels or matchExpressions: an empty selector would target every pod in the namespace"
+        ),
+        validation = crate::selector::operators_rule(),
+        validation = crate::selector::values_needed_rule(),
+        validation = crate::selector::values_forbidden_rule()
+    )]
     pub selector: LabelSelector,
 
     /// How many of the selected pods to target: All, One (picked at random), Fixed (value
@@ -161,6 +153,10 @@ pub struct KafkaFaultStatus {
     /// Requests hit so far, summed over the targets.
     #[serde(default)]
     pub matched_requests: u64,
+
+    /// Proxy enforcement: what the proxies did, summed over the targets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<crate::injection::ProxyCounts>,
 
     /// Targets whose rules are in place.
     #[serde(default)]
@@ -328,8 +324,9 @@ status:
         // The example shows every field at once; a delay on a Reject is not meaningful.
         assert_eq!(
             fault.spec.validate().unwrap_err(),
-            [crate::SpecError::UnusedDelay {
+            [crate::SpecError::UnusedActionField {
                 field: "spec.action.delay",
+                used_by: ActionType::Delay,
                 action: ActionType::Reject,
             }]
         );

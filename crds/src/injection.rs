@@ -5,11 +5,12 @@
 //! kubectl, and leaves no open port on a privileged agent. Its labels, finalizer and name are
 //! in [`crate::contract`].
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::terms::FaultTerms;
+use crate::{matching::SourcesError, terms::FaultTerms};
 
 /// Everything the agent needs to enforce one fault on one pod, with no further lookups.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -34,7 +35,13 @@ use crate::terms::FaultTerms;
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = crate::action::delay_needs_inline(),
-    validation = crate::action::regex_needs_stream()
+    validation = crate::action::regex_needs_stream(),
+    validation = crate::action::proxy_actions_need_proxy(),
+    validation = crate::action::proxy_does_not_reset(),
+    validation = crate::action::error_apis_answerable(),
+    validation = crate::action::corrupt_needs_its_api(),
+    validation = crate::action::duplicate_needs_produce(),
+    validation = crate::action::handover_needs_proxy()
 )]
 pub struct KafkaFaultInjectionSpec {
     /// The KafkaFault (same namespace) this injection belongs to.
@@ -72,10 +79,32 @@ pub struct KafkaFaultInjectionSpec {
     /// Remove the rules but keep the injection, so resuming is quick.
     #[serde(default)]
     pub paused: bool,
+
+    /// The IP addresses of the pods the fault's match.sourceSelector selects, resolved by the
+    /// operator and kept current as pods come and go; present exactly when the fault has a
+    /// sourceSelector. The agent enforces them as sourceCIDRs.
+    #[serde(default, rename = "sourceIPs", skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024), inner(length(max = 64)))]
+    pub source_ips: Option<Vec<String>>,
+}
+
+impl KafkaFaultInjectionSpec {
+    /// The terms as the agent enforces them: a sourceSelector replaced by the addresses the
+    /// operator resolved it to (see [`crate::FaultMatch::with_selected_sources`]).
+    pub fn enforced_terms(&self) -> Result<FaultTerms, SourcesError> {
+        let match_ = self
+            .terms
+            .match_
+            .with_selected_sources(self.source_ips.as_deref())?;
+        Ok(FaultTerms {
+            match_,
+            ..self.terms.clone()
+        })
+    }
 }
 
 /// What the agent reports about one injection.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct KafkaFaultInjectionStatus {
     /// Where the injection is in its life.
@@ -107,6 +136,10 @@ pub struct KafkaFaultInjectionStatus {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub failed_open: u64,
 
+    /// Proxy enforcement: what the proxy did to requests and connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyCounts>,
+
     /// The last error the agent met enforcing or removing the rules; null once resolved.
     pub last_error: Option<String>,
 
@@ -117,6 +150,123 @@ pub struct KafkaFaultInjectionStatus {
 
     /// The metadata.generation of the spec this status describes.
     pub observed_generation: Option<i64>,
+
+    /// Broker ports on which a client's stream began with a TLS record: the agent cannot read
+    /// the requests there (see the RequestsVisible condition).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tls_ports: Vec<u16>,
+
+    /// RequestsVisible=False (reason TLS) once the agent saw TLS on a port of the fault,
+    /// saying what still works there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// The condition type that says whether the agent can read the requests on the fault's ports.
+pub const REQUESTS_VISIBLE: &str = "RequestsVisible";
+/// The reason of RequestsVisible=False when a port carries TLS.
+pub const TLS_REASON: &str = "TLS";
+
+/// What a TLS port means for a fault, for the CLI, the injection and the fault alike.
+pub fn tls_message(ports: &[u16]) -> String {
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    let (noun, verb) = if ports.len() == 1 {
+        ("port", "carries")
+    } else {
+        ("ports", "carry")
+    };
+    format!(
+        "{noun} {} {verb} TLS: its requests cannot be read, so apiKeys, apiVersions, clientId, topics, groupId and transactionalId match nothing there; connection-level faults still work (an empty match, or only sourceCIDRs or sourceSelector)",
+        ports.join(", ")
+    )
+}
+
+/// RequestsVisible=False (reason TLS) for `tls_ports`, saying `message`; `None` without TLS
+/// ports. Its lastTransitionTime is `previous`'s when that already said False, so an
+/// unchanged world writes an unchanged status.
+pub fn tls_condition(
+    tls_ports: &[u16],
+    message: String,
+    previous: &[Condition],
+    generation: Option<i64>,
+    now: &Time,
+) -> Option<Condition> {
+    if tls_ports.is_empty() {
+        return None;
+    }
+    let since = previous
+        .iter()
+        .find(|c| c.type_ == REQUESTS_VISIBLE && c.status == "False")
+        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+    Some(Condition {
+        type_: REQUESTS_VISIBLE.to_owned(),
+        status: "False".to_owned(),
+        reason: TLS_REASON.to_owned(),
+        message,
+        observed_generation: generation,
+        last_transition_time: since,
+    })
+}
+
+/// What Proxy enforcement did: per injection in its status, summed over the injections in
+/// the fault's.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyCounts {
+    /// Requests the proxy decoded.
+    #[serde(default)]
+    pub requests_seen: u64,
+    /// Requests failed with the fault's Kafka error.
+    #[serde(default)]
+    pub errored_requests: u64,
+    /// Responses whose throttle_time_ms the proxy set.
+    #[serde(default)]
+    pub throttled_requests: u64,
+    /// Requests the proxy held (Delay).
+    #[serde(default)]
+    pub delayed_requests: u64,
+    /// Produce requests or Fetch responses whose record values the proxy altered.
+    #[serde(default)]
+    pub corrupted_requests: u64,
+    /// Produce requests the proxy sent to the broker twice.
+    #[serde(default)]
+    pub duplicated_requests: u64,
+    /// Connections the proxy carried.
+    #[serde(default)]
+    pub proxied_connections: u64,
+    /// Connections opened before the fault that were reset to reconnect through the proxy.
+    #[serde(default)]
+    pub handed_over_connections: u64,
+    /// Connections passed through unread because they carry TLS.
+    #[serde(default)]
+    pub tls_passthroughs: u64,
+    /// Times the action could not be applied and traffic went unchanged.
+    #[serde(default)]
+    pub failed_open: u64,
+}
+
+impl ProxyCounts {
+    /// Adds `other` to these counts (saturating), for the fault's roll-up.
+    pub fn add(&mut self, other: &ProxyCounts) {
+        let pairs = [
+            (&mut self.requests_seen, other.requests_seen),
+            (&mut self.errored_requests, other.errored_requests),
+            (&mut self.throttled_requests, other.throttled_requests),
+            (&mut self.delayed_requests, other.delayed_requests),
+            (&mut self.corrupted_requests, other.corrupted_requests),
+            (&mut self.duplicated_requests, other.duplicated_requests),
+            (&mut self.proxied_connections, other.proxied_connections),
+            (
+                &mut self.handed_over_connections,
+                other.handed_over_connections,
+            ),
+            (&mut self.tls_passthroughs, other.tls_passthroughs),
+            (&mut self.failed_open, other.failed_open),
+        ];
+        for (sum, count) in pairs {
+            *sum = sum.saturating_add(count);
+        }
+    }
 }
 
 /// Where an injection is in its life: Pending (agent has not acted yet), Active (rules in

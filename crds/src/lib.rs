@@ -22,6 +22,7 @@ pub mod duration;
 pub mod fault;
 pub mod hash;
 pub mod injection;
+pub mod kafka_errors;
 pub mod manifest;
 pub mod matching;
 pub mod schema_walk;
@@ -29,7 +30,7 @@ pub mod selector;
 pub mod terms;
 pub mod validate;
 
-pub use action::{Action, ActionType, Enforcement};
+pub use action::{Action, ActionType, CorruptTarget, Enforcement, Handover};
 pub use contract::{
     FAULT_FINALIZER, FAULT_LABEL, FINALIZER, NODE_LABEL, injection_name, label_value,
     parse_rule_id, rule_id,
@@ -42,10 +43,10 @@ pub use fault::{
 pub use hash::{fnv1a64, stable_hash};
 pub use injection::{
     InjectionPhase, KafkaFaultInjection, KafkaFaultInjectionSpec, KafkaFaultInjectionStatus,
-    RefusalReason,
+    ProxyCounts, REQUESTS_VISIBLE, RefusalReason, TLS_REASON, tls_condition, tls_message,
 };
 pub use manifest::{FaultFile, ReadError, read_fault};
-pub use matching::{ApiVersionRange, Cidr, ClientIdMatch, FaultMatch, api_key_names};
+pub use matching::{ApiVersionRange, Cidr, ClientIdMatch, FaultMatch, SourcesError, api_key_names};
 pub use selector::{SelectorError, parse_selector};
 pub use terms::FaultTerms;
 pub use validate::{SpecError, topic_name_problem};

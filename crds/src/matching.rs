@@ -9,6 +9,7 @@ use std::{
     str::FromStr,
 };
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kafka_protocol::messages::ApiKey;
 use kube::KubeSchema;
 use kube::core::Rule;
@@ -24,7 +25,7 @@ pub(crate) fn default_ports() -> Vec<u16> {
 
 /// Which requests a fault hits. Every condition that is set must hold; an empty match hits
 /// every request on the selected ports.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct FaultMatch {
     /// Kafka APIs to hit, by name as in the Kafka protocol (Produce, Fetch, Metadata,
@@ -81,6 +82,71 @@ pub struct FaultMatch {
             .message("each entry must be a CIDR such as 10.0.0.0/8 or fd00::/8")
     )]
     pub source_cidrs: Vec<String>,
+
+    /// Client pods to hit, by label, in the fault's namespace (e.g. the other brokers, to cut
+    /// one broker off from its followers). The operator resolves it to the selected pods' IP
+    /// addresses and keeps them current as pods come and go; they are enforced like
+    /// sourceCIDRs (with both set, a source must be in both). While it selects no pod the
+    /// fault has no injection and hits nothing. Needs the operator: `kafka-shock inject`
+    /// refuses it (use sourceCIDRs there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(
+        validation = crate::selector::non_empty_rule(
+            "sourceSelector must set matchLabels or matchExpressions; leave it out to hit every source"
+        ),
+        validation = crate::selector::operators_rule(),
+        validation = crate::selector::values_needed_rule(),
+        validation = crate::selector::values_forbidden_rule()
+    )]
+    pub source_selector: Option<LabelSelector>,
+}
+
+/// Why a match with a `sourceSelector` cannot be enforced as it stands.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourcesError {
+    /// The selector was not resolved to addresses (only the operator can: it lists pods).
+    #[error(
+        "spec.match.sourceSelector needs the operator, which resolves it to the selected pods' addresses; without Kubernetes, name the sources with spec.match.sourceCIDRs"
+    )]
+    Unresolved,
+    /// The selector selects no pod (within sourceCIDRs, when set): the fault hits nothing.
+    #[error(
+        "spec.match.sourceSelector selects no pod (with an address, within sourceCIDRs): the fault hits nothing"
+    )]
+    NoSource,
+}
+
+impl FaultMatch {
+    /// The match as enforced, given the addresses of the pods `sourceSelector` selects
+    /// (`selected`, resolved by the operator): sourceCIDRs become those addresses (the ones
+    /// within sourceCIDRs, when it is set), one host each, and the selector is gone. Without a
+    /// selector the match is unchanged. An empty selection is an error, never "every source".
+    pub fn with_selected_sources(&self, selected: Option<&[String]>) -> Result<Self, SourcesError> {
+        if self.source_selector.is_none() {
+            return Ok(self.clone());
+        }
+        let selected = selected.ok_or(SourcesError::Unresolved)?;
+        let within: Vec<Cidr> = self
+            .source_cidrs
+            .iter()
+            .filter_map(|cidr| cidr.parse().ok())
+            .collect();
+        let hosts: std::collections::BTreeSet<String> = selected
+            .iter()
+            .filter_map(|ip| ip.parse::<IpAddr>().ok())
+            .map(Cidr::host)
+            .filter(|host| within.is_empty() || within.iter().any(|c| c.contains(host.addr)))
+            .map(|host| host.to_string())
+            .collect();
+        if hosts.is_empty() {
+            return Err(SourcesError::NoSource);
+        }
+        Ok(Self {
+            source_cidrs: hosts.into_iter().collect(),
+            source_selector: None,
+            ..self.clone()
+        })
+    }
 }
 
 /// An inclusive range of request versions. Either end may be left open.
@@ -329,6 +395,44 @@ mod tests {
         let host: Cidr = "fd00::1/128".parse().unwrap();
         assert!(host.contains("fd00::1".parse().unwrap()));
         assert!(!host.contains("fd00::2".parse().unwrap()));
+    }
+
+    #[test]
+    fn selected_sources_replace_the_selector_and_never_widen() {
+        let selector = LabelSelector {
+            match_labels: Some([("app".into(), "kafka".into())].into()),
+            ..LabelSelector::default()
+        };
+        let by_pods = FaultMatch {
+            source_selector: Some(selector),
+            ..FaultMatch::default()
+        };
+        let ips = ["10.1.0.7".to_owned(), "fd00::7".into(), "10.1.0.7".into()];
+        let resolved = by_pods.with_selected_sources(Some(&ips)).unwrap();
+        assert_eq!(resolved.source_cidrs, ["10.1.0.7/32", "fd00::7/128"]);
+        assert_eq!(resolved.source_selector, None);
+        assert_eq!(
+            by_pods.with_selected_sources(Some(&[])),
+            Err(SourcesError::NoSource),
+            "no pod selected never means every source"
+        );
+        assert_eq!(
+            by_pods.with_selected_sources(None),
+            Err(SourcesError::Unresolved)
+        );
+        let both = FaultMatch {
+            source_cidrs: vec!["10.1.0.0/24".into()],
+            ..by_pods.clone()
+        };
+        let resolved = both.with_selected_sources(Some(&ips)).unwrap();
+        assert_eq!(resolved.source_cidrs, ["10.1.0.7/32"], "within sourceCIDRs");
+        let elsewhere = ["10.2.0.1".to_owned()];
+        assert_eq!(
+            both.with_selected_sources(Some(&elsewhere)),
+            Err(SourcesError::NoSource)
+        );
+        let plain = FaultMatch::default();
+        assert_eq!(plain.with_selected_sources(None).unwrap(), plain);
     }
 
     #[test]

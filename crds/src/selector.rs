@@ -11,6 +11,45 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 pub use kube::core::{Expression, Selector, SelectorExt};
+use kube::core::{Reason, Rule};
+
+/// The CEL rule that refuses an empty selector (which would select every pod), with `message`.
+pub(crate) fn non_empty_rule(message: &'static str) -> Rule {
+    Rule::new(
+        "(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",
+    )
+    .message(message)
+    .reason(Reason::FieldValueRequired)
+}
+
+/// The CEL rule that refuses a `matchExpressions` operator Kubernetes does not know.
+pub(crate) fn operators_rule() -> Rule {
+    Rule::new(
+        "!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'])",
+    )
+    .message("each matchExpressions operator must be In, NotIn, Exists or DoesNotExist")
+    .field_path(".matchExpressions")
+}
+
+/// The CEL rule that refuses In and NotIn without values.
+pub(crate) fn values_needed_rule() -> Rule {
+    Rule::new(
+        "!has(self.matchExpressions) || self.matchExpressions.all(e, !(e.operator in ['In', 'NotIn']) || (has(e.values) && size(e.values) > 0))",
+    )
+    .message("matchExpressions with operator In or NotIn need values")
+    .field_path(".matchExpressions")
+    .reason(Reason::FieldValueRequired)
+}
+
+/// The CEL rule that refuses Exists and DoesNotExist with values.
+pub(crate) fn values_forbidden_rule() -> Rule {
+    Rule::new(
+        "!has(self.matchExpressions) || self.matchExpressions.all(e, !(e.operator in ['Exists', 'DoesNotExist']) || !has(e.values) || size(e.values) == 0)",
+    )
+    .message("matchExpressions with operator Exists or DoesNotExist take no values")
+    .field_path(".matchExpressions")
+    .reason(Reason::FieldValueForbidden)
+}
 
 /// A `matchExpressions` entry the API server would refuse, so no pod can be said to match it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

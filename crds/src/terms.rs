@@ -13,7 +13,7 @@ use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    action::{Action, Enforcement},
+    action::{Action, Enforcement, Handover},
     matching::{FaultMatch, default_ports},
 };
 
@@ -38,4 +38,25 @@ pub struct FaultTerms {
     /// How the agent enforces the fault; Auto picks the cheapest mode that can express it.
     #[serde(default)]
     pub enforcement: Enforcement,
+
+    /// Proxy enforcement only: what happens to the connections clients already have when the
+    /// fault starts. The redirect reaches only new connections, so by default (Reset) each
+    /// existing connection to the broker port is reset once, at its next request, and its
+    /// client reconnects through the proxy: the fault hits everyone it matches at once, as a
+    /// drill expects. NewConnectionsOnly leaves them alone (a gentler start; long-lived
+    /// clients may never see the fault).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover: Option<Handover>,
+}
+
+impl FaultTerms {
+    /// What happens to existing connections when a Proxy fault starts (default Reset).
+    pub fn handover(&self) -> Handover {
+        self.handover.unwrap_or_default()
+    }
+
+    /// Whether the fault runs in Proxy enforcement (chosen, or Auto's pick for its action).
+    pub fn is_proxy(&self) -> bool {
+        self.enforcement.is_proxy_for(self.action.type_)
+    }
 }

@@ -12,6 +12,7 @@ use crate::{
     action::{Action, ActionType, Enforcement},
     duration::{DurationError, MAX_DURATION, MAX_DURATION_TEXT, parse_duration},
     fault::{KafkaFaultSpec, TargetMode},
+    kafka_errors::{PROXY_ERROR_APIS, error_code},
     matching::{Cidr, CidrError, FaultMatch, api_key_by_name},
     selector::{SelectorError, selector_errors},
     terms::FaultTerms,
@@ -104,6 +105,14 @@ pub enum SpecError {
         /// Why it is not a CIDR.
         source: CidrError,
     },
+    /// A sourceSelector with neither matchLabels nor matchExpressions.
+    #[error(
+        "spec.match.sourceSelector: set matchLabels or matchExpressions; leave sourceSelector out to hit every source"
+    )]
+    EmptySourceSelector,
+    /// A sourceSelector matchExpressions entry Kubernetes would refuse when listing pods.
+    #[error("spec.match.sourceSelector.{0}")]
+    SourceSelector(SelectorError),
     /// A duration field that does not read.
     #[error("{field}: {source}")]
     BadDuration {
@@ -118,14 +127,75 @@ pub enum SpecError {
     /// A duration beyond [`MAX_DURATION`].
     #[error("{0}: must be at most {MAX_DURATION_TEXT} (a year)")]
     DurationTooLong(&'static str),
-    /// Delay without spec.action.delay.
-    #[error("spec.action.delay: required when type is Delay")]
-    MissingDelay,
-    /// delay or jitter with an action that does not wait.
-    #[error("{field}: only used when type is Delay, not {action:?}")]
-    UnusedDelay {
+    /// An action without the field its type needs (delay, errorCode, throttleTime, target).
+    #[error("{field}: required when type is {action:?}")]
+    MissingActionField {
         /// Path of the field.
         field: &'static str,
+        /// The action type given.
+        action: ActionType,
+    },
+    /// An action field that another type uses (delay or jitter without Delay, ...).
+    #[error("{field}: only used when type is {used_by:?}, not {action:?}")]
+    UnusedActionField {
+        /// Path of the field.
+        field: &'static str,
+        /// The action type that uses it.
+        used_by: ActionType,
+        /// The action type given.
+        action: ActionType,
+    },
+    /// An errorCode that is not a Kafka error name.
+    #[error(
+        "spec.action.errorCode: {0:?} is not a Kafka error name (e.g. NOT_LEADER_OR_FOLLOWER, REBALANCE_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE)"
+    )]
+    UnknownErrorCode(String),
+    /// A throttleTime over an hour.
+    #[error("spec.action.throttleTime: must be at most 1h")]
+    ThrottleTooLong,
+    /// A Kafka-level action with an enforcement other than Proxy or Auto.
+    #[error(
+        "spec.enforcement: {enforcement:?} cannot carry out action type {action:?}; Error, Throttle, Corrupt and Duplicate need Proxy (or Auto)"
+    )]
+    NeedsProxy {
+        /// The action type given.
+        action: ActionType,
+        /// The enforcement given.
+        enforcement: Enforcement,
+    },
+    /// Reject or Drop under Proxy enforcement.
+    #[error(
+        "spec.action.type: Proxy enforcement does not {0:?}: use Error, Throttle, Delay, Corrupt or Duplicate, or another enforcement"
+    )]
+    ProxyCannot(ActionType),
+    /// An Error on an API the proxy cannot answer with an error.
+    #[error(
+        "spec.match.apiKeys[{index}]: the proxy cannot answer {name} with an error; action type Error can fail: {}",
+        PROXY_ERROR_APIS.join(", ")
+    )]
+    UnanswerableApi {
+        /// Position in apiKeys.
+        index: usize,
+        /// The API.
+        name: String,
+    },
+    /// Corrupt or Duplicate whose apiKeys leave out the API it acts on.
+    #[error(
+        "spec.match.apiKeys: action type {action:?} acts on {api} requests: list {api} in apiKeys, or leave apiKeys empty"
+    )]
+    ActionNeedsApi {
+        /// The action type given.
+        action: ActionType,
+        /// The API it acts on.
+        api: &'static str,
+    },
+    /// handover with an enforcement that is not Proxy.
+    #[error(
+        "spec.handover: only used by Proxy enforcement (Proxy, or Auto with Error, Throttle, Corrupt or Duplicate), not {enforcement:?} with {action:?}"
+    )]
+    HandoverNeedsProxy {
+        /// The enforcement given.
+        enforcement: Enforcement,
         /// The action type given.
         action: ActionType,
     },
@@ -134,7 +204,7 @@ pub enum SpecError {
     BadProbability(u8),
     /// Delay with an enforcement that cannot hold requests.
     #[error(
-        "spec.enforcement: {0:?} cannot delay requests; action type Delay needs Inline (or Auto)"
+        "spec.enforcement: {0:?} cannot delay requests; action type Delay needs Inline or Proxy (or Auto)"
     )]
     DelayNeedsInline(Enforcement),
     /// A clientId regex with an enforcement that matches bytes only.
@@ -186,12 +256,17 @@ impl FaultTerms {
 }
 
 fn check_selector(selector: &LabelSelector, errors: &mut Vec<SpecError>) {
-    let labels = selector.match_labels.as_ref().map_or(0, |l| l.len());
-    let expressions = selector.match_expressions.as_deref().unwrap_or_default();
-    if labels == 0 && expressions.is_empty() {
+    if is_empty(selector) {
         errors.push(SpecError::EmptySelector);
     }
     errors.extend(selector_errors(selector).into_iter().map(SpecError::from));
+}
+
+/// Whether `selector` sets no requirement at all (and so would select every pod).
+fn is_empty(selector: &LabelSelector) -> bool {
+    let labels = selector.match_labels.as_ref().map_or(0, |l| l.len());
+    let expressions = selector.match_expressions.as_deref().unwrap_or_default();
+    labels == 0 && expressions.is_empty()
 }
 
 fn check_mode(mode: TargetMode, value: Option<u32>, errors: &mut Vec<SpecError>) {
@@ -269,6 +344,13 @@ fn check_match(m: &FaultMatch, errors: &mut Vec<SpecError>) {
             errors.push(SpecError::BadCidr { index, source });
         }
     }
+    if let Some(selector) = &m.source_selector {
+        if is_empty(selector) {
+            errors.push(SpecError::EmptySourceSelector);
+        }
+        let problems = selector_errors(selector).into_iter();
+        errors.extend(problems.map(SpecError::SourceSelector));
+    }
 }
 
 /// Kafka's own rules for topic names (`org.apache.kafka.common.internals.Topic.validate`): why
@@ -291,40 +373,136 @@ pub fn topic_name_problem(name: &str) -> Option<&'static str> {
 }
 
 fn check_action(action: &Action, errors: &mut Vec<SpecError>) {
-    let delays = action.type_ == ActionType::Delay;
-    match &action.delay {
-        None if delays => errors.push(SpecError::MissingDelay),
-        None => {}
-        Some(delay) if delays => check_duration("spec.action.delay", delay, false, errors),
-        Some(_) => errors.push(SpecError::UnusedDelay {
-            field: "spec.action.delay",
-            action: action.type_,
-        }),
+    let given = action.type_;
+    let mut field = |field: &'static str, present: bool, used_by: ActionType| {
+        if present && given != used_by {
+            errors.push(SpecError::UnusedActionField {
+                field,
+                used_by,
+                action: given,
+            });
+        }
+        let required = field != "spec.action.jitter" && field != "spec.action.fixCrc";
+        if !present && given == used_by && required {
+            errors.push(SpecError::MissingActionField {
+                field,
+                action: given,
+            });
+        }
+    };
+    field(
+        "spec.action.delay",
+        action.delay.is_some(),
+        ActionType::Delay,
+    );
+    field(
+        "spec.action.jitter",
+        action.jitter.is_some(),
+        ActionType::Delay,
+    );
+    field(
+        "spec.action.errorCode",
+        action.error_code.is_some(),
+        ActionType::Error,
+    );
+    field(
+        "spec.action.throttleTime",
+        action.throttle_time.is_some(),
+        ActionType::Throttle,
+    );
+    field(
+        "spec.action.target",
+        action.target.is_some(),
+        ActionType::Corrupt,
+    );
+    field(
+        "spec.action.fixCrc",
+        action.fix_crc.is_some(),
+        ActionType::Corrupt,
+    );
+    if let (Some(delay), ActionType::Delay) = (&action.delay, given) {
+        check_duration("spec.action.delay", delay, false, errors);
     }
-    match &action.jitter {
-        Some(jitter) if delays => check_duration("spec.action.jitter", jitter, true, errors),
-        Some(_) => errors.push(SpecError::UnusedDelay {
-            field: "spec.action.jitter",
-            action: action.type_,
-        }),
-        None => {}
+    if let (Some(jitter), ActionType::Delay) = (&action.jitter, given) {
+        check_duration("spec.action.jitter", jitter, true, errors);
+    }
+    if let Some(name) = &action.error_code
+        && error_code(name).is_none()
+    {
+        errors.push(SpecError::UnknownErrorCode(name.clone()));
+    }
+    if let Some(throttle) = &action.throttle_time {
+        check_duration("spec.action.throttleTime", throttle, false, errors);
+        if action
+            .throttle_time()
+            .is_some_and(|time| time > MAX_THROTTLE)
+        {
+            errors.push(SpecError::ThrottleTooLong);
+        }
     }
     if !(1..=100).contains(&action.probability) {
         errors.push(SpecError::BadProbability(action.probability));
     }
 }
 
+/// The longest throttleTime: a quota's throttle is seconds; throttle_time_ms is an int32.
+const MAX_THROTTLE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 fn check_enforcement(terms: &FaultTerms, errors: &mut Vec<SpecError>) {
-    if terms.action.type_ == ActionType::Delay && !terms.enforcement.can_delay() {
-        errors.push(SpecError::DelayNeedsInline(terms.enforcement));
+    let (action, enforcement) = (terms.action.type_, terms.enforcement);
+    if action == ActionType::Delay && !enforcement.can_delay() {
+        errors.push(SpecError::DelayNeedsInline(enforcement));
+    }
+    if action.needs_proxy() && !enforcement.can_act(action) {
+        errors.push(SpecError::NeedsProxy {
+            action,
+            enforcement,
+        });
+    }
+    if action.is_tcp() && !enforcement.can_act(action) {
+        errors.push(SpecError::ProxyCannot(action));
     }
     let has_regex = terms
         .match_
         .client_id
         .as_ref()
         .is_some_and(|c| c.regex.is_some());
-    if has_regex && !terms.enforcement.can_match_regex() {
-        errors.push(SpecError::RegexNeedsStream(terms.enforcement));
+    if has_regex && !enforcement.can_match_regex() {
+        errors.push(SpecError::RegexNeedsStream(enforcement));
+    }
+    if terms.handover.is_some() && !terms.is_proxy() {
+        errors.push(SpecError::HandoverNeedsProxy {
+            enforcement,
+            action,
+        });
+    }
+    check_proxy_apis(terms, errors);
+}
+
+/// The APIs a Proxy action acts on must be among apiKeys, when they are listed.
+fn check_proxy_apis(terms: &FaultTerms, errors: &mut Vec<SpecError>) {
+    let api_keys = &terms.match_.api_keys;
+    let action = terms.action.type_;
+    if action == ActionType::Error {
+        for (index, name) in api_keys.iter().enumerate() {
+            if api_key_by_name(name).is_some() && !PROXY_ERROR_APIS.contains(&name.as_str()) {
+                errors.push(SpecError::UnanswerableApi {
+                    index,
+                    name: name.clone(),
+                });
+            }
+        }
+    }
+    let acts_on = match (action, terms.action.target) {
+        (ActionType::Corrupt, Some(target)) => Some(target.api()),
+        (ActionType::Duplicate, _) => Some("Produce"),
+        _ => None,
+    };
+    if let Some(api) = acts_on
+        && !api_keys.is_empty()
+        && !api_keys.iter().any(|key| key == api)
+    {
+        errors.push(SpecError::ActionNeedsApi { action, api });
     }
 }
 
@@ -384,11 +562,27 @@ mod tests {
                 "topics": ["orders", "orders.v2_dlq-1"],
                 "groupId": "billing", "transactionalId": "tx-1",
                 "sourceCIDRs": ["10.0.0.0/8", "fd00::/8"],
+                "sourceSelector": {"matchExpressions": [
+                    {"key": "broker-id", "operator": "In", "values": ["1", "2"]}]},
             },
             "action": {"type": "Delay", "delay": "1m30s", "jitter": "0s", "probability": 1},
             "enforcement": "Inline", "duration": "8760h",
         }));
         assert_eq!(rich.validate(), Ok(()));
+        for proxy in [
+            json!({"match": {"apiKeys": ["Produce", "Metadata", "ConsumerGroupHeartbeat"]},
+                   "action": {"type": "Error", "errorCode": "NOT_LEADER_OR_FOLLOWER", "probability": 50},
+                   "handover": "NewConnectionsOnly"}),
+            json!({"action": {"type": "Throttle", "throttleTime": "2s"}, "enforcement": "Proxy"}),
+            json!({"match": {"apiKeys": ["Fetch"]},
+                   "action": {"type": "Corrupt", "target": "Fetch", "fixCrc": true}}),
+            json!({"action": {"type": "Corrupt", "target": "Produce"}, "handover": "Reset"}),
+            json!({"match": {"apiKeys": ["Produce"]}, "action": {"type": "Duplicate"}}),
+            json!({"action": {"type": "Delay", "delay": "1s"}, "enforcement": "Proxy",
+                   "handover": "Reset"}),
+        ] {
+            assert_eq!(spec(proxy.clone()).validate(), Ok(()), "{proxy}");
+        }
     }
 
     #[test]
@@ -505,6 +699,15 @@ mod tests {
                 "spec.match.sourceCIDRs[0]: \"200\" is not a valid prefix length",
             ),
             (
+                json!({"match": {"sourceSelector": {}}}),
+                "spec.match.sourceSelector: set matchLabels or matchExpressions",
+            ),
+            (
+                json!({"match": {"sourceSelector": {"matchExpressions": [
+                    {"key": "a", "operator": "Exists", "values": ["b"]}]}}}),
+                "spec.match.sourceSelector.matchExpressions[0]: operator Exists takes no values",
+            ),
+            (
                 json!({"duration": "5"}),
                 "spec.duration: unknown or missing unit",
             ),
@@ -564,6 +767,76 @@ mod tests {
                 json!({"match": {"clientId": {"regex": "^a"}}, "enforcement": "Signature"}),
                 "spec.enforcement: Signature cannot match spec.match.clientId.regex",
             ),
+            (
+                json!({"action": {"type": "Error"}}),
+                "spec.action.errorCode: required when type is Error",
+            ),
+            (
+                json!({"action": {"type": "Error", "errorCode": "NOT_LEADER"}}),
+                "spec.action.errorCode: \"NOT_LEADER\" is not a Kafka error name",
+            ),
+            (
+                json!({"action": {"type": "Error", "errorCode": "NONE"}}),
+                "spec.action.errorCode: \"NONE\" is not a Kafka error name",
+            ),
+            (
+                json!({"action": {"errorCode": "NOT_LEADER_OR_FOLLOWER"}}),
+                "spec.action.errorCode: only used when type is Error, not Reject",
+            ),
+            (
+                json!({"action": {"type": "Throttle"}}),
+                "spec.action.throttleTime: required when type is Throttle",
+            ),
+            (
+                json!({"action": {"type": "Throttle", "throttleTime": "2h"}}),
+                "spec.action.throttleTime: must be at most 1h",
+            ),
+            (
+                json!({"action": {"type": "Throttle", "throttleTime": "0s"}}),
+                "spec.action.throttleTime: must be greater than zero",
+            ),
+            (
+                json!({"action": {"type": "Corrupt"}}),
+                "spec.action.target: required when type is Corrupt",
+            ),
+            (
+                json!({"action": {"type": "Duplicate", "fixCrc": true}}),
+                "spec.action.fixCrc: only used when type is Corrupt, not Duplicate",
+            ),
+            (
+                json!({"action": {"type": "Delay", "delay": "1s", "target": "Fetch"}}),
+                "spec.action.target: only used when type is Corrupt, not Delay",
+            ),
+            (
+                json!({"action": {"type": "Duplicate"}, "enforcement": "Inline"}),
+                "spec.enforcement: Inline cannot carry out action type Duplicate",
+            ),
+            (
+                json!({"enforcement": "Proxy"}),
+                "spec.action.type: Proxy enforcement does not Reject",
+            ),
+            (
+                json!({"match": {"apiKeys": ["Produce", "ApiVersions"]},
+                       "action": {"type": "Error", "errorCode": "NOT_LEADER_OR_FOLLOWER"}}),
+                "spec.match.apiKeys[1]: the proxy cannot answer ApiVersions with an error",
+            ),
+            (
+                json!({"match": {"apiKeys": ["Produce"]},
+                       "action": {"type": "Corrupt", "target": "Fetch"}}),
+                "spec.match.apiKeys: action type Corrupt acts on Fetch requests",
+            ),
+            (
+                json!({"match": {"apiKeys": ["Fetch"]}, "action": {"type": "Duplicate"}}),
+                "spec.match.apiKeys: action type Duplicate acts on Produce requests",
+            ),
+            (
+                json!({"handover": "Reset"}),
+                "spec.handover: only used by Proxy enforcement",
+            ),
+            (
+                json!({"handover": "NewConnectionsOnly", "action": {"type": "Delay", "delay": "1s"}}),
+                "spec.handover: only used by Proxy enforcement",
+            ),
         ];
         for (patch, want) in cases {
             let errors = spec(patch.clone())
@@ -621,7 +894,10 @@ mod tests {
                 SpecError::EmptySelector,
                 SpecError::MissingValue(TargetMode::Fixed),
                 SpecError::ZeroPort(0),
-                SpecError::MissingDelay,
+                SpecError::MissingActionField {
+                    field: "spec.action.delay",
+                    action: ActionType::Delay,
+                },
                 SpecError::DelayNeedsInline(Enforcement::Signature),
             ]
         );

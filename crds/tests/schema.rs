@@ -76,14 +76,21 @@ fn schemas_carry_the_expected_cel_rules_and_they_compile() {
     assert!(
         at(".spec")
             .iter()
-            .any(|r| r.contains("self.enforcement in ['Auto', 'Inline']"))
+            .any(|r| r.contains("self.enforcement in ['Auto', 'Inline', 'Proxy']"))
     );
+    assert!(
+        at(".spec")
+            .iter()
+            .any(|r| r.contains("self.enforcement in ['Auto', 'Proxy']"))
+    );
+    assert_eq!(at(".spec").len(), 11);
     assert!(
         at(".spec")
             .iter()
             .any(|r| r.contains("self.match.clientId.regex"))
     );
-    assert_eq!(at(".spec.action").len(), 3);
+    assert_eq!(at(".spec.action").len(), 10);
+    assert_eq!(at(".spec.action.throttleTime").len(), 2);
     assert_eq!(at(".spec.action.delay").len(), 2);
     assert_eq!(at(".spec.action.jitter").len(), 1);
     assert_eq!(at(".spec.duration").len(), 2);
@@ -92,12 +99,13 @@ fn schemas_carry_the_expected_cel_rules_and_they_compile() {
     assert!(at(".spec.match.sourceCIDRs")[0].contains("isCIDR"));
     assert!(at(".spec.match.topics")[0].contains("'..'"));
     assert!(at(".spec.match.clientId.regex")[0].contains("''.matches(self)"));
-    assert_eq!(found.len(), 22, "{found:#?}");
+    assert_eq!(at(".spec.match.sourceSelector").len(), 4);
+    assert_eq!(found.len(), 41, "{found:#?}");
 
     let injection = schema_of(KafkaFaultInjection::crd());
     let mut found = Vec::new();
     rules(&injection, "", &mut found);
-    assert_eq!(found.iter().filter(|(p, _)| p == ".spec").count(), 2);
+    assert_eq!(found.iter().filter(|(p, _)| p == ".spec").count(), 8);
     assert!(found.iter().any(|(p, _)| p == ".spec.match.clientId"));
     assert!(found.iter().any(|(p, _)| p == ".spec.action.delay"));
 
@@ -290,6 +298,73 @@ fn cel_rules_reject_what_validate_rejects() {
             "spec.enforcement:",
         ),
         (
+            with(json!({"action": {"type": "Error"}})),
+            "errorCode is required when type is Error",
+            "spec.action.errorCode:",
+        ),
+        (
+            with(json!({"action": {"type": "Drop", "errorCode": "NOT_CONTROLLER"}})),
+            "errorCode is only used when type is Error",
+            "spec.action.errorCode:",
+        ),
+        (
+            with(json!({"action": {"type": "Throttle"}})),
+            "throttleTime is required when type is Throttle",
+            "spec.action.throttleTime:",
+        ),
+        (
+            with(json!({"action": {"type": "Throttle", "throttleTime": "61m"}})),
+            "must be at most 1h",
+            "spec.action.throttleTime:",
+        ),
+        (
+            with(json!({"action": {"type": "Corrupt"}})),
+            "target (Produce or Fetch) is required when type is Corrupt",
+            "spec.action.target:",
+        ),
+        (
+            with(json!({"action": {"type": "Duplicate", "target": "Produce"}})),
+            "target is only used when type is Corrupt",
+            "spec.action.target:",
+        ),
+        (
+            with(json!({"action": {"type": "Duplicate", "fixCrc": false}})),
+            "fixCrc is only used when type is Corrupt",
+            "spec.action.fixCrc:",
+        ),
+        (
+            with(json!({"action": {"type": "Duplicate"}, "enforcement": "Connection"})),
+            "need enforcement Proxy",
+            "spec.enforcement:",
+        ),
+        (
+            with(json!({"action": {"type": "Drop"}, "enforcement": "Proxy"})),
+            "enforcement Proxy answers requests, it does not reset or drop them",
+            "spec.action.type:",
+        ),
+        (
+            with(json!({"match": {"apiKeys": ["Produce", "SaslHandshake"]},
+                        "action": {"type": "Error", "errorCode": "NOT_CONTROLLER"}})),
+            "action type Error can fail only these apiKeys",
+            "spec.match.apiKeys[1]: the proxy cannot answer SaslHandshake",
+        ),
+        (
+            with(json!({"match": {"apiKeys": ["Metadata"]},
+                        "action": {"type": "Corrupt", "target": "Produce"}})),
+            "action type Corrupt alters the records of its target's API",
+            "spec.match.apiKeys:",
+        ),
+        (
+            with(json!({"match": {"apiKeys": ["Fetch"]}, "action": {"type": "Duplicate"}})),
+            "action type Duplicate sends Produce requests twice",
+            "spec.match.apiKeys:",
+        ),
+        (
+            with(json!({"handover": "NewConnectionsOnly"})),
+            "handover is only used by Proxy enforcement",
+            "spec.handover:",
+        ),
+        (
             with(json!({"match": {"clientId": {"regex": "(unclosed"}}})),
             "not a valid regex",
             "spec.match.clientId.regex:",
@@ -328,6 +403,25 @@ fn cel_rules_accept_a_rich_valid_fault() {
         "enforcement": "Inline", "duration": "8760h",
     });
     assert_eq!(cel_failures(&schema, &fault(spec)), Vec::<String>::new());
+    let selector = json!({"matchLabels": {"app": "kafka"}});
+    for proxy in [
+        json!({"selector": selector, "match": {"apiKeys": ["Produce", "Metadata"], "topics": ["orders"]},
+               "action": {"type": "Error", "errorCode": "NOT_LEADER_OR_FOLLOWER", "probability": 50},
+               "handover": "NewConnectionsOnly"}),
+        json!({"selector": selector, "action": {"type": "Throttle", "throttleTime": "2s"},
+               "enforcement": "Proxy", "handover": "Reset"}),
+        json!({"selector": selector, "match": {"apiKeys": ["Fetch"]},
+               "action": {"type": "Corrupt", "target": "Fetch", "fixCrc": true}}),
+        json!({"selector": selector, "action": {"type": "Duplicate"}}),
+        json!({"selector": selector, "action": {"type": "Delay", "delay": "1s"},
+               "enforcement": "Proxy"}),
+    ] {
+        assert_eq!(
+            cel_failures(&schema, &fault(proxy.clone())),
+            Vec::<String>::new(),
+            "{proxy}"
+        );
+    }
 }
 
 #[test]
@@ -384,10 +478,16 @@ fn examples_parse_validate_and_pass_the_cel_rules() {
         names,
         [
             "blackhole-consumer-group.yaml",
+            "byzantine-producer.yaml",
             "delay-metadata.yaml",
             "dry-run.yaml",
+            "duplicate-produce.yaml",
+            "isolate-broker.yaml",
+            "leader-election-storm.yaml",
             "probability.yaml",
+            "rebalance-storm.yaml",
             "reset-producer.yaml",
+            "throttled-client.yaml",
             "timed.yaml",
         ]
     );

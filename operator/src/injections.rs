@@ -63,6 +63,7 @@ pub fn injection_for(
     fault: &KafkaFault,
     target: &Target,
     start: &Time,
+    sources: Option<&[String]>,
 ) -> Result<KafkaFaultInjection, InjectionError> {
     let fault_name = fault
         .metadata
@@ -108,6 +109,7 @@ pub fn injection_for(
             terms: spec.terms.clone(),
             expire_time: ends_at(fault, start).map(rfc3339),
             paused: spec.paused,
+            source_ips: sources.map(<[String]>::to_vec),
         },
         status: None,
     })
@@ -125,14 +127,21 @@ pub fn injection_for(
 ///   deletion makes the end visible in the API and lets the fault roll up to Completed.
 /// - An injection already being deleted is left alone: its successor is created once it is
 ///   gone (the controller's watch on injections brings it back).
+/// - `sources` are the addresses `match.sourceSelector` resolved to (`None` without one),
+///   carried by every injection. When the selector selects no pod, no injection is wanted: an
+///   empty selection never widens the fault to every source.
 pub fn injection_changes(
     fault: &KafkaFault,
     targets: &[Target],
     existing: &[KafkaFaultInjection],
     now: &Time,
+    sources: Option<&[String]>,
 ) -> Result<InjectionChanges, InjectionError> {
     let expired = expiry(fault, existing).is_some_and(|end| end <= now.0);
-    let wants_none = fault.metadata.deletion_timestamp.is_some() || fault.spec.dry_run || expired;
+    let wants_none = fault.metadata.deletion_timestamp.is_some()
+        || fault.spec.dry_run
+        || expired
+        || sources.is_some_and(<[String]>::is_empty);
     let wanted = if wants_none { &[][..] } else { targets };
     let fault_start = started_at(fault, existing).unwrap_or(now.0);
     let stored: BTreeMap<String, &KafkaFaultInjection> =
@@ -145,11 +154,11 @@ pub fn injection_changes(
         match stored.get(&name) {
             None => changes
                 .create
-                .push(injection_for(fault, target, &Time(fault_start))?),
+                .push(injection_for(fault, target, &Time(fault_start), sources)?),
             Some(current) if current.metadata.deletion_timestamp.is_some() => {}
             Some(current) => {
                 let start = injection_start(current).unwrap_or(fault_start);
-                let desired = injection_for(fault, target, &Time(start))?;
+                let desired = injection_for(fault, target, &Time(start), sources)?;
                 if needs_update(current, &desired) {
                     changes.update.push(desired);
                 }
@@ -247,8 +256,13 @@ mod tests {
         let mut f = fault("All", None);
         f.spec.duration = Some("5m".into());
         f.spec.terms.ports = vec![9092, 9093];
-        let injection =
-            injection_for(&f, &target("broker-0"), &time("2025-01-02T03:04:05.7Z")).unwrap();
+        let injection = injection_for(
+            &f,
+            &target("broker-0"),
+            &time("2025-01-02T03:04:05.7Z"),
+            None,
+        )
+        .unwrap();
         let json = serde_json::to_value(&injection).unwrap();
         assert_eq!(
             json,
@@ -288,7 +302,7 @@ mod tests {
         );
         f.spec.duration = None;
         let forever =
-            injection_for(&f, &target("broker-0"), &time("2025-01-02T03:04:05Z")).unwrap();
+            injection_for(&f, &target("broker-0"), &time("2025-01-02T03:04:05Z"), None).unwrap();
         assert_eq!(forever.spec.expire_time, None);
     }
 
@@ -297,7 +311,8 @@ mod tests {
         let f = fault("All", None);
         let bytes = || {
             serde_json::to_vec(
-                &injection_for(&f, &target("broker-0"), &time("2025-01-02T03:04:05Z")).unwrap(),
+                &injection_for(&f, &target("broker-0"), &time("2025-01-02T03:04:05Z"), None)
+                    .unwrap(),
             )
             .unwrap()
         };
@@ -322,7 +337,7 @@ mod tests {
             let mut f = fault("All", None);
             strip(&mut f);
             assert_eq!(
-                injection_for(&f, &t, &now),
+                injection_for(&f, &t, &now, None),
                 Err(InjectionError::MissingMetadata(field))
             );
         }
@@ -334,7 +349,7 @@ mod tests {
         f.spec.duration = Some("10m".into());
         let targets = [target("broker-0"), target("broker-1")];
         let now = time("2025-01-02T03:04:05Z");
-        let plan = injection_changes(&f, &targets, &[], &now).unwrap();
+        let plan = injection_changes(&f, &targets, &[], &now, None).unwrap();
         assert!(plan.update.is_empty() && plan.delete.is_empty());
         assert_eq!(plan.create.len(), 2);
         for created in &plan.create {
@@ -347,7 +362,7 @@ mod tests {
         // A pod joining later gets the fault's start, not its own.
         let existing = [stored(plan.create[0].clone())];
         let later = time("2025-01-02T03:07:00Z");
-        let plan = injection_changes(&f, &targets, &existing, &later).unwrap();
+        let plan = injection_changes(&f, &targets, &existing, &later, None).unwrap();
         assert!(plan.update.is_empty() && plan.delete.is_empty());
         assert_eq!(plan.create.len(), 1);
         assert_eq!(plan.create[0].spec.pod_name, "broker-1");
@@ -362,19 +377,26 @@ mod tests {
         let mut f = fault("All", None);
         f.spec.duration = Some("10m".into());
         let targets = [target("broker-0"), target("broker-1")];
-        let first = injection_changes(&f, &targets, &[], &time("2025-01-02T03:04:05Z")).unwrap();
+        let first =
+            injection_changes(&f, &targets, &[], &time("2025-01-02T03:04:05Z"), None).unwrap();
         let existing: Vec<_> = first.create.into_iter().map(stored).collect();
         for now in ["2025-01-02T03:04:06Z", "2025-01-02T03:10:00Z"] {
-            let plan = injection_changes(&f, &targets, &existing, &time(now)).unwrap();
+            let plan = injection_changes(&f, &targets, &existing, &time(now), None).unwrap();
             assert!(plan.is_empty(), "{now}: {plan:?}");
         }
         // Even with no status startTime (lost write) and the targets in another order.
         f.status = None;
         let reversed = [targets[1].clone(), targets[0].clone()];
         assert!(
-            injection_changes(&f, &reversed, &existing, &time("2025-01-02T03:05:00Z"))
-                .unwrap()
-                .is_empty()
+            injection_changes(
+                &f,
+                &reversed,
+                &existing,
+                &time("2025-01-02T03:05:00Z"),
+                None
+            )
+            .unwrap()
+            .is_empty()
         );
     }
 
@@ -388,6 +410,7 @@ mod tests {
             std::slice::from_ref(&before),
             &[],
             &time("2025-01-02T03:04:05Z"),
+            None,
         )
         .unwrap();
         let existing = [stored(created.create[0].clone())];
@@ -397,8 +420,14 @@ mod tests {
             pod_ips: vec!["10.0.0.99".into()],
             ..before
         };
-        let plan =
-            injection_changes(&f, &[restarted], &existing, &time("2025-01-02T03:06:00Z")).unwrap();
+        let plan = injection_changes(
+            &f,
+            &[restarted],
+            &existing,
+            &time("2025-01-02T03:06:00Z"),
+            None,
+        )
+        .unwrap();
         assert!(plan.create.is_empty() && plan.delete.is_empty());
         let [updated] = &plan.update[..] else {
             panic!("{plan:?}")
@@ -417,32 +446,32 @@ mod tests {
         let mut f = fault("All", None);
         let targets = [target("broker-0"), target("broker-1")];
         let now = time("2025-01-02T03:04:05Z");
-        let existing: Vec<_> = injection_changes(&f, &targets, &[], &now)
+        let existing: Vec<_> = injection_changes(&f, &targets, &[], &now, None)
             .unwrap()
             .create
             .into_iter()
             .map(stored)
             .collect();
         f.spec.paused = true;
-        let plan = injection_changes(&f, &targets, &existing, &now).unwrap();
+        let plan = injection_changes(&f, &targets, &existing, &now, None).unwrap();
         assert_eq!(plan.update.len(), 2);
         assert!(plan.update.iter().all(|i| i.spec.paused));
 
         let paused: Vec<_> = plan.update.into_iter().map(stored).collect();
         assert!(
-            injection_changes(&f, &targets, &paused, &now)
+            injection_changes(&f, &targets, &paused, &now, None)
                 .unwrap()
                 .is_empty()
         );
         f.spec.paused = false;
-        let resumed = injection_changes(&f, &targets, &paused, &now).unwrap();
+        let resumed = injection_changes(&f, &targets, &paused, &now, None).unwrap();
         assert_eq!(resumed.update.len(), 2);
         assert!(resumed.update.iter().all(|i| !i.spec.paused));
 
         // A duration added later is counted from the original start.
         f.spec.duration = Some("1h".into());
-        let plan =
-            injection_changes(&f, &targets, &existing, &time("2025-01-02T03:30:00Z")).unwrap();
+        let plan = injection_changes(&f, &targets, &existing, &time("2025-01-02T03:30:00Z"), None)
+            .unwrap();
         assert_eq!(plan.update.len(), 2);
         assert!(
             plan.update
@@ -456,7 +485,7 @@ mod tests {
         let f = fault("All", None);
         let targets = [target("broker-0")];
         let now = time("2025-01-02T03:04:05Z");
-        let good = stored(injection_for(&f, &targets[0], &now).unwrap());
+        let good = stored(injection_for(&f, &targets[0], &now, None).unwrap());
         let strip: [fn(&mut KafkaFaultInjection); 4] = [
             |i| i.metadata.finalizers = None,
             |i| i.metadata.owner_references = Some(vec![]),
@@ -469,7 +498,7 @@ mod tests {
             let mut broken = good.clone();
             strip(&mut broken);
             assert_eq!(
-                injection_changes(&f, &targets, &[broken], &now)
+                injection_changes(&f, &targets, &[broken], &now, None)
                     .unwrap()
                     .update
                     .len(),
@@ -484,31 +513,33 @@ mod tests {
         let f = fault("All", None);
         let now = time("2025-01-02T03:04:05Z");
         let all = [target("broker-0"), target("broker-1"), target("broker-2")];
-        let existing: Vec<_> = injection_changes(&f, &all, &[], &now)
+        let existing: Vec<_> = injection_changes(&f, &all, &[], &now, None)
             .unwrap()
             .create
             .into_iter()
             .map(stored)
             .collect();
 
-        let plan = injection_changes(&f, &all[..2], &existing, &now).unwrap();
+        let plan = injection_changes(&f, &all[..2], &existing, &now, None).unwrap();
         assert_eq!(plan.delete, ["reset-orders-broker-2"]);
         assert!(plan.create.is_empty() && plan.update.is_empty());
 
         let mut dry = f.clone();
         dry.spec.dry_run = true;
-        let plan = injection_changes(&dry, &all, &existing, &now).unwrap();
+        let plan = injection_changes(&dry, &all, &existing, &now, None).unwrap();
         assert_eq!(plan.delete.len(), 3);
         assert!(plan.create.is_empty() && plan.update.is_empty());
         assert!(
-            injection_changes(&dry, &all, &[], &now).unwrap().is_empty(),
+            injection_changes(&dry, &all, &[], &now, None)
+                .unwrap()
+                .is_empty(),
             "dry run creates nothing"
         );
 
         let mut deleted = f.clone();
         deleted.metadata.deletion_timestamp = Some(now.clone());
         assert_eq!(
-            injection_changes(&deleted, &all, &existing, &now)
+            injection_changes(&deleted, &all, &existing, &now, None)
                 .unwrap()
                 .delete
                 .len(),
@@ -518,10 +549,10 @@ mod tests {
         // Already terminating: neither deleted again nor replaced until gone.
         let mut terminating = existing.clone();
         terminating[2].metadata.deletion_timestamp = Some(now.clone());
-        let plan = injection_changes(&f, &all, &terminating, &now).unwrap();
+        let plan = injection_changes(&f, &all, &terminating, &now, None).unwrap();
         assert!(plan.is_empty(), "{plan:?}");
         assert!(
-            injection_changes(&f, &all[..2], &terminating, &now)
+            injection_changes(&f, &all[..2], &terminating, &now, None)
                 .unwrap()
                 .is_empty()
         );
@@ -532,17 +563,19 @@ mod tests {
         let mut f = fault("All", None);
         f.spec.duration = Some("1m".into());
         let all = [target("broker-0"), target("broker-1")];
-        let existing: Vec<_> = injection_changes(&f, &all[..1], &[], &time("2025-01-02T03:04:05Z"))
-            .unwrap()
-            .create
-            .into_iter()
-            .map(stored)
-            .collect();
+        let existing: Vec<_> =
+            injection_changes(&f, &all[..1], &[], &time("2025-01-02T03:04:05Z"), None)
+                .unwrap()
+                .create
+                .into_iter()
+                .map(stored)
+                .collect();
         let expired = time("2025-01-02T03:05:05Z");
-        let plan = injection_changes(&f, &all, &existing, &expired).unwrap();
+        let plan = injection_changes(&f, &all, &existing, &expired, None).unwrap();
         assert!(plan.create.is_empty() && plan.update.is_empty(), "{plan:?}");
         assert_eq!(plan.delete, ["reset-orders-broker-0"]);
-        let plan = injection_changes(&f, &all, &existing, &time("2025-01-02T03:05:04Z")).unwrap();
+        let plan =
+            injection_changes(&f, &all, &existing, &time("2025-01-02T03:05:04Z"), None).unwrap();
         assert_eq!(plan.create.len(), 1, "one second before expiry");
         assert!(plan.delete.is_empty());
 
@@ -552,7 +585,7 @@ mod tests {
             ..Default::default()
         });
         assert!(
-            injection_changes(&f, &all, &[], &expired)
+            injection_changes(&f, &all, &[], &expired, None)
                 .unwrap()
                 .is_empty()
         );
@@ -562,7 +595,7 @@ mod tests {
     fn finalizer_is_released_only_when_no_agent_can_act() {
         let f = fault("All", None);
         let now = time("2025-01-02T03:04:05Z");
-        let mut injection = stored(injection_for(&f, &target("broker-0"), &now).unwrap());
+        let mut injection = stored(injection_for(&f, &target("broker-0"), &now, None).unwrap());
         let same = pod("broker-0");
         let mut recreated = pod("broker-0");
         recreated.metadata.uid = Some("uid-broker-0-new".into());

@@ -7,7 +7,9 @@
 //!
 //! 1. checks the spec, and the installation's [`GuardRails`] (the namespaces and ports it
 //!    honours), with [`validity`];
-//! 2. picks the target pods with [`select_targets`] (stable, so reconciles do not flap);
+//! 2. picks the target pods with [`select_targets`] (stable, so reconciles do not flap), and
+//!    resolves `match.sourceSelector` to the selected pods' addresses with
+//!    [`source_addresses`];
 //! 3. turns them into [`InjectionChanges`] with [`injection_changes`] (create, update,
 //!    delete), whose objects come from the deterministic builder [`injection_for`];
 //! 4. releases the finalizer of injections whose pod or node is gone ([`finalizer_releasable`]);
@@ -35,6 +37,7 @@ pub mod notices;
 pub mod preflight;
 pub mod rollup;
 pub mod schedule;
+pub mod sources;
 pub mod targets;
 pub mod triggers;
 
@@ -44,4 +47,5 @@ pub use injections::{
 };
 pub use rollup::{current_phase, roll_up, validity};
 pub use schedule::{START_ANNOTATION, expiry, rfc3339, started_at};
+pub use sources::source_addresses;
 pub use targets::{SelectError, Target, select_targets};

@@ -221,7 +221,9 @@ mod tests {
         let f = fault("All", None);
         let now = time("2025-01-02T03:04:05Z");
         let targets = select_targets(&f, &[pod("broker-0"), pod("broker-1")]).unwrap();
-        let mut injections = injection_changes(&f, &targets, &[], &now).unwrap().create;
+        let mut injections = injection_changes(&f, &targets, &[], &now, None)
+            .unwrap()
+            .create;
         metrics.observe("kafka/a", FaultPhase::Injecting, &injections);
         metrics.observe("kafka/b", FaultPhase::Injecting, &injections[..1]);
         injections[0].status = Some(KafkaFaultInjectionStatus {

@@ -135,7 +135,7 @@ mod tests {
         let pods = [pod("broker-0"), pod("broker-1")];
         let targets = select_targets(&f, &pods).unwrap();
 
-        let selected = roll_up(&f, &GuardRails::default(), &targets, &[], &now);
+        let selected = roll_up(&f, &GuardRails::default(), &targets, &[], &now, None);
         let first = notices(None, &selected);
         assert_eq!(reasons(&first), ["Selected"]);
         assert_eq!(first[0].type_, EventType::Normal);
@@ -149,7 +149,9 @@ mod tests {
         );
 
         f.status = Some(selected.clone());
-        let mut injections = injection_changes(&f, &targets, &[], &now).unwrap().create;
+        let mut injections = injection_changes(&f, &targets, &[], &now, None)
+            .unwrap()
+            .create;
         for injection in &mut injections {
             injection.status = Some(KafkaFaultInjectionStatus {
                 phase: InjectionPhase::Active,
@@ -157,12 +159,19 @@ mod tests {
                 ..Default::default()
             });
         }
-        let injected = roll_up(&f, &GuardRails::default(), &targets, &injections, &now);
+        let injected = roll_up(
+            &f,
+            &GuardRails::default(),
+            &targets,
+            &injections,
+            &now,
+            None,
+        );
         assert_eq!(reasons(&notices(Some(&selected), &injected)), ["Injected"]);
 
         f.status = Some(injected.clone());
         f.metadata.deletion_timestamp = Some(now.clone());
-        let recovered = roll_up(&f, &GuardRails::default(), &[], &[], &now);
+        let recovered = roll_up(&f, &GuardRails::default(), &[], &[], &now, None);
         let last = notices(Some(&injected), &recovered);
         assert_eq!(reasons(&last), ["Recovered"]);
         assert_eq!(last[0].note, "every rule the fault installed is gone");
@@ -176,7 +185,7 @@ mod tests {
             regex: Some("(".into()),
             ..Default::default()
         });
-        let invalid = roll_up(&f, &GuardRails::default(), &[], &[], &now);
+        let invalid = roll_up(&f, &GuardRails::default(), &[], &[], &now, None);
         let warned = notices(None, &invalid);
         assert_eq!(reasons(&warned), ["SpecInvalid"]);
         assert_eq!(warned[0].type_, EventType::Warning);
@@ -189,14 +198,23 @@ mod tests {
 
         let f = fault("All", None);
         let targets = select_targets(&f, &[pod("broker-0")]).unwrap();
-        let mut injections = injection_changes(&f, &targets, &[], &now).unwrap().create;
+        let mut injections = injection_changes(&f, &targets, &[], &now, None)
+            .unwrap()
+            .create;
         injections[0].status = Some(KafkaFaultInjectionStatus {
             phase: InjectionPhase::Failed,
             last_error: Some("no network namespace for the pod".into()),
             ..Default::default()
         });
-        let pending = roll_up(&f, &GuardRails::default(), &targets, &[], &now);
-        let failed = roll_up(&f, &GuardRails::default(), &targets, &injections, &now);
+        let pending = roll_up(&f, &GuardRails::default(), &targets, &[], &now, None);
+        let failed = roll_up(
+            &f,
+            &GuardRails::default(),
+            &targets,
+            &injections,
+            &now,
+            None,
+        );
         let warned = notices(Some(&pending), &failed);
         assert_eq!(reasons(&warned), ["InjectionFailed"]);
         assert_eq!(warned[0].note, "broker-0: no network namespace for the pod");

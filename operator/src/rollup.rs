@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kafka_shock_crds::{
     FaultPhase, InjectionPhase, KafkaFault, KafkaFaultInjection, KafkaFaultInjectionStatus,
-    KafkaFaultStatus, TargetMode, TargetStatus, fault::conditions,
+    KafkaFaultStatus, ProxyCounts, TargetMode, TargetStatus, fault::conditions, tls_condition,
+    tls_message,
 };
 
 use crate::{
@@ -51,7 +52,8 @@ pub fn validity(fault: &KafkaFault, rails: &GuardRails) -> Result<(), Invalid> {
 ///   still holds rules / none does;
 /// - Failed: an agent reports an injection Failed;
 /// - Paused: spec.paused;
-/// - Pending: dry run, or no target selected;
+/// - Pending: dry run, no target selected, or match.sourceSelector selects no pod (`sources`
+///   is `Some` and empty: no injection exists, the fault hits nothing);
 /// - Active: every target's injection is Active for its current spec;
 /// - Injecting: otherwise.
 ///
@@ -63,16 +65,18 @@ pub fn roll_up(
     targets: &[Target],
     injections: &[KafkaFaultInjection],
     now: &Time,
+    sources: Option<&[String]>,
 ) -> KafkaFaultStatus {
     let start = started_at(fault, injections);
     let end = start.and_then(|start| ends_at(fault, start));
-    let facts = Facts::gather(
+    let mut facts = Facts::gather(
         fault,
         rails,
         targets,
         injections,
         end.is_some_and(|end| end <= now.0),
     );
+    facts.no_sources = sources.is_some_and(<[String]>::is_empty);
     let (phase, injected) = facts.phase_and_injected();
     let previous = fault.status.as_ref();
     let generation = fault.metadata.generation;
@@ -85,6 +89,7 @@ pub fn roll_up(
     ]
     .into_iter()
     .map(|(type_, state)| condition(previous, type_, state, generation, now))
+    .chain(requests_visible(previous, injections, generation, now))
     .collect();
 
     KafkaFaultStatus {
@@ -96,6 +101,14 @@ pub fn roll_up(
             .iter()
             .filter_map(|i| i.status.as_ref())
             .fold(0, |sum, s| sum.saturating_add(s.matched_requests)),
+        proxy: injections
+            .iter()
+            .filter_map(|i| i.status.as_ref()?.proxy.as_ref())
+            .fold(None, |sum: Option<ProxyCounts>, counts| {
+                let mut sum = sum.unwrap_or_default();
+                sum.add(counts);
+                Some(sum)
+            }),
         injected_targets: saturate(facts.injected),
         total_targets: saturate(facts.total),
         start_time: start.map(rfc3339),
@@ -127,6 +140,8 @@ struct Facts {
     injections: usize,
     /// `pod: error` for each injection an agent reports Failed.
     failures: Vec<String>,
+    /// match.sourceSelector selects no pod.
+    no_sources: bool,
 }
 
 /// Where the fault stands: the first of these that applies. Both the phase and the Injected
@@ -146,6 +161,8 @@ enum Stage {
     DryRun,
     /// No pod is selected.
     NoTargets,
+    /// match.sourceSelector selects no pod.
+    NoSources,
     /// Every target's injection is Active.
     Injected,
     /// Otherwise.
@@ -194,6 +211,7 @@ impl Facts {
                     format!("{}: {}", i.spec.pod_name, error.unwrap_or("failed"))
                 })
                 .collect(),
+            no_sources: false,
         }
     }
 
@@ -211,6 +229,7 @@ impl Facts {
             () if self.paused => Stage::Paused,
             () if self.dry_run => Stage::DryRun,
             () if self.total == 0 => Stage::NoTargets,
+            () if self.no_sources => Stage::NoSources,
             () if self.injected == self.total => Stage::Injected,
             () => Stage::Injecting,
         }
@@ -261,6 +280,13 @@ impl Facts {
             Stage::NoTargets => (
                 FaultPhase::Pending,
                 no("NoTargets", "no target pod to inject"),
+            ),
+            Stage::NoSources => (
+                FaultPhase::Pending,
+                no(
+                    "NoSources",
+                    "spec.match.sourceSelector selects no pod (with an address, within sourceCIDRs): nothing is injected until one is, the fault never widens to every source",
+                ),
             ),
             Stage::Injected => (
                 FaultPhase::Active,
@@ -357,6 +383,31 @@ impl Facts {
             ),
         }
     }
+}
+
+/// RequestsVisible=False (reason TLS) while any injection's agent reports TLS ports, naming
+/// the pods and what still works there.
+fn requests_visible(
+    previous: Option<&KafkaFaultStatus>,
+    injections: &[KafkaFaultInjection],
+    generation: Option<i64>,
+    now: &Time,
+) -> Option<Condition> {
+    let mut ports = BTreeSet::new();
+    let mut pods = Vec::new();
+    for injection in injections {
+        let Some(status) = current_status(injection) else {
+            continue;
+        };
+        if !status.tls_ports.is_empty() {
+            ports.extend(status.tls_ports.iter().copied());
+            pods.push(injection.spec.pod_name.as_str());
+        }
+    }
+    let ports: Vec<u16> = ports.into_iter().collect();
+    let message = format!("{}: {}", pods.join(", "), tls_message(&ports));
+    let previous = previous.map_or(&[][..], |s| s.conditions.as_slice());
+    tls_condition(&ports, message, previous, generation, now)
 }
 
 /// One row per injection and per target without one yet, sorted by pod.
@@ -517,7 +568,7 @@ mod tests {
         targets: &[Target],
         phases: &[InjectionPhase],
     ) -> Vec<KafkaFaultInjection> {
-        let plan = injection_changes(fault, targets, &[], &time(START)).unwrap();
+        let plan = injection_changes(fault, targets, &[], &time(START), None).unwrap();
         plan.create
             .into_iter()
             .zip(phases)
@@ -561,7 +612,7 @@ mod tests {
     #[test]
     fn nothing_selected_is_pending() {
         let f = fault("All", None);
-        let status = roll_up(&f, &GuardRails::default(), &[], &[], &time(START));
+        let status = roll_up(&f, &GuardRails::default(), &[], &[], &time(START), None);
         assert_eq!(status.phase, FaultPhase::Pending);
         assert_eq!(
             state(&status, conditions::SELECTED),
@@ -601,7 +652,14 @@ mod tests {
         f.spec.duration = Some("5m".into());
         let targets = targets(3);
         let stored = injections(&f, &targets[..2], &[Active, Pending]);
-        let status = roll_up(&f, &GuardRails::default(), &targets, &stored, &time(START));
+        let status = roll_up(
+            &f,
+            &GuardRails::default(),
+            &targets,
+            &stored,
+            &time(START),
+            None,
+        );
         assert_eq!(status.phase, FaultPhase::Injecting);
         assert_eq!(
             state(&status, conditions::SELECTED),
@@ -640,7 +698,14 @@ mod tests {
         assert_eq!(status.targets[0].pod_ip.as_deref(), Some("10.0.0.8"));
 
         let stored = injections(&f, &targets, &[Active, Active, Active]);
-        let status = roll_up(&f, &GuardRails::default(), &targets, &stored, &time(START));
+        let status = roll_up(
+            &f,
+            &GuardRails::default(),
+            &targets,
+            &stored,
+            &time(START),
+            None,
+        );
         assert_eq!(status.phase, FaultPhase::Active);
         assert_eq!(
             state(&status, conditions::INJECTED),
@@ -655,6 +720,30 @@ mod tests {
             (3, 3, 60)
         );
         assert!(status.targets.iter().all(|t| t.message.is_none()));
+        assert_eq!(status.proxy, None, "no Proxy counts without a proxy");
+        // Proxy counts are summed over the injections that report them.
+        let mut stored = stored;
+        for (n, injection) in stored.iter_mut().take(2).enumerate() {
+            let status = injection.status.get_or_insert_with(Default::default);
+            status.proxy = Some(ProxyCounts {
+                errored_requests: 5 * (n as u64 + 1),
+                handed_over_connections: 1,
+                ..ProxyCounts::default()
+            });
+        }
+        let status = roll_up(
+            &f,
+            &GuardRails::default(),
+            &targets,
+            &stored,
+            &time(START),
+            None,
+        );
+        let proxy = status.proxy.expect("summed");
+        assert_eq!(
+            (proxy.errored_requests, proxy.handed_over_connections),
+            (15, 2)
+        );
     }
 
     #[test]
@@ -664,7 +753,14 @@ mod tests {
         let mut stored = injections(&f, &targets, &[Active]);
         // The pod restarted and the injection was re-targeted; the agent has not caught up.
         stored[0].metadata.generation = Some(2);
-        let status = roll_up(&f, &GuardRails::default(), &targets, &stored, &time(START));
+        let status = roll_up(
+            &f,
+            &GuardRails::default(),
+            &targets,
+            &stored,
+            &time(START),
+            None,
+        );
         assert_eq!(status.phase, FaultPhase::Injecting);
         assert_eq!(status.injected_targets, 0);
         assert_eq!(status.targets[0].phase, Pending);
@@ -679,7 +775,14 @@ mod tests {
         let f = fault("All", None);
         let targets = targets(2);
         let stored = injections(&f, &targets, &[Active, Failed]);
-        let status = roll_up(&f, &GuardRails::default(), &targets, &stored, &time(START));
+        let status = roll_up(
+            &f,
+            &GuardRails::default(),
+            &targets,
+            &stored,
+            &time(START),
+            None,
+        );
         assert_eq!(status.phase, FaultPhase::Failed);
         assert_eq!(
             state(&status, conditions::INJECTED),
@@ -712,7 +815,7 @@ mod tests {
         );
         assert!(reasons.contains("spec.match.apiKeys[1]"), "{reasons}");
         assert_eq!(reasons.matches("; ").count(), 1, "{reasons}");
-        let status = roll_up(&f, &GuardRails::default(), &[], &[], &time(START));
+        let status = roll_up(&f, &GuardRails::default(), &[], &[], &time(START), None);
         assert_eq!(status.phase, FaultPhase::Failed);
         assert_eq!(
             state(&status, conditions::VALID),
@@ -742,7 +845,7 @@ mod tests {
             ..GuardRails::default()
         };
         let targets = targets(1);
-        let status = roll_up(&f, &rails, &targets, &[], &time(START));
+        let status = roll_up(&f, &rails, &targets, &[], &time(START), None);
         assert_eq!(status.phase, FaultPhase::Failed);
         assert_eq!(
             state(&status, conditions::VALID),
@@ -779,7 +882,14 @@ mod tests {
             "HostNetwork: pod kafka/broker-1 uses the node's network namespace (spec.hostNetwork)"
                 .into(),
         );
-        let status = roll_up(&f, &GuardRails::default(), &targets, &stored, &time(START));
+        let status = roll_up(
+            &f,
+            &GuardRails::default(),
+            &targets,
+            &stored,
+            &time(START),
+            None,
+        );
         assert_eq!(status.phase, FaultPhase::Failed);
         assert_eq!(
             status.targets[1].reason,
@@ -798,7 +908,14 @@ mod tests {
         f.spec.paused = true;
         let targets = targets(2);
         let stored = injections(&f, &targets, &[Paused, Active]);
-        let status = roll_up(&f, &GuardRails::default(), &targets, &stored, &time(START));
+        let status = roll_up(
+            &f,
+            &GuardRails::default(),
+            &targets,
+            &stored,
+            &time(START),
+            None,
+        );
         assert_eq!(status.phase, FaultPhase::Paused);
         assert_eq!(state(&status, conditions::PAUSED), is("True", "Paused"));
         assert_eq!(
@@ -809,7 +926,14 @@ mod tests {
 
         let mut dry = fault("All", None);
         dry.spec.dry_run = true;
-        let status = roll_up(&dry, &GuardRails::default(), &targets, &[], &time(START));
+        let status = roll_up(
+            &dry,
+            &GuardRails::default(),
+            &targets,
+            &[],
+            &time(START),
+            None,
+        );
         assert_eq!(status.phase, FaultPhase::Pending);
         assert_eq!(
             state(&status, conditions::SELECTED),
@@ -839,12 +963,13 @@ mod tests {
                 &GuardRails::default(),
                 &targets,
                 &stored,
-                &time("2025-01-02T03:05:04Z")
+                &time("2025-01-02T03:05:04Z"),
+                None
             )
             .phase,
             FaultPhase::Injecting
         );
-        let status = roll_up(&f, &GuardRails::default(), &targets, &stored, &after);
+        let status = roll_up(&f, &GuardRails::default(), &targets, &stored, &after, None);
         assert_eq!(status.phase, FaultPhase::Recovering);
         assert_eq!(
             state(&status, conditions::RECOVERED),
@@ -856,13 +981,13 @@ mod tests {
         );
 
         let stored = injections(&f, &targets, &[Recovered, Recovered]);
-        let status = roll_up(&f, &GuardRails::default(), &targets, &stored, &after);
+        let status = roll_up(&f, &GuardRails::default(), &targets, &stored, &after, None);
         assert_eq!(status.phase, FaultPhase::Completed);
 
         // The injections are deleted once it is over; the start kept in the status remains.
         let mut ended = f.clone();
         ended.status = Some(status.clone());
-        let gone = roll_up(&ended, &GuardRails::default(), &targets, &[], &after);
+        let gone = roll_up(&ended, &GuardRails::default(), &targets, &[], &after, None);
         assert_eq!(gone.phase, FaultPhase::Completed);
         assert_eq!(gone.expire_time, status.expire_time);
         assert!(
@@ -890,6 +1015,7 @@ mod tests {
             &targets[..1],
             &stored,
             &time(START),
+            None,
         );
         assert_eq!(status.phase, FaultPhase::Active);
         assert_eq!(status.total_targets, 1);
@@ -900,7 +1026,7 @@ mod tests {
         );
 
         f.metadata.deletion_timestamp = Some(time(START));
-        let status = roll_up(&f, &GuardRails::default(), &[], &stored, &time(START));
+        let status = roll_up(&f, &GuardRails::default(), &[], &stored, &time(START), None);
         assert_eq!(status.phase, FaultPhase::Recovering);
         assert_eq!(
             state(&status, conditions::INJECTED),
@@ -910,7 +1036,7 @@ mod tests {
             find(&status, conditions::RECOVERED).message,
             "targets still holding rules: 2"
         );
-        let status = roll_up(&f, &GuardRails::default(), &[], &[], &time(START));
+        let status = roll_up(&f, &GuardRails::default(), &[], &[], &time(START), None);
         assert_eq!(status.phase, FaultPhase::Completed);
         assert_eq!(
             state(&status, conditions::RECOVERED),
@@ -924,7 +1050,14 @@ mod tests {
         f.spec.duration = Some("1h".into());
         let targets = targets(3);
         let stored = injections(&f, &targets, &[Active, Pending, Active]);
-        let first = roll_up(&f, &GuardRails::default(), &targets, &stored, &time(START));
+        let first = roll_up(
+            &f,
+            &GuardRails::default(),
+            &targets,
+            &stored,
+            &time(START),
+            None,
+        );
         assert!(
             first
                 .conditions
@@ -939,6 +1072,7 @@ mod tests {
             &targets,
             &stored,
             &time("2025-01-02T03:10:00Z"),
+            None,
         );
         assert_eq!(again, first);
         // Also in another order of inputs.
@@ -952,7 +1086,8 @@ mod tests {
                 &GuardRails::default(),
                 &reversed_targets,
                 &reversed_stored,
-                &time("2025-01-02T03:11:00Z")
+                &time("2025-01-02T03:11:00Z"),
+                None
             ),
             first
         );
@@ -974,11 +1109,12 @@ mod tests {
             &targets,
             &injecting,
             &time(START),
+            None,
         ));
 
         let later = time("2025-01-02T03:06:00Z");
         let active = injections(&f, &targets, &[Active, Active]);
-        let status = roll_up(&f, &GuardRails::default(), &targets, &active, &later);
+        let status = roll_up(&f, &GuardRails::default(), &targets, &active, &later, None);
         assert_eq!(status.phase, FaultPhase::Active);
         for c in &status.conditions {
             let want = if c.type_ == conditions::INJECTED {
@@ -997,6 +1133,7 @@ mod tests {
             &one_more,
             &active,
             &time("2025-01-02T03:07:00Z"),
+            None,
         );
         let selected = find(&status, conditions::SELECTED);
         assert_eq!(
@@ -1017,5 +1154,100 @@ mod tests {
             ..targets[0].clone()
         });
         more
+    }
+
+    #[test]
+    fn tls_seen_by_an_agent_makes_requests_not_visible_on_the_fault() {
+        let f = fault("All", None);
+        let targets = targets(2);
+        let mut stored = injections(&f, &targets, &[Active, Active]);
+        let plain = roll_up(
+            &f,
+            &GuardRails::default(),
+            &targets,
+            &stored,
+            &time(START),
+            None,
+        );
+        assert!(
+            plain
+                .conditions
+                .iter()
+                .all(|c| c.type_ != "RequestsVisible"),
+            "no TLS seen, nothing said"
+        );
+        stored[1].status.as_mut().unwrap().tls_ports = vec![9094];
+        let status = roll_up(
+            &f,
+            &GuardRails::default(),
+            &targets,
+            &stored,
+            &time(START),
+            None,
+        );
+        assert_eq!(state(&status, "RequestsVisible"), is("False", "TLS"));
+        let message = &find(&status, "RequestsVisible").message;
+        assert!(
+            message.starts_with("broker-1: port 9094 carries TLS")
+                && message.contains("an empty match, or only sourceCIDRs or sourceSelector"),
+            "{message}"
+        );
+        assert_eq!(status.phase, FaultPhase::Active, "TLS alone fails nothing");
+
+        let mut again = f.clone();
+        again.status = Some(status.clone());
+        let later = roll_up(
+            &again,
+            &GuardRails::default(),
+            &targets,
+            &stored,
+            &time("2025-01-02T03:09:05Z"),
+            None,
+        );
+        assert_eq!(later, status, "an unchanged world rolls up unchanged");
+    }
+
+    #[test]
+    fn a_source_selector_selecting_no_pod_is_pending_with_no_sources() {
+        let f = fault("All", None);
+        let targets = targets(2);
+        let status = roll_up(
+            &f,
+            &GuardRails::default(),
+            &targets,
+            &[],
+            &time(START),
+            Some(&[]),
+        );
+        assert_eq!(status.phase, FaultPhase::Pending);
+        assert_eq!(
+            state(&status, conditions::INJECTED),
+            is("False", "NoSources")
+        );
+        assert_eq!(
+            state(&status, conditions::SELECTED),
+            is("True", "TargetsSelected")
+        );
+        assert!(
+            injection_changes(&f, &targets, &[], &time(START), Some(&[]))
+                .unwrap()
+                .create
+                .is_empty(),
+            "no injection, never one hitting every source"
+        );
+        let sourced = injection_changes(
+            &f,
+            &targets,
+            &[],
+            &time(START),
+            Some(&["10.0.0.11".to_owned()]),
+        )
+        .unwrap();
+        assert!(
+            sourced
+                .create
+                .iter()
+                .all(|i| i.spec.source_ips.as_deref() == Some(&["10.0.0.11".to_owned()][..]))
+        );
     }
 }

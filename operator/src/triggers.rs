@@ -4,7 +4,9 @@
 //! and a restarted pod (new UID or IP) needs its injection re-targeted. Waking only the faults a
 //! pod can matter to — its selector matches the pod, or the fault already lists the pod among
 //! its targets (a pod that stopped matching must be dropped) — keeps a busy namespace from
-//! reconciling every fault on every pod update.
+//! reconciling every fault on every pod update. A fault with a `match.sourceSelector` is woken
+//! by every pod of its namespace: a source pod's address comes and goes with it, and one that
+//! stopped matching must be dropped from the injections' addresses.
 
 use std::collections::BTreeMap;
 
@@ -31,7 +33,8 @@ pub fn faults_for_pod<'a>(
                 .status
                 .as_ref()
                 .is_some_and(|status| status.targets.iter().any(|t| t.pod == name));
-            selects || lists
+            let sources = fault.spec.terms.match_.source_selector.is_some();
+            selects || lists || sources
         })
         .map(ObjectRef::from_obj)
         .collect()
@@ -93,6 +96,30 @@ mod tests {
         assert_eq!(
             names(&faults_for_pod(&pod("broker-1").metadata, &faults)),
             ["reset-orders"]
+        );
+    }
+
+    #[test]
+    fn any_pod_of_its_namespace_wakes_a_fault_with_a_source_selector() {
+        let mut isolating = fault("All", None);
+        isolating.metadata.name = Some("isolating".into());
+        isolating.spec.selector.match_labels = Some([("app".into(), "zookeeper".into())].into());
+        isolating.spec.terms.match_.source_selector = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+                match_labels: Some([("role".into(), "follower".into())].into()),
+                ..Default::default()
+            },
+        );
+        let mut elsewhere = isolating.clone();
+        elsewhere.metadata.name = Some("elsewhere".into());
+        elsewhere.metadata.namespace = Some("default".into());
+        // broker-0 is no source (it lacks the label): it may just have stopped being one.
+        assert_eq!(
+            names(&faults_for_pod(
+                &pod("broker-0").metadata,
+                &[isolating, elsewhere]
+            )),
+            ["isolating"]
         );
     }
 

@@ -12,67 +12,62 @@ ROUNDS=${1:-3}
 LAB=tests/lab/lab.sh
 "$LAB" up >/dev/null
 eval "$("$LAB" env)"
-cargo build -q --release -p kafka-shock-agent
-KS=${CARGO_TARGET_DIR:-target}/release/kafka-shock
+# KSHOCK_BENCH_BIN_DIR: time the kafka-shock found there instead of building it.
+[ -n "${KSHOCK_BENCH_BIN_DIR:-}" ] || cargo build -q --release -p kafka-shock-agent
+KS=$(readlink -f "${KSHOCK_BENCH_BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}/kafka-shock")
 NS=ksl-broker-0
-WORK=$(mktemp -d)
-trap 'pkill -INT -f "kafka-shock inject" 2>/dev/null || true; sleep 1; "$KS" clean --netns $NS >/dev/null; rm -rf "$WORK"' EXIT
-for topic in orders other perf-bench; do "$LAB" topic "$topic" >/dev/null 2>&1; done
-"$KS" clean --netns "$NS" >/dev/null
-
-fault() { # NAME SPEC-LINES...
-  local name=$1; shift
-  { printf 'kind: KafkaFault\nmetadata: {name: %s}\nspec:\n  selector: {matchLabels: {app: kafka}}\n' "$name"; printf '  %s\n' "$@"; } >"$WORK/$name.yaml"
-  echo "$WORK/$name.yaml"
-}
-start_inject() { # FILE OUT; sets $pid (a child of this shell, so that it can be waited for)
-  "$KS" inject -f "$1" --netns "$NS" >"$2" 2>&1 &
-  pid=$!
-}
-wait_line() { # FILE PATTERN
-  for _ in $(seq 200); do grep -qs "$2" "$1" && return 0; sleep 0.05; done
-  echo "bench: '$2' never appeared in $1" >&2; cat "$1" >&2; return 1
-}
-stop_inject() { kill -INT "$1"; wait "$1" || true; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+. tests/bench/lib.sh
+bench_start orders other perf-bench
 
 echo "== 1. inject start -> first rejected matching request"
 reset=$(fault reset-a "match: {apiKeys: [Produce], clientId: {exact: bench-a}, topics: [orders]}" "action: {type: Reject}")
 for _ in $(seq "$ROUNDS"); do
-  "$LAB" client python tests/bench/first_failure.py "$KSHOCK_LAB_BOOTSTRAP" orders bench-a 30 >"$WORK/first.json" &
+  "$LAB" client python tests/bench/first_failure.py "$KSHOCK_LAB_BOOTSTRAP" orders bench-a 30 >"$WORK/first.json" || true &
   producer=$!
   sleep 2
   t0=$(date +%s.%N)
-  start_inject "$reset" "$WORK/inject1.out"
+  spawn_inject "$reset" "$WORK/inject1.out"
   wait "$producer"
-  stop_inject "$pid"
-  python3 -c "import json,sys; r=json.load(open('$WORK/first.json')); print(round((r['first_failure_unix']-$t0)*1000))"
+  stop_inject
+  # The client's own view: its first failure must be the reset (KafkaConnectionError), after
+  # records acked without the fault (the positive control).
+  python3 -c "
+import json, sys
+r = json.load(open('$WORK/first.json'))
+assert r['error'] == 'KafkaConnectionError', f'the client saw {r}, not a reset'
+assert r['acked_before'] > 0, f'nothing was acked before the fault: {r}'
+print(round((r['first_failure_unix'] - $t0) * 1000))"
 done | tee "$WORK/first.ms"
-echo "median: $(median <"$WORK/first.ms") ms from inject start to the first rejected request"
-echo "install alone: $(grep -o '[0-9]* ms)' "$WORK/inject1.out" | head -1)"
+echo "inject first reset ms (inject start to the client's KafkaConnectionError) min/median/max: $(mmm "$WORK/first.ms" 1)"
 
-echo "== 2. Connection mode: matching request -> its connection rule"
+echo "== 2. Connection mode: matching request -> its connection rule (as the inject reports it: no client sees this delay apart)"
 conn=$(fault conn-c "match: {apiKeys: [Produce], clientId: {exact: bench-c}}" "action: {type: Reject}" "enforcement: Connection")
 start_inject "$conn" "$WORK/inject2.out"
-wait_line "$WORK/inject2.out" "inject: active"
 "$LAB" client python tests/clients/produce_count.py "$KSHOCK_LAB_BOOTSTRAP" orders bench-c 20 2000 >/dev/null
-stop_inject "$pid"
+stop_inject
 grep -o '[0-9]* us after the request' "$WORK/inject2.out" | awk '{print $1/1000}' >"$WORK/conn.ms"
-echo "$(wc -l <"$WORK/conn.ms") connection rules; median $(median <"$WORK/conn.ms") ms, max $(sort -n "$WORK/conn.ms" | tail -1) ms after the request"
+echo "inject connection rule ms after the request, $(wc -l <"$WORK/conn.ms") rules, min/median/max (inject's own log): $(mmm "$WORK/conn.ms" 1)"
 
 echo "== 3. install and remove 1,000 rules"
 cidrs=$(for i in $(seq 1 10); do printf '10.200.%d.0/24,' "$i"; done)
 topics=$(for i in $(seq 1 50); do printf 'bench-topic-%02d,' "$i"; done)
 many=$(fault many "match: {apiKeys: [Produce], topics: [${topics%,}], sourceCIDRs: [${cidrs%,}]}" "action: {type: Drop}" "enforcement: Signature")
+# Timed from outside: spawn to the rules in place (its "inject: active" line, then counted with
+# iptables-save), SIGINT to the process gone (then no KSHOCK rule may be left).
 for _ in $(seq "$ROUNDS"); do
+  t0=$EPOCHREALTIME
   start_inject "$many" "$WORK/inject3.out"
-  wait_line "$WORK/inject3.out" "inject: active"
+  t1=$EPOCHREALTIME
   rules=$(ip netns exec "$NS" iptables-save | grep -c '^-A KSHOCK-')
-  stop_inject "$pid"
-  install=$(grep -o 'changes, [0-9]* ms' "$WORK/inject3.out" | grep -o '[0-9]* ms' | cut -d' ' -f1)
-  remove=$(grep -o 'in [0-9]* ms; nothing' "$WORK/inject3.out" | grep -o '[0-9]*')
-  echo "$rules rules: install $install ms, remove $remove ms"
+  t2=$EPOCHREALTIME
+  stop_inject
+  t3=$EPOCHREALTIME
+  left=$(ip netns exec "$NS" iptables-save | grep -c 'KSHOCK' || true)
+  [ "$left" -eq 0 ] || { echo "inject-bench: $left KSHOCK lines left after the inject ended" >&2; exit 1; }
+  [ "$rules" -ge 1000 ] || { echo "inject-bench: only $rules rules installed" >&2; exit 1; }
+  awk -v r="$rules" -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" 'BEGIN {printf "%d %.0f %.0f\n", r, (b - a) * 1000, (d - c) * 1000}' | tee -a "$WORK/many"
 done
+echo "inject $(mmm "$WORK/many" 1) rules: start to active ms min/median/max $(mmm "$WORK/many" 2) | SIGINT to exit, rules gone, ms $(mmm "$WORK/many" 3)"
 
 echo "== 4. produce throughput of a non-matching client, fault vs none"
 # Three variants, alternating: no fault; inject running (its rules plus its live sniffer,
@@ -86,15 +81,21 @@ perf() {
 }
 signature=$(fault signature-a "match: {apiKeys: [Produce], clientId: {exact: bench-a}, topics: [orders]}" "action: {type: Reject}" "enforcement: Signature")
 : >"$WORK/none"; : >"$WORK/fault"; : >"$WORK/rules"
-for round in $(seq "$ROUNDS"); do
-  perf >>"$WORK/none"
+with_fault() { # inject running, then its rules alone (the engine SIGKILLed); its CPU and RSS from /proc
   start_inject "$signature" "$WORK/inject4.out"
-  wait_line "$WORK/inject4.out" "inject: active"
+  local ticks0 t0
+  ticks0=$(cpu_ticks "$pid"); t0=$EPOCHREALTIME
   perf >>"$WORK/fault"
-  kill -9 "$pid"; wait "$pid" 2>/dev/null || true
+  awk -v a="$ticks0" -v b="$(cpu_ticks "$pid")" -v t0="$t0" -v t1="$EPOCHREALTIME" -v hz="$(getconf CLK_TCK)" \
+    -v rss="$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status")" 'BEGIN {printf "%.1f %.1f\n", (b - a) / hz / (t1 - t0) * 100, rss / 1024}' >>"$WORK/inject.cpu"
+  kill -9 "$pid"; wait "$pid" 2>/dev/null || true; pid=""
   perf >>"$WORK/rules"
   "$KS" rules --netns "$NS" >/dev/null
+}
+for round in $(seq "$ROUNDS"); do # no fault first in odd rounds, last in even ones
+  if ((round % 2)); then perf >>"$WORK/none"; with_fault; else with_fault; perf >>"$WORK/none"; fi
   echo "round $round: none $(tail -1 "$WORK/none"), inject running $(tail -1 "$WORK/fault"), rules only $(tail -1 "$WORK/rules") rec/s"
 done
-none=$(median <"$WORK/none"); with=$(median <"$WORK/fault"); rules=$(median <"$WORK/rules")
-echo "median: none $none rec/s; inject running $with ($(python3 -c "print(round(100*$with/$none, 1))")%); rules only $rules ($(python3 -c "print(round(100*$rules/$none, 1))")%)"
+none=$(median <"$WORK/none"); with=$(median <"$WORK/fault")
+echo "inject throughput rec/s min/median/max: none $(mmm "$WORK/none" 1 %.0f) | inject running $(mmm "$WORK/fault" 1 %.0f) | rules only $(mmm "$WORK/rules" 1 %.0f); inject running at $(awk -v a="$with" -v b="$none" 'BEGIN {printf "%.1f", 100 * a / b}')% of none, goal >= 95%: $(met "$with >= 0.95 * $none")"
+echo "inject CPU from /proc during the fault runs: % of a core $(mmm "$WORK/inject.cpu" 1 %.1f); peak RSS $(mmm "$WORK/inject.cpu" 2 %.1f) MiB"

@@ -1,98 +1,96 @@
 #!/usr/bin/env bash
-# Benchmark of Inline (NFQUEUE) enforcement on the lab (real Kafka, real iptables), as root:
-#   1. produce throughput of a NON-matching client (Kafka's perf tool, unthrottled) with an
-#      Inline fault active vs none vs a Signature fault, alternating on the same broker in one
-#      run (goal for Inline: >= 80% of the throughput);
-#   2. p99 latency of the same client throttled to RATE records/s (small requests, so p99 is
-#      per-request latency rather than client-side queueing), same alternation (goal: <= 1 ms
-#      added), and the engine's CPU per 10k queued requests/s during that run.
-# Usage: tests/bench/inline-bench.sh [ROUNDS]   (default 3)
+# Benchmark of Inline (NFQUEUE) enforcement on the lab (real Kafka, real iptables), as root. Every
+# fault matches Produce to `orders`; the clients measured write to `perf-bench`, so nothing they
+# send matches and everything passes through. The order of the modes rotates every round.
+#   1. produce throughput of a non-matching client (Kafka's perf tool, unthrottled): no fault vs
+#      Inline vs Signature (goal for Inline: >= 80% of no fault);
+#   2. latency of one request at a time, to the microsecond, with tests/probe's
+#      kafka-latency-probe (one connection, one request in flight; Produce of one 100-byte record
+#      with acks=1, then Metadata of one topic): p50/p99/p999 with no fault, Signature, Inline
+#      and Proxy (goal for Inline: <= 1 ms added p99, medians of the rounds);
+#   3. the Inline engine's CPU, from /proc/<pid>/stat of the inject process (never its own
+#      counters), per 10k requests/s, the rate being what the probe itself sent; its peak RSS
+#      from /proc/<pid>/status.
+# Usage: tests/bench/inline-bench.sh [ROUNDS]   (default 3; PROBES=2000 requests per probe run)
 # Run it under the lab lock when others share the lab: flock /tmp/kshock-lab.lock tests/bench/inline-bench.sh
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/../.."
 ROUNDS=${1:-3}
 RECORDS=${RECORDS:-300000}
+PROBES=${PROBES:-2000}
 LAB=tests/lab/lab.sh
+# KSHOCK_BENCH_BIN_DIR: time the kafka-shock and kafka-latency-probe found there instead of
+# building them (to compare two builds).
+BIN_DIR=${KSHOCK_BENCH_BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}
+[ -n "${KSHOCK_BENCH_BIN_DIR:-}" ] || cargo build -q --release -p kafka-shock-agent -p kafka-shock-probe
+KS=$(readlink -f "$BIN_DIR/kafka-shock")
+PROBE=$(readlink -f "$BIN_DIR/kafka-latency-probe")
 "$LAB" up >/dev/null
 eval "$("$LAB" env)"
-cargo build -q --release -p kafka-shock-agent
-KS=${CARGO_TARGET_DIR:-target}/release/kafka-shock
 NS=ksl-broker-0
-WORK=$(mktemp -d)
-pid=""
-cleanup() {
-  if [ -n "$pid" ]; then kill -INT "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-  "$KS" clean --netns "$NS" >/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-for topic in orders perf-bench; do "$LAB" topic "$topic" >/dev/null 2>&1; done
-"$KS" clean --netns "$NS" >/dev/null
+. tests/bench/lib.sh
+bench_start orders perf-bench
 
-fault() { # NAME SPEC-LINES...
-  local name=$1; shift
-  { printf 'kind: KafkaFault\nmetadata: {name: %s}\nspec:\n  selector: {matchLabels: {app: kafka}}\n' "$name"; printf '  %s\n' "$@"; } >"$WORK/$name.yaml"
-  echo "$WORK/$name.yaml"
-}
-start_inject() { # FILE OUT; sets $pid
-  "$KS" inject -f "$1" --netns "$NS" >"$2" 2>&1 &
-  pid=$!
-  for _ in $(seq 200); do grep -qs "inject: active" "$2" && return 0; sleep 0.05; done
-  echo "bench: inject never became active" >&2; cat "$2" >&2; return 1
-}
-stop_inject() { kill -INT "$pid"; wait "$pid" || true; pid=""; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-
-# ProducerPerformance's summary: "N records sent, R records/sec (…), A ms avg latency, M ms max
-# latency, p50 ms 50th, p95 ms 95th, p99 ms 99th, …"; prints "records/sec p99-ms".
-RATE=${RATE:-5000}
-perf() { # [RECORDS THROUGHPUT]
+perf() { # records/s of the perf tool's summary line
   "$LAB" client kafka-class org.apache.kafka.tools.ProducerPerformance --topic perf-bench \
-    --num-records "${1:-$RECORDS}" --record-size 100 --throughput "${2:--1}" \
+    --num-records "$RECORDS" --record-size 100 --throughput -1 \
     --producer-props "bootstrap.servers=$KSHOCK_LAB_BOOTSTRAP" acks=1 client.id=bench-b \
-    linger.ms=0 2>/dev/null | tail -1 |
-    sed -E 's/.* ([0-9.]+) records\/sec.* ([0-9.]+) ms 99th.*/\1 \2/'
+    linger.ms=0 2>/dev/null | tail -1 | sed -E 's/.* ([0-9.]+) records\/sec.*/\1/'
 }
 
-# The fault hits Produce to orders; the perf tool writes to perf-bench, so nothing matches.
 inline=$(fault inline-orders "match: {apiKeys: [Produce], topics: [orders]}" "action: {type: Delay, delay: 500ms}" "enforcement: Inline")
 signature=$(fault signature-orders "match: {apiKeys: [Produce], clientId: {exact: bench-a}, topics: [orders]}" "action: {type: Reject}" "enforcement: Signature")
-measure() { # OUT-PREFIX PERF-ARGS...: one round of none, Inline, Signature; Inline's CPU
-  local out=$1; shift
-  perf "$@" >>"$WORK/$out.none"
-  start_inject "$inline" "$WORK/inline.out"
-  ticks0=$(cpu_ticks "$pid"); t0=$(date +%s.%N)
-  perf "$@" >>"$WORK/$out.inline"
-  ticks1=$(cpu_ticks "$pid"); t1=$(date +%s.%N)
-  stop_inject
-  seen=$(grep -o '[0-9]* requests seen' "$WORK/inline.out" | grep -o '^[0-9]*')
-  packets=$(grep -o '([0-9]* packets)' "$WORK/inline.out" | grep -o '[0-9]*')
-  python3 -c '
-import sys
-t0, t1, w0, w1, seen, packets, hz = map(float, sys.argv[1:])
-cpu = (t1 - t0) / hz / (w1 - w0)  # cores used by the engine
-rate = seen / (w1 - w0)           # requests/s through the queue
-print(f"{cpu / (rate / 10000) * 100:.1f} {cpu * 100:.1f} {rate:.0f} {packets / (w1 - w0):.0f}")
-' "$ticks0" "$ticks1" "$t0" "$t1" "$seen" "$packets" "$(getconf CLK_TCK)" >>"$WORK/$out.cpu"
-  start_inject "$signature" "$WORK/signature.out"
-  perf "$@" >>"$WORK/$out.signature"
-  stop_inject
-  echo "round $round: none $(tail -1 "$WORK/$out.none"); inline $(tail -1 "$WORK/$out.inline"); signature $(tail -1 "$WORK/$out.signature") (rec/s p99-ms)"
+proxy=$(fault proxy-orders "match: {apiKeys: [Produce], topics: [orders]}" "action: {type: Error, errorCode: NOT_LEADER_OR_FOLLOWER}" "enforcement: Proxy")
+file_of() { case $1 in inline) echo "$inline" ;; signature) echo "$signature" ;; proxy) echo "$proxy" ;; esac; }
+
+throughput_run() { # MODE
+  local file
+  file=$(file_of "$1")
+  if [ -n "$file" ]; then start_inject "$file" "$WORK/$1.out"; fi
+  perf >>"$WORK/tput.$1"
+  if [ -n "$file" ]; then stop_inject; fi
 }
-col() { awk -v c="$2" '{print $c}' "$1" | median; }
-pct() { python3 -c "print(round(100*$1/$2, 1))"; }
-add() { python3 -c "print(round($1-$2, 2))"; }
-echo "== 1. unthrottled throughput of a non-matching client ($RECORDS records of 100 B, acks=1)"
-for round in $(seq "$ROUNDS"); do measure full; done
-none=$(col "$WORK/full.none" 1); inl=$(col "$WORK/full.inline" 1); sig=$(col "$WORK/full.signature" 1)
-echo "median throughput: none $none rec/s; Inline $inl ($(pct "$inl" "$none")%); Signature $sig ($(pct "$sig" "$none")%)"
-echo "== 2. p99 at $RATE records/s (50,000 records, linger.ms=0: few records per request)"
-for round in $(seq "$ROUNDS"); do measure light 50000 "$RATE"; done
-n99=$(col "$WORK/light.none" 2); i99=$(col "$WORK/light.inline" 2); s99=$(col "$WORK/light.signature" 2)
-echo "median p99: none $n99 ms; Inline $i99 ms (+$(add "$i99" "$n99")); Signature $s99 ms (+$(add "$s99" "$n99"))"
-echo "== engine CPU, throttled Inline runs: % of a core per 10k requests/s, % of a core, requests/s, packets/s"
-cat "$WORK/light.cpu"
-echo "median: $(col "$WORK/light.cpu" 1)% of a core per 10k queued requests/s"
-echo "== engine CPU, unthrottled Inline runs (large batches: few requests, many packets)"
-cat "$WORK/full.cpu"
+
+latency_run() { # MODE: the probe's Produce and Metadata runs; Inline's CPU and RSS from /proc
+  local file ticks0 ticks1
+  file=$(file_of "$1")
+  if [ -n "$file" ]; then start_inject "$file" "$WORK/$1.out"; fi
+  if [ "$1" = inline ]; then ticks0=$(cpu_ticks "$pid"); fi
+  probe produce perf-bench "$PROBES" >>"$WORK/produce.$1"
+  if [ "$1" = inline ]; then
+    ticks1=$(cpu_ticks "$pid")
+    read -r _ _ _ n wall < <(tail -1 "$WORK/produce.inline")
+    awk -v t0="$ticks0" -v t1="$ticks1" -v hz="$(getconf CLK_TCK)" -v n="$n" -v w="$wall" \
+      -v warm=200 -v rss="$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status")" 'BEGIN {
+        cpu = (t1 - t0) / hz / w; rate = (n + warm) / w
+        printf "%.1f %.1f %.0f %.1f\n", cpu / (rate / 10000) * 100, cpu * 100, rate, rss / 1024 }' >>"$WORK/cpu.inline"
+  fi
+  probe metadata perf-bench "$PROBES" >>"$WORK/metadata.$1"
+  if [ -n "$file" ]; then stop_inject; fi
+}
+
+echo "== inline-bench: $ROUNDS rounds, the order of the modes rotating; $RECORDS records of 100 B per throughput run; $PROBES probe requests per latency run"
+modes=(none inline signature)
+for round in $(seq "$ROUNDS"); do
+  for mode in "${modes[@]}"; do throughput_run "$mode"; done
+  echo "round $round throughput (${modes[*]}): none $(tail -1 "$WORK/tput.none"), inline $(tail -1 "$WORK/tput.inline"), signature $(tail -1 "$WORK/tput.signature") rec/s"
+  rotate modes
+done
+modes=(none signature inline proxy)
+for round in $(seq "$ROUNDS"); do
+  for mode in "${modes[@]}"; do latency_run "$mode"; done
+  echo "round $round latency (${modes[*]}), produce p50 p99 p999 us: none $(cut -d' ' -f1-3 <<<"$(tail -1 "$WORK/produce.none")"); signature $(cut -d' ' -f1-3 <<<"$(tail -1 "$WORK/produce.signature")"); inline $(cut -d' ' -f1-3 <<<"$(tail -1 "$WORK/produce.inline")"); proxy $(cut -d' ' -f1-3 <<<"$(tail -1 "$WORK/produce.proxy")")"
+  rotate modes
+done
+
+none=$(col_median "$WORK/tput.none" 1); inl=$(col_median "$WORK/tput.inline" 1)
+echo "inline throughput rec/s min/median/max: none $(mmm "$WORK/tput.none" 1 %.0f) | Inline $(mmm "$WORK/tput.inline" 1 %.0f) | Signature $(mmm "$WORK/tput.signature" 1 %.0f); Inline at $(awk -v a="$inl" -v b="$none" 'BEGIN {printf "%.1f", 100 * a / b}')% of none, goal >= 80%: $(met "$inl >= 0.8 * $none")"
+for api in produce metadata; do
+  for q in 1:p50 2:p99 3:p999; do
+    c=${q%%:*}
+    echo "inline latency $api ${q#*:} us min/median/max: none $(mmm "$WORK/$api.none" "$c") | Signature $(mmm "$WORK/$api.signature" "$c") | Inline $(mmm "$WORK/$api.inline" "$c") | Proxy $(mmm "$WORK/$api.proxy" "$c")"
+  done
+done
+n99=$(col_median "$WORK/produce.none" 2); i99=$(col_median "$WORK/produce.inline" 2)
+echo "inline latency: produce p99 added by Inline (medians) $(awk -v a="$i99" -v b="$n99" 'BEGIN {printf "%+.0f", a - b}') us, goal <= 1000 us: $(met "$i99 - $n99 <= 1000")"
+echo "inline engine CPU from /proc (probe runs): % of a core per 10k requests/s $(mmm "$WORK/cpu.inline" 1 %.1f), % of a core $(mmm "$WORK/cpu.inline" 2 %.1f) at $(mmm "$WORK/cpu.inline" 3 %.0f) requests/s; peak RSS $(mmm "$WORK/cpu.inline" 4 %.1f) MiB"

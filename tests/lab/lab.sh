@@ -5,6 +5,7 @@
 #
 #   lab.sh build                 install and build everything into the cache (packages, binaries, images)
 #   lab.sh up [--brokers 1|3]    start the lab (idempotent); prints the environment to use it
+#                                (3 brokers: replication listener :9091, TLS listener :9094 on broker 0)
 #   lab.sh down                  remove every process, pod, mount, namespace, link, rule and setting the lab made
 #   lab.sh status                say what is running; exit 1 when the lab is not up
 #   lab.sh env                   print the lab's environment (eval "$(lab.sh env)")
@@ -59,9 +60,17 @@ KSHOCK_LAB_NODES=$(IFS=,; echo "${LAB_NODES[*]}")
 KSHOCK_LAB_POD_NAMESPACE=$POD_NAMESPACE
 KSHOCK_LAB_PAUSE_IMAGE=$PAUSE_IMAGE
 KSHOCK_LAB_APISERVER=$APISERVER_URL
+KSHOCK_LAB_CONTROLLER_PORT=$CONTROLLER_PORT
 KUBECONFIG=$KUBECONFIG
 PATH=$(lab_path)
 ENV
+  if ((count == 3)); then
+    cat >>"$LAB_STATE/env" <<ENV
+KSHOCK_LAB_REPLICATION_PORT=$REPLICATION_PORT
+KSHOCK_LAB_TLS_BOOTSTRAP=$(broker_ip "$TLS_BROKER"):$TLS_PORT
+KSHOCK_LAB_TLS_CERT=$LAB_STATE/tls/broker.pem
+ENV
+  fi
 }
 
 running_brokers() { [[ -f $LAB_STATE/env ]] && sed -n 's/^KSHOCK_LAB_BROKERS=//p' "$LAB_STATE/env"; }
@@ -251,5 +260,5 @@ case $cmd in
       stop) product_stop ;;
       *) die "product: deploy BIN_DIR [--set K=V...] | up [HELM_ARGS] | start BIN_DIR | stop" ;;
     esac ;;
-  *) sed -n '2,20s/^# \{0,1\}//p' "$0"; [[ -z $cmd ]] || die "unknown command: $cmd" ;;
+  *) sed -n '2,21s/^# \{0,1\}//p' "$0"; [[ -z $cmd ]] || die "unknown command: $cmd" ;;
 esac

@@ -10,6 +10,12 @@ pub enum LabError {
         status: std::process::ExitStatus,
         stderr: String,
     },
+    #[error("`{command}` did not finish within {after:?} and was killed; its stderr:\n{stderr}")]
+    TimedOut {
+        command: String,
+        after: std::time::Duration,
+        stderr: String,
+    },
     #[error("could not run `{command}`: {source}")]
     Spawn {
         command: String,

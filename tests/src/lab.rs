@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::LabError;
 
@@ -78,22 +78,14 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// How long any one command the harness runs may take (a client, a lab step, kubectl): one
+/// that hangs, such as a producer waiting on a broker that no longer answers, fails its test
+/// with the command named instead of holding the whole run until CI's own deadline.
+pub const COMMAND_DEADLINE: Duration = Duration::from_secs(300);
+
 /// Runs a command to completion and turns a non-zero exit into an error carrying its stderr.
 pub fn run(command: &mut Command) -> Result<Output, LabError> {
-    let described = format!("{command:?}");
-    let output = command.output().map_err(|source| LabError::Spawn {
-        command: described.clone(),
-        source,
-    })?;
-    if output.status.success() {
-        Ok(output)
-    } else {
-        Err(LabError::CommandFailed {
-            command: described,
-            status: output.status,
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        })
-    }
+    run_within(command, None, COMMAND_DEADLINE)
 }
 
 /// Runs a command to completion and returns its standard output.
@@ -103,7 +95,19 @@ pub fn stdout(command: &mut Command) -> Result<String, LabError> {
 
 /// Runs a command with `input` on its standard input and returns its standard output.
 pub fn stdout_with_input(command: &mut Command, input: &str) -> Result<String, LabError> {
-    use std::io::Write;
+    run_within(command, Some(input), COMMAND_DEADLINE)
+        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Runs `command` in a process group of its own, feeding it `input`, for at most `deadline`:
+/// past it the whole group is killed and the error names the command.
+pub fn run_within(
+    command: &mut Command,
+    input: Option<&str>,
+    deadline: Duration,
+) -> Result<Output, LabError> {
+    use std::io::{Read, Write};
+    use std::os::unix::process::CommandExt;
     use std::process::Stdio;
     let described = format!("{command:?}");
     let spawn_error = |source| LabError::Spawn {
@@ -111,23 +115,67 @@ pub fn stdout_with_input(command: &mut Command, input: &str) -> Result<String, L
         source,
     };
     let mut child = command
-        .stdin(Stdio::piped())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .map_err(spawn_error)?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(input.as_bytes()).map_err(spawn_error)?;
+    if let (Some(mut stdin), Some(input)) = (child.stdin.take(), input) {
+        let input = input.to_owned();
+        std::thread::spawn(move || stdin.write_all(input.as_bytes()));
     }
-    let output = child.wait_with_output().map_err(spawn_error)?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(LabError::CommandFailed {
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            let _ = sender.send(bytes);
+        });
+        receiver
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("piped stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("piped stderr")));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(spawn_error)? {
+            break Some(status);
+        }
+        if started.elapsed() >= deadline {
+            let group = nix::unistd::Pid::from_raw(-(child.id() as i32));
+            let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // A grandchild that left the group may still hold a pipe: wait a little, not forever.
+    let collect = |receiver: std::sync::mpsc::Receiver<Vec<u8>>| {
+        receiver
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_default()
+    };
+    let (stdout, stderr) = (collect(stdout), collect(stderr));
+    match status {
+        Some(status) if status.success() => Ok(Output {
+            status,
+            stdout,
+            stderr,
+        }),
+        Some(status) => Err(LabError::CommandFailed {
             command: described,
-            status: output.status,
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        })
+            status,
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }),
+        None => Err(LabError::TimedOut {
+            command: described,
+            after: deadline,
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }),
     }
 }
 
@@ -239,6 +287,13 @@ impl Lab {
             .unwrap_or_default()
     }
 
+    /// A setting of the lab's environment file that only some labs have (the three-broker
+    /// lab's `KSHOCK_LAB_TLS_BOOTSTRAP`, `KSHOCK_LAB_TLS_CERT`, `KSHOCK_LAB_REPLICATION_PORT`;
+    /// every lab's `KSHOCK_LAB_CONTROLLER_PORT`).
+    pub fn setting(&self, key: &'static str) -> Result<&str, LabError> {
+        self.var(key)
+    }
+
     /// How many brokers this lab runs.
     pub fn brokers(&self) -> usize {
         self.list("KSHOCK_LAB_BROKERS")
@@ -307,6 +362,26 @@ impl Lab {
     /// `lab.client("kcat").args(["-b", lab.bootstrap(), "-L"])`.
     pub fn client(&self, program: &str) -> Command {
         self.in_netns(self.client_netns(), program)
+    }
+
+    /// Whether kcat, as client `client_id`, delivers two records to `topic` within
+    /// `timeout_ms` (a new connection each call).
+    pub fn kcat_delivers_within(&self, topic: &str, client_id: &str, timeout_ms: u32) -> bool {
+        stdout_with_input(
+            self.client("kcat").args([
+                "-b",
+                self.bootstrap(),
+                "-t",
+                topic,
+                "-P",
+                "-X",
+                &format!("client.id={client_id}"),
+                "-X",
+                &format!("message.timeout.ms={timeout_ms}"),
+            ]),
+            "one\ntwo\n",
+        )
+        .is_ok()
     }
 
     /// A command run in network namespace `netns` with the lab's tools on PATH.
@@ -478,5 +553,17 @@ impl Drop for LabDownGuard {
         if let Err(error) = Lab::down() {
             eprintln!("lab down failed: {error}");
         }
+    }
+}
+
+/// Polls `probe` every 200 ms until it gives a value, for at most `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
     }
 }

@@ -410,6 +410,116 @@ pub fn mistakes() -> Vec<Mistake> {
             "spec.enforcement",
             "clientId.regex cannot be enforced by Signature",
         ),
+        // Proxy enforcement's actions.
+        mistake(
+            "Error without errorCode",
+            &[SELECTOR, "action: {type: Error}"],
+            "spec.action.errorCode",
+            "errorCode is required when type is Error",
+        ),
+        mistake(
+            "an errorCode that is not a Kafka error name",
+            &[SELECTOR, "action: {type: Error, errorCode: NOT_LEADER}"],
+            "spec.action.errorCode",
+            "Unsupported value: \"NOT_LEADER\"",
+        ),
+        mistake(
+            "errorCode on a Reject",
+            &[
+                SELECTOR,
+                "action: {type: Reject, errorCode: NOT_CONTROLLER}",
+            ],
+            "spec.action.errorCode",
+            "errorCode is only used when type is Error",
+        ),
+        mistake(
+            "Throttle without throttleTime",
+            &[SELECTOR, "action: {type: Throttle}"],
+            "spec.action.throttleTime",
+            "throttleTime is required when type is Throttle",
+        ),
+        mistake(
+            "a throttleTime over an hour",
+            &[SELECTOR, "action: {type: Throttle, throttleTime: 2h}"],
+            "spec.action.throttleTime",
+            "must be at most 1h",
+        ),
+        mistake(
+            "Corrupt without target",
+            &[SELECTOR, "action: {type: Corrupt}"],
+            "spec.action.target",
+            "target (Produce or Fetch) is required when type is Corrupt",
+        ),
+        mistake(
+            "a Corrupt target that is not Produce or Fetch",
+            &[SELECTOR, "action: {type: Corrupt, target: Metadata}"],
+            "spec.action.target",
+            "Unsupported value: \"Metadata\"",
+        ),
+        mistake(
+            "fixCrc on a Duplicate",
+            &[SELECTOR, "action: {type: Duplicate, fixCrc: true}"],
+            "spec.action.fixCrc",
+            "fixCrc is only used when type is Corrupt",
+        ),
+        mistake(
+            "Error with enforcement Inline",
+            &[
+                SELECTOR,
+                "action: {type: Error, errorCode: NOT_LEADER_OR_FOLLOWER}",
+                "enforcement: Inline",
+            ],
+            "spec.enforcement",
+            "need enforcement Proxy (or Auto)",
+        ),
+        mistake(
+            "Reject with enforcement Proxy",
+            &[SELECTOR, REJECT, "enforcement: Proxy"],
+            "spec.action.type",
+            "enforcement Proxy answers requests, it does not reset or drop them",
+        ),
+        mistake(
+            "Error on an API the proxy cannot answer",
+            &[
+                SELECTOR,
+                "match: {apiKeys: [Produce, ApiVersions]}",
+                "action: {type: Error, errorCode: NOT_LEADER_OR_FOLLOWER}",
+            ],
+            "spec.match.apiKeys",
+            "action type Error can fail only these apiKeys",
+        ),
+        mistake(
+            "Corrupt Fetch on Produce only",
+            &[
+                SELECTOR,
+                "match: {apiKeys: [Produce]}",
+                "action: {type: Corrupt, target: Fetch}",
+            ],
+            "spec.match.apiKeys",
+            "action type Corrupt alters the records of its target's API",
+        ),
+        mistake(
+            "Duplicate on Fetch only",
+            &[
+                SELECTOR,
+                "match: {apiKeys: [Fetch]}",
+                "action: {type: Duplicate}",
+            ],
+            "spec.match.apiKeys",
+            "action type Duplicate sends Produce requests twice",
+        ),
+        mistake(
+            "handover on a Reject",
+            &[SELECTOR, REJECT, "handover: Reset"],
+            "spec.handover",
+            "handover is only used by Proxy enforcement",
+        ),
+        mistake(
+            "a handover that does not exist",
+            &[SELECTOR, "action: {type: Duplicate}", "handover: Drain"],
+            "spec.handover",
+            "Unsupported value: \"Drain\"",
+        ),
         // Durations.
         mistake(
             "a duration in words",

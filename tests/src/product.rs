@@ -71,9 +71,9 @@ pub struct Product {
 
 impl Product {
     /// `lab.sh product up`: `helm upgrade --install` of the chart as release [`RELEASE`] in
-    /// [`NAMESPACE`] without its workloads (idempotent; the CRDs put back if something removed
-    /// them; running agent pods are stopped, so they remove their rules), then a kubeconfig per
-    /// component with a TokenRequest token of its ServiceAccount.
+    /// [`NAMESPACE`] without its workloads (idempotent; the CRDs of this checkout applied, so a
+    /// reused lab never keeps stale ones; running agent pods are stopped, so they remove their
+    /// rules), then a kubeconfig per component with a TokenRequest token of its ServiceAccount.
     pub fn install(lab: &Lab) -> Result<Product, LabError> {
         Product::install_with(lab, &[])
     }

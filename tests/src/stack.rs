@@ -118,21 +118,27 @@ impl Stack {
 
     /// Whether kcat delivers two records to `topic` as `client_id` within `timeout_ms`.
     pub fn delivers_within(&self, topic: &str, client_id: &str, timeout_ms: u32) -> bool {
-        crate::stdout_with_input(
-            self.lab.client("kcat").args([
-                "-b",
-                self.lab.bootstrap(),
-                "-t",
-                topic,
-                "-P",
-                "-X",
-                &format!("client.id={client_id}"),
-                "-X",
-                &format!("message.timeout.ms={timeout_ms}"),
-            ]),
-            "one\ntwo\n",
-        )
-        .is_ok()
+        self.lab.kcat_delivers_within(topic, client_id, timeout_ms)
+    }
+
+    /// Waits up to 20 s until the count at `jsonpath` of fault `name`'s status is above 0.
+    pub fn wait_status_count(&self, name: &str, jsonpath: &str) {
+        crate::wait_for(
+            Duration::from_secs(20),
+            &format!("{name}'s {jsonpath} above 0"),
+            || {
+                let count = self.kubectl(&[
+                    "get",
+                    "kf",
+                    "-n",
+                    "kafka",
+                    name,
+                    "-o",
+                    &format!("jsonpath={jsonpath}"),
+                ]);
+                (count.parse::<u64>().unwrap_or(0) > 0).then_some(())
+            },
+        );
     }
 
     /// `kafka-shock rules` in broker `id`'s namespace: the chains, their owners and leases.

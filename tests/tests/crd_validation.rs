@@ -219,6 +219,23 @@ fn the_apiserver_accepts_valid_faults() {
             "dryRun: true",
         ]),
         fault_named(&"f".repeat(253), &[SELECTOR, REJECT]),
+        fault(&[
+            SELECTOR,
+            "match: {apiKeys: [Produce, Metadata], topics: [orders], clientId: {exact: checkout}}",
+            "action: {type: Error, errorCode: NOT_LEADER_OR_FOLLOWER, probability: 50}",
+            "handover: NewConnectionsOnly",
+        ]),
+        fault(&[
+            SELECTOR,
+            "action: {type: Throttle, throttleTime: 2s}",
+            "enforcement: Proxy",
+        ]),
+        fault(&[
+            SELECTOR,
+            "match: {apiKeys: [Fetch], topics: [orders]}",
+            "action: {type: Corrupt, target: Fetch, fixCrc: true}",
+        ]),
+        fault(&[SELECTOR, "action: {type: Duplicate}", "handover: Reset"]),
     ];
     for manifest in valid {
         let accepted =
@@ -290,10 +307,16 @@ fn every_example_is_accepted_and_targets_the_lab_brokers() {
         checked,
         [
             "blackhole-consumer-group.yaml",
+            "byzantine-producer.yaml",
             "delay-metadata.yaml",
             "dry-run.yaml",
+            "duplicate-produce.yaml",
+            "isolate-broker.yaml",
+            "leader-election-storm.yaml",
             "probability.yaml",
+            "rebalance-storm.yaml",
             "reset-producer.yaml",
+            "throttled-client.yaml",
             "timed.yaml",
         ]
     );

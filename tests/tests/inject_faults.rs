@@ -67,21 +67,7 @@ fn kcat_delivers(lab: &Lab, topic: &str, client_id: &str) -> bool {
 
 /// Whether kcat delivers two records within `timeout_ms`.
 fn kcat_delivers_within(lab: &Lab, topic: &str, client_id: &str, timeout_ms: u32) -> bool {
-    lab::stdout_with_input(
-        lab.client("kcat").args([
-            "-b",
-            lab.bootstrap(),
-            "-t",
-            topic,
-            "-P",
-            "-X",
-            &format!("client.id={client_id}"),
-            "-X",
-            &format!("message.timeout.ms={timeout_ms}"),
-        ]),
-        "one\ntwo\n",
-    )
-    .is_ok()
+    lab.kcat_delivers_within(topic, client_id, timeout_ms)
 }
 
 /// Whether Kafka's Java console producer (Produce v13: topics by id) delivers three records,

@@ -59,26 +59,7 @@ fn apply_hits_one_client_and_delete_recovers_it() {
     let injections = stack.kubectl(&["get", "kfi", "-n", "kafka", "-o", "wide"]);
     assert!(injections.contains("kafka-broker-0"), "{injections}");
     // The agent counts the victim's requests as matched, and the operator rolls them up.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let matched = stack.kubectl(&[
-            "get",
-            "kf",
-            "-n",
-            "kafka",
-            "reset-checkout",
-            "-o",
-            "jsonpath={.status.matchedRequests}",
-        ]);
-        if matched.parse::<u64>().unwrap_or(0) > 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "matchedRequests stays {matched:?}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    stack.wait_status_count("reset-checkout", "{.status.matchedRequests}");
 
     let deleted = Instant::now();
     stack.delete_fault("reset-checkout");
@@ -87,6 +68,54 @@ fn apply_hits_one_client_and_delete_recovers_it() {
     assert_eq!(stack.chains(), 0, "no rule outlives its fault");
     assert!(!stack.exists("kfi/reset-checkout-kafka-broker-0"));
     assert!(stack.delivers(TOPIC, VICTIM), "the victim works again");
+}
+
+#[test]
+fn a_proxy_fault_answers_a_kafka_error_through_the_agent_and_reports_it() {
+    let _serial = lab::exclusive();
+    let stack = Stack::up(1);
+    let manifest = format!(
+        "apiVersion: kafkashock.io/v1alpha1
+kind: KafkaFault
+metadata: {{name: proxy-checkout, namespace: kafka}}
+spec:
+  selector: {{matchLabels: {{app.kubernetes.io/name: kafka}}}}
+  match: {{apiKeys: [Produce], topics: [{TOPIC}], clientId: {{exact: {VICTIM}}}}}
+  action: {{type: Error, errorCode: NOT_LEADER_OR_FOLLOWER}}
+"
+    );
+    stack.apply(&manifest);
+    stack.wait("kf/proxy-checkout", "condition=Injected", "60s");
+    let rules = stack.lab.broker_rules();
+    assert!(rules.contains("REDIRECT --to-ports"), "{rules}");
+    let hit = stack.lab.java_report(&[
+        "api",
+        "Produce",
+        "--topic",
+        TOPIC,
+        "--client-id",
+        VICTIM,
+        "--expect",
+        "NOT_LEADER_OR_FOLLOWER",
+    ]);
+    assert_eq!(hit.error(), "NOT_LEADER_OR_FOLLOWER", "{}", hit.result());
+    assert!(
+        stack.delivers(TOPIC, BYSTANDER),
+        "another client is not hit"
+    );
+    // The agent reports what the proxy did, and the operator sums it.
+    stack.wait_status_count("proxy-checkout", "{.status.proxy.erroredRequests}");
+    stack.delete_fault("proxy-checkout");
+    stack.wait("kf/proxy-checkout", "delete", "60s");
+    let rules = stack.lab.broker_rules();
+    assert!(
+        !rules.contains("KSHOCK") && !rules.contains("REDIRECT"),
+        "{rules}"
+    );
+    assert!(
+        stack.delivers(TOPIC, VICTIM),
+        "the victim works again, directly"
+    );
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lab::{Background, Component, Lab, Product};
+use lab::{Background, Component, Lab, Product, wait_for};
 use serde_json::{Value, json};
 
 /// The broker pods' namespace.
@@ -75,18 +75,6 @@ spec:
   action: {{type: Reject}}
 {extra}"
     )
-}
-
-/// Polls `probe` every 200 ms until it gives a value, for at most `timeout`.
-fn wait_for<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn fault(lab: &Lab, name: &str) -> Option<Value> {

@@ -23,7 +23,7 @@ use std::collections::BTreeSet;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use lab::{Background, Component, FaultFiles, Lab, Product, kafka_shock_bin};
+use lab::{Background, Component, FaultFiles, Lab, Product, kafka_shock_bin, wait_for};
 use serde_json::{Value, json};
 
 /// The broker pods' namespace.
@@ -74,18 +74,6 @@ fn as_agent(product: &Product) -> Command {
 fn json_of(command: &mut Command) -> Value {
     let text = ok(command.args(["-o", "json"]));
     serde_json::from_str(&text).unwrap_or_else(|error| panic!("{error}: {text}"))
-}
-
-/// Polls `probe` every 200 ms until it gives a value, for at most `timeout`.
-fn wait_for<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn ensure_namespace(lab: &Lab, namespace: &str) {

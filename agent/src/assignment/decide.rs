@@ -25,8 +25,8 @@ use kafka_shock_crds::{
 
 use super::pod_netns::FoundBy;
 use super::vet::{HOST_NETWORK_HINT, HostTargets, Refusal, vet};
-use super::{Desired, Tally, desired, status_for, time_until};
-use crate::fault::FaultPlan;
+use super::{Desired, Tally, conditions_for, desired, status_for, time_until};
+use crate::fault::{FaultPlan, PlanError};
 
 /// How often an enforced injection is looked at again: its counters go to its status, its
 /// pod's namespace is resolved again (a restarted pod has a new one), a dead session restarts.
@@ -151,8 +151,17 @@ pub struct Decision {
     pub requeue: Option<Duration>,
 }
 
-/// The decision for what `observed` shows.
+/// The decision for what `observed` shows, its status with its conditions as of now.
 pub fn decide(observed: &Observed) -> Decision {
+    let mut decision = choose(observed);
+    if let Some(status) = decision.status.as_mut() {
+        status.conditions = conditions_for(status, observed.injection, observed.now);
+    }
+    decision
+}
+
+/// The actions and status for what `observed` shows.
+fn choose(observed: &Observed) -> Decision {
     let injection = observed.injection;
     let stop = observed.session.as_ref().map(|_| Act::StopSession);
     let want = match desired(injection, observed.now) {
@@ -308,7 +317,7 @@ fn enforce(observed: &Observed, until: Option<Timestamp>) -> Decision {
         let settled = session.installed || session.finished;
         return Decision {
             actions: Vec::new(),
-            status: Some(status_for(injection, phase, session.tally, error)),
+            status: Some(status_for(injection, phase, session.tally.clone(), error)),
             requeue: Some(if settled {
                 requeue
             } else {
@@ -317,7 +326,12 @@ fn enforce(observed: &Observed, until: Option<Timestamp>) -> Decision {
         };
     }
     let id = rule_id(observed.node, observed.uid);
-    match FaultPlan::new(&id, &injection.spec.terms) {
+    let planned = injection
+        .spec
+        .enforced_terms()
+        .map_err(PlanError::from)
+        .and_then(|terms| FaultPlan::new(&id, &terms));
+    match planned {
         Ok(plan) => {
             let start = Box::new(Start {
                 placement,
@@ -367,7 +381,7 @@ fn keeps(session: &SessionView, placement: &Placement) -> bool {
 fn figures_after_stop(observed: &Observed) -> Tally {
     let figures = observed.session.as_ref().map_or_else(
         || Tally::reported(observed.injection.status.as_ref()),
-        |session| session.tally,
+        |session| session.tally.clone(),
     );
     Tally {
         rules_installed: 0,
@@ -391,9 +405,15 @@ fn failed_status(
 /// The decision once a session the agent was told to start could not even start (no thread):
 /// reported Failed, tried again after [`RESYNC`].
 pub fn start_failed(injection: &KafkaFaultInjection, error: String) -> Decision {
+    let status = failed_status(injection, error).map(|mut status| {
+        // The TLS ports reported stay, and so does the condition that says so.
+        let previous = injection.status.as_ref();
+        status.conditions = previous.map(|s| s.conditions.clone()).unwrap_or_default();
+        status
+    });
     Decision {
         actions: Vec::new(),
-        status: failed_status(injection, error),
+        status,
         requeue: Some(RESYNC),
     }
 }

@@ -22,9 +22,11 @@ pub use vet::{HOST_NETWORK_HINT, HostTargets, Refusal, vet};
 use std::collections::HashSet;
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kafka_shock_crds::{
-    InjectionPhase, KafkaFaultInjection, KafkaFaultInjectionStatus, parse_rule_id,
+    InjectionPhase, KafkaFaultInjection, KafkaFaultInjectionStatus, ProxyCounts, parse_rule_id,
+    tls_condition, tls_message,
 };
 
 use crate::rules::OwnedChain;
@@ -94,7 +96,7 @@ pub fn time_until(until: Timestamp, now: Timestamp) -> Duration {
 }
 
 /// What a session has done, as the status reports it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tally {
     pub rules_installed: usize,
     pub matched: u64,
@@ -103,6 +105,10 @@ pub struct Tally {
     pub dropped: u64,
     pub reset: u64,
     pub failed_open: u64,
+    /// Proxy enforcement only.
+    pub proxy: Option<ProxyCounts>,
+    /// Broker ports on which a client's stream began with a TLS record.
+    pub tls_ports: Vec<u16>,
 }
 
 impl Tally {
@@ -116,6 +122,8 @@ impl Tally {
             dropped: status.dropped_requests,
             reset: status.reset_requests,
             failed_open: status.failed_open,
+            proxy: status.proxy,
+            tls_ports: status.tls_ports.clone(),
         })
     }
 }
@@ -136,10 +144,35 @@ pub fn status_for(
         dropped_requests: tally.dropped,
         reset_requests: tally.reset,
         failed_open: tally.failed_open,
+        proxy: tally.proxy,
         last_error,
         reason: None,
         observed_generation: injection.metadata.generation,
+        tls_ports: tally.tls_ports,
+        conditions: Vec::new(),
     }
+}
+
+/// The conditions of `status` for `injection` at `now`: RequestsVisible=False (reason TLS)
+/// while the status names TLS ports, keeping the time it became so.
+pub fn conditions_for(
+    status: &KafkaFaultInjectionStatus,
+    injection: &KafkaFaultInjection,
+    now: Timestamp,
+) -> Vec<Condition> {
+    let previous = injection
+        .status
+        .as_ref()
+        .map_or(&[][..], |s| s.conditions.as_slice());
+    tls_condition(
+        &status.tls_ports,
+        tls_message(&status.tls_ports),
+        previous,
+        injection.metadata.generation,
+        &Time(now),
+    )
+    .into_iter()
+    .collect()
 }
 
 #[cfg(test)]
@@ -172,9 +205,11 @@ mod tests {
                     },
                     action: Action::new(ActionType::Reject),
                     enforcement: Enforcement::Auto,
+                    handover: None,
                 },
                 expire_time: expire.map(str::to_owned),
                 paused,
+                source_ips: None,
             },
         );
         object.metadata.generation = Some(3);

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use kafka_shock_agent::fault::FaultPlan;
-use kafka_shock_agent::rules::{Actual, Family, Flow};
+use kafka_shock_agent::rules::{Actual, Family, Flow, Table};
 use kafka_shock_agent::rules::{CliOwner, start_ticks_of_stat};
 use kafka_shock_crds::manifest::MAX_MANIFEST_BYTES;
 use kafka_shock_crds::{FaultFile, read_fault};
@@ -110,17 +110,23 @@ fn print_rules(plan: &FaultPlan, flows: &[Flow], lease: Duration) {
         .compile(flows)
         .lease_until(Some((since_epoch() + lease).as_secs()));
     for family in [Family::V4, Family::V6] {
-        let batch = kafka_shock_agent::rules::diff(
-            std::slice::from_ref(compiled.chain(family)),
-            &Actual::default(),
-        );
+        let chains: Vec<_> = compiled.chains(family).into_iter().cloned().collect();
         let tool = if family == Family::V4 {
             "iptables"
         } else {
             "ip6tables"
         };
-        say!("# {tool}-restore --noflush");
-        say!("{}", batch.render().trim_end());
+        for table in Table::ALL.into_iter().rev() {
+            let empty = Actual {
+                table,
+                ..Actual::default()
+            };
+            let batch = kafka_shock_agent::rules::diff(&chains, &empty);
+            if !batch.is_empty() {
+                say!("# {tool}-restore --noflush");
+                say!("{}", batch.render().trim_end());
+            }
+        }
     }
 }
 

@@ -57,8 +57,9 @@ pub fn run(args: RulesArgs) -> anyhow::Result<()> {
     for chain in found {
         let owners: Vec<String> = chain.owned.ids.iter().map(|id| owner_of(id)).collect();
         say!(
-            "{:?} {} owner: {}; {}",
+            "{:?} {} {} owner: {}; {}",
             chain.family,
+            chain.table.name(),
             chain.owned.name,
             owners.join(", "),
             chain.owned.lease.describe(now)

@@ -293,7 +293,7 @@ pub fn run(args: SniffArgs) -> anyhow::Result<()> {
         && live.dropped() > 0
     {
         eprintln!(
-            "sniff: warning: {} packets dropped because decoding fell behind",
+            "sniff: warning: {} packets dropped (decoding fell behind, or the capture ring overflowed)",
             live.dropped()
         );
     }

@@ -9,13 +9,12 @@
 //! with it, and the binary's topic probe reads the broker's Metadata answer with it.
 
 mod fast;
-mod guard;
+pub(crate) mod guard;
 pub(crate) mod records;
 mod request;
 mod response;
 mod topic_ids;
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::ApiKey;
 use uuid::Uuid;
 
@@ -74,27 +73,7 @@ macro_rules! api_names {
 }
 for_each_api!(api_names);
 
-/// Kafka's name of an error code as the Java client logs it
-/// ("NOT_LEADER_OR_FOLLOWER"), or `UNKNOWN(N)`; `None` for no error.
-pub fn error_name(code: i16) -> Option<String> {
-    match ResponseError::try_from_code(code)? {
-        ResponseError::Unknown(code) => Some(format!("UNKNOWN({code})")),
-        known => Some(screaming_snake(&known.to_string())),
-    }
-}
-
-fn screaming_snake(camel: &str) -> String {
-    let mut out = String::with_capacity(camel.len() + 8);
-    let mut previous_lower = false;
-    for c in camel.chars() {
-        if c.is_ascii_uppercase() && previous_lower {
-            out.push('_');
-        }
-        previous_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
-        out.push(c.to_ascii_uppercase());
-    }
-    out
-}
+pub use kafka_shock_crds::kafka_errors::error_name;
 
 /// Calls `$callback!` with every api kafka-protocol knows, as
 /// `Key: Request, Response;`, so dispatch code lists them once.

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use kafka_shock_agent::rules::{
-    Actual, CliOwner, Compiled, Family, Op, OwnedChain, SavedRule, diff, lease_probe, owned_chains,
-    parse_save, start_ticks_of_stat, sweep,
+    Actual, Batch, CliOwner, Compiled, Family, Op, OwnedChain, SavedRule, Table, diff, lease_probe,
+    owned_chains, parse_save, start_ticks_of_stat, sweep,
 };
 
 use crate::edges::clock::since_epoch;
@@ -23,6 +23,7 @@ const FAMILIES: [Family; 2] = [Family::V4, Family::V6];
 #[derive(Debug, Clone)]
 pub struct FoundChain {
     pub family: Family,
+    pub table: Table,
     pub owned: OwnedChain,
     pub rules: Vec<SavedRule>,
 }
@@ -61,6 +62,7 @@ static TIME_MATCH: Mutex<BTreeMap<u64, bool>> = Mutex::new(BTreeMap::new());
 /// fault never disturbs another live fault's chain.
 fn restrict(actual: &Actual, names: &HashSet<String>) -> Actual {
     Actual {
+        table: actual.table,
         chains: actual
             .chains
             .iter()
@@ -149,29 +151,43 @@ impl Enforcer {
         self.remove(|chain| chain.name == probe.name).map(drop)
     }
 
-    fn actual(&self, family: Family) -> Result<Actual, FirewallError> {
-        Ok(parse_save(&self.firewall.save(family)?))
+    /// Every table of ours in `family`, as `iptables-save` printed them (one read).
+    fn actual(&self, family: Family) -> Result<[Actual; 2], FirewallError> {
+        let text = self.firewall.save(family)?;
+        Ok(Table::ALL.map(|table| parse_save(&text, table)))
     }
 
-    /// Every chain of ours in the namespace, per family.
+    fn apply(&self, family: Family, batch: &Batch) -> Result<usize, FirewallError> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        self.firewall.restore(family, &batch.render())?;
+        Ok(batch.ops.len())
+    }
+
+    /// Every chain of ours in the namespace, per family and table.
     pub fn list(&self) -> Result<Vec<FoundChain>, FirewallError> {
         let mut found = Vec::new();
         for &family in &self.families {
-            let actual = self.actual(family)?;
-            for owned in owned_chains(&actual) {
-                let rules = actual.chains.get(&owned.name).cloned().unwrap_or_default();
-                found.push(FoundChain {
-                    family,
-                    owned,
-                    rules,
-                });
+            for actual in self.actual(family)? {
+                for owned in owned_chains(&actual) {
+                    let rules = actual.chains.get(&owned.name).cloned().unwrap_or_default();
+                    found.push(FoundChain {
+                        family,
+                        table: actual.table,
+                        owned,
+                        rules,
+                    });
+                }
             }
         }
         Ok(found)
     }
 
     /// Makes the namespace hold `compiled`'s chains, sweeping chains `is_leftover` condemns on
-    /// the way and leaving every other chain alone. Says what it applied (nothing when
+    /// the way and leaving every other chain alone. Tables are changed in the reverse of
+    /// [`Table::ALL`], so what diverts traffic (a redirect) is in place before what resets
+    /// the connections it has not diverted. Says what it applied (nothing when
     /// already in sync).
     pub fn install(
         &self,
@@ -180,47 +196,44 @@ impl Enforcer {
     ) -> Result<Applied, FirewallError> {
         let mut applied = Applied::default();
         for &family in &self.families {
-            let actual = self.actual(family)?;
-            let chain = compiled.chain(family);
-            let mut touch: HashSet<String> = owned_chains(&actual)
-                .into_iter()
-                .filter(|owned| is_leftover(owned))
-                .map(|owned| owned.name)
-                .collect();
-            touch.insert(chain.name.clone());
-            let batch = diff(std::slice::from_ref(chain), &restrict(&actual, &touch));
-            if !batch.is_empty() {
-                self.firewall.restore(family, &batch.render())?;
+            let desired: Vec<_> = compiled.chains(family).into_iter().cloned().collect();
+            for actual in self.actual(family)?.iter().rev() {
+                let mut touch: HashSet<String> = owned_chains(actual)
+                    .into_iter()
+                    .filter(|owned| is_leftover(owned))
+                    .map(|owned| owned.name)
+                    .collect();
+                touch.extend(desired.iter().map(|chain| chain.name.clone()));
+                let batch = diff(&desired, &restrict(actual, &touch));
                 let renewed = batch
                     .ops
                     .iter()
                     .filter(|op| matches!(op, Op::Renew { .. }))
                     .count();
+                applied.changed += self.apply(family, &batch)? - renewed;
                 applied.renewed += renewed;
-                applied.changed += batch.ops.len() - renewed;
             }
         }
         Ok(applied)
     }
 
-    /// Removes the chains `remove` selects (and the jumps to them); returns their names.
+    /// Removes the chains `remove` selects (and the jumps to them), table by table in the
+    /// order of [`Table::ALL`]; returns their names.
     pub fn remove(
         &self,
         remove: impl Fn(&OwnedChain) -> bool,
     ) -> Result<Vec<String>, FirewallError> {
         let mut removed = Vec::new();
         for &family in &self.families {
-            let actual = self.actual(family)?;
-            let doomed: HashSet<String> = owned_chains(&actual)
-                .into_iter()
-                .filter(|owned| remove(owned))
-                .map(|owned| owned.name)
-                .collect();
-            let batch = sweep(&restrict(&actual, &doomed), &HashSet::new());
-            if !batch.is_empty() {
-                self.firewall.restore(family, &batch.render())?;
+            for actual in self.actual(family)? {
+                let doomed: HashSet<String> = owned_chains(&actual)
+                    .into_iter()
+                    .filter(|owned| remove(owned))
+                    .map(|owned| owned.name)
+                    .collect();
+                self.apply(family, &sweep(&restrict(&actual, &doomed), &HashSet::new()))?;
+                removed.extend(doomed);
             }
-            removed.extend(doomed);
         }
         removed.sort();
         removed.dedup();

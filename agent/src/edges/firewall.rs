@@ -154,16 +154,13 @@ impl Firewall {
             .is_ok_and(|names| !names.trim().is_empty())
     }
 
-    /// The filter table as `iptables-save` prints it.
+    /// Every table the namespace has, as `iptables-save` prints them (a table never used,
+    /// like nat before a Proxy fault, is absent rather than created).
     pub fn save(&self, family: Family) -> Result<String, FirewallError> {
-        self.run(
-            &program(family, self.backend, "save"),
-            &["-t", "filter"],
-            None,
-        )
+        self.run(&program(family, self.backend, "save"), &[], None)
     }
 
-    /// Applies one batch atomically, leaving every rule it does not name alone.
+    /// Applies one batch (of one table) atomically, leaving every rule it does not name alone.
     pub fn restore(&self, family: Family, batch: &str) -> Result<(), FirewallError> {
         self.run(
             &program(family, self.backend, "restore"),

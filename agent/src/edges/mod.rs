@@ -6,14 +6,17 @@
 //! - [`firewall`]: `iptables-save` and `iptables-restore` in a namespace, as argument vectors;
 //! - [`enforcer`]: a fault's chains in one namespace: install the diff, remove, sweep;
 //! - [`nfqueue`]: the Inline decider fed from an NFQUEUE, its verdicts issued;
+//! - [`proxy`]: the Proxy enforcer, a transparent Kafka proxy in the broker's namespace that
+//!   feeds the proxy core and writes out what it decides;
 //! - [`topic_probe`]: one Metadata request to the broker for the fault's topic ids;
 //! - [`session`]: one fault enforced in one namespace from first rule to last, the piece both
 //!   `inject` and the node agent drive (and [`session::worker`], a session on its own thread);
+//! - [`thread`]: a thread that sets itself up before its caller goes on (both enforcers);
 //! - [`clock`]: the wall clock, read here and handed to the core.
 //!
 //! Edges may use the library and each other; they never depend on the commands, and they do
 //! not change what they are handed: what they learn (a bound queue, topic ids) goes back to
-//! their caller as a value. (The Proxy mode's listener will be one more edge here.)
+//! their caller as a value.
 
 pub mod capture;
 pub mod clock;
@@ -21,5 +24,7 @@ pub mod enforcer;
 pub mod firewall;
 pub mod netns;
 pub mod nfqueue;
+pub mod proxy;
 pub mod session;
+pub mod thread;
 pub mod topic_probe;

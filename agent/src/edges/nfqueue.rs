@@ -36,6 +36,7 @@ use nfq::{Message, Queue, Verdict};
 
 use crate::edges::clock::since_epoch;
 use crate::edges::netns::{Netns, NetnsError};
+use crate::edges::thread::spawn_ready;
 
 /// Packets the kernel queues for us at most; beyond, it accepts them (fail-open). Held packets
 /// count, so it is well above the decider's hold budget.
@@ -74,6 +75,8 @@ pub enum InlineError {
     Verdict { queue: u16, source: std::io::Error },
     #[error("the NFQUEUE thread could not start or died: {0}")]
     Thread(String),
+    #[error("a Kafka-level action is carried out by the proxy, not by Inline enforcement")]
+    NotInline,
 }
 
 /// What the Inline enforcer needs to start.
@@ -114,21 +117,14 @@ impl InlineEnforcer {
                 let (delay, jitter) = plan.delay();
                 Action::Delay { delay, jitter }
             }
-        };
-        let topic_ids = match plan.topics().first() {
-            Some(name) => plan
-                .topic_ids()
-                .iter()
-                .map(|id| (*id, name.clone()))
-                .collect(),
-            None => Vec::new(),
+            RuleVerdict::Proxy => return Err(InlineError::NotInline),
         };
         InlineEnforcer::start(InlineOptions {
             netns: netns.clone(),
             config: InlineConfig::new(plan.ports().iter().copied(), action, plan.probability()),
             matcher: plan.matcher.clone(),
             first_queue: plan.queue(),
-            topic_ids,
+            topic_ids: plan.topic_ids_named(),
         })
     }
 
@@ -137,32 +133,25 @@ impl InlineEnforcer {
     pub fn start(options: InlineOptions) -> Result<InlineEnforcer, InlineError> {
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(SharedCounters::default());
-        let (ready_tx, ready_rx) = sync_channel(1);
         let (hits_tx, hits) = sync_channel(MAX_PENDING_HITS);
         let netns = options.netns.clone();
-        let thread = {
+        let (queue, thread) = {
             let stop = stop.clone();
             let counters = counters.clone();
-            std::thread::Builder::new()
-                .name("kshock-nfqueue".to_owned())
-                .spawn(move || run(options, &stop, &counters, &ready_tx, &hits_tx))
-                .map_err(|error| InlineError::Thread(error.to_string()))?
+            spawn_ready(
+                "kshock-nfqueue",
+                move |ready| run(options, &stop, &counters, &ready, &hits_tx),
+                |why| InlineError::Thread(why.to_owned()),
+            )?
         };
-        match ready_rx.recv() {
-            Ok(queue) => Ok(InlineEnforcer {
-                queue,
-                netns,
-                stop,
-                counters,
-                hits,
-                thread: Some(thread),
-            }),
-            Err(_) => Err(match thread.join() {
-                Ok(Err(error)) => error,
-                Ok(Ok(())) => InlineError::Thread("stopped before binding".to_owned()),
-                Err(_) => InlineError::Thread("panicked".to_owned()),
-            }),
-        }
+        Ok(InlineEnforcer {
+            queue,
+            netns,
+            stop,
+            counters,
+            hits,
+            thread: Some(thread),
+        })
     }
 
     /// The queue number bound: the chain's rules must send segments there.

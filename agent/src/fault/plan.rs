@@ -1,12 +1,16 @@
 //! From a user's fault to what a session enforces in one network namespace: the rule
 //! compiler's input, the matcher the sniffer applies, and which kinds of rules carry the fault
-//! (Auto: Inline for a Delay or a match the kernel cannot express at all, else the signature
-//! when it is exact, plus connection rules as a backstop when not).
+//! (Auto: Proxy for the Kafka-level actions, Inline for a Delay or a match the kernel cannot
+//! express at all, else the signature when it is exact, plus connection rules as a backstop
+//! when not).
 
 use std::time::Duration;
 
 use kafka_shock_crds::matching::api_key_by_name;
-use kafka_shock_crds::{ActionType, Cidr, Enforcement, FaultTerms, SpecError};
+use kafka_shock_crds::{
+    Action, ActionType, Cidr, Enforcement, FaultMatch, FaultTerms, Handover, SourcesError,
+    SpecError,
+};
 
 use crate::fault::{MatchError, RequestMatcher};
 use crate::rules::{
@@ -24,6 +28,9 @@ pub enum PlanError {
     Match(#[from] MatchError),
     #[error("spec.match.sourceCIDRs: {0}")]
     Cidr(String),
+    /// A sourceSelector not resolved to addresses (the CLI has no pods), or selecting none.
+    #[error(transparent)]
+    Sources(#[from] SourcesError),
 }
 
 /// A fault, ready to compile into rules and to match sniffed requests.
@@ -37,23 +44,39 @@ pub struct FaultPlan {
     /// The NFQUEUE number of the Inline chain: first the id's hash, then what the Inline enforcer
     /// managed to bind.
     queue: u16,
+    /// Proxy: the action as the user wrote it (the proxy reads its error, throttle, target).
+    action: Action,
+    /// Proxy: what happens to the connections opened before the fault.
+    handover: Handover,
+    /// Proxy: the port the proxy listens on in the namespace, once it does (0 before).
+    proxy_port: u16,
     /// The user's match, evaluated on sniffed requests (Connection mode, and reporting).
     pub matcher: RequestMatcher,
+    /// The user's match as written (the proxy builds its own matcher from it).
+    matching: FaultMatch,
 }
 
 impl FaultPlan {
     /// Validates `terms` and plans them under the injection id `id` (chain name and rule
-    /// comments).
+    /// comments). A `sourceSelector` must have been resolved to addresses first (the agent
+    /// does it with the operator's `sourceIPs`); the CLI has no pods, so it is refused there.
     pub fn new(id: &str, terms: &FaultTerms) -> Result<FaultPlan, PlanError> {
         terms.validate().map_err(PlanError::Invalid)?;
+        terms.match_.with_selected_sources(None)?;
         let verdict = match terms.action.type_ {
             ActionType::Reject => Verdict::Reject,
             ActionType::Drop => Verdict::Drop,
             ActionType::Delay => Verdict::Delay,
+            ActionType::Error
+            | ActionType::Throttle
+            | ActionType::Corrupt
+            | ActionType::Duplicate => Verdict::Proxy,
         };
-        if verdict == Verdict::Delay && !terms.enforcement.can_delay() {
+        if !terms.enforcement.can_act(terms.action.type_)
+            || (verdict == Verdict::Delay && !terms.enforcement.can_delay())
+        {
             return Err(PlanError::Unsupported(
-                "terms.action.type: Delay needs enforcement Inline (or Auto): only Inline can hold a request",
+                "terms.enforcement cannot carry out terms.action.type",
             ));
         }
         let delay = (
@@ -117,11 +140,19 @@ impl FaultPlan {
                 source_cidrs,
                 layers: Layers::Signature,
             },
-            enforcement: terms.enforcement,
+            enforcement: if terms.is_proxy() {
+                Enforcement::Proxy
+            } else {
+                terms.enforcement
+            },
             topics: matched.topics.clone(),
             delay,
             queue: inline_queue(id),
+            action: terms.action.clone(),
+            handover: terms.handover(),
+            proxy_port: 0,
             matcher: RequestMatcher::new(matched)?,
+            matching: matched.clone(),
         })
     }
 
@@ -133,6 +164,19 @@ impl FaultPlan {
     /// The ids learned for the fault's topics.
     pub fn topic_ids(&self) -> &[[u8; 16]] {
         &self.injection.signature.topic_ids
+    }
+
+    /// The ids learned, each standing for the fault's first topic (matching only asks whether
+    /// a request names any of the fault's topics); none for a fault without topics.
+    pub fn topic_ids_named(&self) -> Vec<([u8; 16], String)> {
+        match self.topics.first() {
+            Some(name) => self
+                .topic_ids()
+                .iter()
+                .map(|id| (*id, name.clone()))
+                .collect(),
+            None => Vec::new(),
+        }
     }
 
     /// The injection id.
@@ -154,16 +198,20 @@ impl FaultPlan {
         known.len() != before
     }
 
-    /// Which kinds of rule carry the fault: as the user chose; for Auto, Inline when the
-    /// action is Delay or the kernel cannot express the match at all (a regex client id, ids
-    /// too long for a pattern), else the signature alone when it is exact, else the signature
-    /// plus connection rules.
+    /// Which kinds of rule carry the fault: as the user chose; for Auto, Proxy for a
+    /// Kafka-level action (resolved when planned), Inline when the action is Delay or the
+    /// kernel cannot express the match at all (a regex client id, ids too long for a pattern),
+    /// else the signature alone when it is exact, else the signature plus connection rules.
     pub fn layers(&self) -> Layers {
         let inline = Layers::Inline { queue: self.queue };
         match self.enforcement {
             Enforcement::Signature => Layers::Signature,
             Enforcement::Connection => Layers::Connection,
             Enforcement::Inline => inline,
+            Enforcement::Proxy => Layers::Proxy {
+                port: self.proxy_port,
+                reset_established: self.handover == Handover::Reset,
+            },
             Enforcement::Auto => {
                 let exactness = compile(&self.injection, &[]).exactness;
                 if self.injection.verdict == Verdict::Delay || exactness.signature_disabled() {
@@ -180,6 +228,31 @@ impl FaultPlan {
     /// Whether the agent decides every packet itself (NFQUEUE) rather than the kernel's rules.
     pub fn is_inline(&self) -> bool {
         matches!(self.layers(), Layers::Inline { .. })
+    }
+
+    /// Whether a transparent proxy in the namespace carries the fault (Proxy enforcement).
+    pub fn is_proxy(&self) -> bool {
+        self.enforcement == Enforcement::Proxy
+    }
+
+    /// Records the port the proxy listens on; the rules compiled afterwards redirect there.
+    pub fn set_proxy_port(&mut self, port: u16) {
+        self.proxy_port = port;
+    }
+
+    /// The match as the user wrote it.
+    pub fn matching(&self) -> &FaultMatch {
+        &self.matching
+    }
+
+    /// The action as the user wrote it.
+    pub fn action(&self) -> &Action {
+        &self.action
+    }
+
+    /// What happens to the connections opened before a Proxy fault.
+    pub fn handover(&self) -> Handover {
+        self.handover
     }
 
     /// The NFQUEUE number the Inline chain sends segments to.
@@ -227,8 +300,9 @@ impl FaultPlan {
         let mut injection = self.injection.clone();
         injection.layers = self.layers();
         let mut compiled = compile(&injection, flows);
-        if self.is_inline() {
-            // The Inline decider sees every request; members need no rules of their own.
+        if self.is_inline() || self.is_proxy() {
+            // The Inline decider and the proxy see every request; members need no rules of
+            // their own.
             return compiled;
         }
         for (address, client_id) in self.matcher.group_members() {
@@ -253,7 +327,7 @@ mod tests {
     use kafka_shock_crds::KafkaFaultSpec;
 
     use super::*;
-    use crate::rules::Gap;
+    use crate::rules::{Family, Gap};
 
     /// The terms of the fault spec `yaml`.
     fn spec(yaml: &str) -> FaultTerms {
@@ -337,6 +411,47 @@ enforcement: Connection
         let plan = FaultPlan::new("t2", &regex).expect("plan");
         assert_eq!(plan.layers(), Layers::Connection);
         assert!(plan.cuts_connections());
+    }
+
+    #[test]
+    fn an_unresolved_source_selector_is_refused_and_a_resolved_one_is_enforced_by_address() {
+        let isolate = spec(
+            "
+selector: {matchLabels: {app: kafka}}
+ports: [9091]
+match: {sourceSelector: {matchLabels: {app: kafka}}}
+action: {type: Drop}
+",
+        );
+        let error = FaultPlan::new("s1", &isolate).expect_err("no pods in the CLI");
+        assert!(
+            error.to_string().contains("sourceCIDRs"),
+            "says what to use instead: {error}"
+        );
+        let resolved = FaultTerms {
+            match_: isolate
+                .match_
+                .with_selected_sources(Some(&["10.77.0.11".to_owned()]))
+                .expect("resolved"),
+            ..isolate.clone()
+        };
+        let plan = FaultPlan::new("s1", &resolved).expect("plan");
+        let rules: Vec<String> = plan
+            .compile(&[])
+            .v4
+            .rules
+            .iter()
+            .map(|r| r.render())
+            .collect();
+        assert!(!rules.is_empty());
+        assert!(
+            rules.iter().all(|rule| rule.contains("-s 10.77.0.11/32")),
+            "every rule names the selected pod: {rules:?}"
+        );
+        assert!(
+            plan.compile(&[]).v6.rules.is_empty(),
+            "no IPv6 source selected"
+        );
     }
 
     #[test]
@@ -444,5 +559,96 @@ enforcement: Inline
                 .render()
                 .contains("-p udp -m udp --dport 44242")
         );
+    }
+
+    #[test]
+    fn auto_goes_proxy_for_kafka_level_actions_with_a_redirect_and_a_handover() {
+        let error = spec(
+            "
+selector: {matchLabels: {app: kafka}}
+ports: [9092, 9093]
+match: {apiKeys: [Produce], topics: [orders], sourceCIDRs: [10.77.0.0/24, fd00:77::/64]}
+action: {type: Error, errorCode: NOT_LEADER_OR_FOLLOWER, probability: 50}
+",
+        );
+        let mut plan = FaultPlan::new("p1", &error).expect("plan");
+        assert!(plan.is_proxy() && !plan.is_inline() && !plan.cuts_connections());
+        assert_eq!(plan.verdict(), Verdict::Proxy);
+        assert_eq!(plan.action().error_code(), Some(6));
+        plan.set_proxy_port(41234);
+        assert_eq!(
+            plan.layers(),
+            Layers::Proxy {
+                port: 41234,
+                reset_established: true
+            }
+        );
+        let compiled = plan.compile(&[]);
+        let (nat4, nat6) = compiled.nat.as_ref().expect("nat chains");
+        let redirect = |chain: &crate::rules::Chain| -> Vec<String> {
+            chain.rules.iter().map(|rule| rule.render()).collect()
+        };
+        assert_eq!(nat4.table, crate::rules::Table::Nat);
+        assert_eq!(nat4.name, compiled.v4.name);
+        let v4 = redirect(nat4);
+        assert_eq!(v4.len(), 1, "{v4:#?}");
+        assert!(
+            v4[0].starts_with("-s 10.77.0.0/24 -p tcp -m multiport --dports 9092,9093 ")
+                && v4[0].ends_with("-j REDIRECT --to-ports 41234"),
+            "{v4:#?}"
+        );
+        assert!(redirect(nat6)[0].starts_with("-s fd00:77::/64 "));
+        assert!(
+            nat4.jumps[0]
+                .render()
+                .starts_with("-p tcp -m multiport --dports 9092,9093 ")
+        );
+        // The handover resets what was not redirected, never the proxy's upstream.
+        let reset = redirect(&compiled.v4);
+        assert_eq!(reset.len(), 1);
+        assert!(
+            reset[0].contains("! -i lo -p tcp")
+                && reset[0].contains("--ctstate ESTABLISHED")
+                && reset[0].ends_with("tcp-reset"),
+            "{reset:#?}"
+        );
+        assert!(
+            compiled.v4.jumps[0]
+                .render()
+                .contains("-m mark ! --mark 0x4b500000")
+        );
+        assert_eq!(compiled.rule_count(), 4);
+        assert_eq!(compiled.chains(Family::V6).len(), 2);
+        let gentle = spec(
+            "
+selector: {matchLabels: {app: kafka}}
+action: {type: Throttle, throttleTime: 2s}
+enforcement: Proxy
+handover: NewConnectionsOnly
+",
+        );
+        let plan = FaultPlan::new("p2", &gentle).expect("plan");
+        let compiled = plan.compile(&[]);
+        assert!(compiled.v4.rules.is_empty() && compiled.nat.is_some());
+        assert_eq!(plan.action().throttle_time(), Some(Duration::from_secs(2)));
+        // Delay under Proxy holds requests in the proxy: no kernel rule but the redirect.
+        let delay = spec(
+            "
+selector: {matchLabels: {app: kafka}}
+action: {type: Delay, delay: 1s}
+enforcement: Proxy
+",
+        );
+        let plan = FaultPlan::new("p3", &delay).expect("plan");
+        assert!(plan.is_proxy());
+        let compiled = plan.compile(&[]);
+        assert!(
+            compiled
+                .exactness
+                .gaps
+                .iter()
+                .all(|gap| !gap.disables_signature())
+        );
+        assert_eq!(compiled.rule_count(), 4, "two resets and two redirects");
     }
 }

@@ -27,7 +27,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use super::compile::{Chain, Rule};
+use super::chain::{Chain, Rule, Table};
 use super::lease::ChainLease;
 use super::names::id_of_comment;
 use super::save::Actual;
@@ -46,7 +46,7 @@ pub enum Op {
     /// `-I CHAIN <position> <rule>` then `-D CHAIN <old>`: a jump with a new lease, in the
     /// place of the old one.
     Renew {
-        /// The chain holding the jump (INPUT).
+        /// The built-in chain holding the jump (INPUT, or nat PREROUTING).
         chain: String,
         /// The old jump's rule number.
         position: usize,
@@ -84,9 +84,11 @@ impl fmt::Display for Op {
     }
 }
 
-/// The changes to one family's filter table, in the order they must run.
+/// The changes to one table of one family, in the order they must run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Batch {
+    /// The table they change.
+    pub table: Table,
     /// The operations.
     pub ops: Vec<Op>,
 }
@@ -103,7 +105,7 @@ impl Batch {
         if self.is_empty() {
             return String::new();
         }
-        let mut text = String::from("*filter\n");
+        let mut text = format!("*{}\n", self.table.name());
         for op in &self.ops {
             text.push_str(&op.to_string());
             text.push('\n');
@@ -113,17 +115,22 @@ impl Batch {
     }
 }
 
-/// The batch that makes `actual` hold exactly the `desired` chains (of one family) and their
-/// jumps, and no other `KSHOCK-*` chain. Order: create missing chains; renew leases; delete
-/// jumps nobody wants; refill chains whose rules differ; insert missing jumps; then remove
-/// unwanted chains (their jumps, flush, delete).
+/// The batch that makes `actual` (one table of one family) hold exactly the `desired` chains
+/// of that table and their jumps, and no other `KSHOCK-*` chain; desired chains of other
+/// tables are left to their own table's diff. Order: create missing chains; renew leases;
+/// delete jumps nobody wants; refill chains whose rules differ; insert missing jumps; then
+/// remove unwanted chains (their jumps, flush, delete).
 pub fn diff(desired: &[Chain], actual: &Actual) -> Batch {
     let mut declare = Vec::new();
     let mut renew = Vec::new();
     let mut unjump = Vec::new();
     let mut fill = Vec::new();
     let mut jump = Vec::new();
-    for chain in desired {
+    let desired: Vec<&Chain> = desired
+        .iter()
+        .filter(|chain| chain.table == actual.table)
+        .collect();
+    for chain in &desired {
         let existing = actual.chains.get(&chain.name);
         if existing.is_none() {
             declare.push(Op::Declare(chain.name.clone()));
@@ -148,7 +155,7 @@ pub fn diff(desired: &[Chain], actual: &Actual) -> Batch {
         let mut wanted: Vec<&Rule> = chain.jumps.iter().collect();
         for saved in actual.jumps_to(&chain.name) {
             let matching = wanted.iter().position(|rule| {
-                saved.from == Chain::JUMP_FROM
+                saved.from == chain.jump_from()
                     && saved.rule.comment.as_deref() == Some(rule.comment())
             });
             match matching.map(|index| wanted.remove(index)) {
@@ -167,7 +174,7 @@ pub fn diff(desired: &[Chain], actual: &Actual) -> Batch {
         jump.extend(
             wanted
                 .into_iter()
-                .map(|rule| Op::Insert(Chain::JUMP_FROM.to_owned(), rule.clone())),
+                .map(|rule| Op::Insert(chain.jump_from().to_owned(), rule.clone())),
         );
     }
     let keep: HashSet<String> = desired.iter().map(|chain| chain.name.clone()).collect();
@@ -177,7 +184,10 @@ pub fn diff(desired: &[Chain], actual: &Actual) -> Batch {
     ops.extend(fill);
     ops.extend(jump);
     ops.extend(sweep(actual, &keep).ops);
-    Batch { ops }
+    Batch {
+        table: actual.table,
+        ops,
+    }
 }
 
 /// The batch that removes every `KSHOCK-*` chain not in `keep`, with the jumps to it: what the
@@ -193,7 +203,10 @@ pub fn sweep(actual: &Actual, keep: &HashSet<String>) -> Batch {
         ops.push(Op::Flush(name.clone()));
         ops.push(Op::DeleteChain(name.clone()));
     }
-    Batch { ops }
+    Batch {
+        table: actual.table,
+        ops,
+    }
 }
 
 /// One of our chains as found in the kernel, for `kafka-shock rules`.

@@ -5,118 +5,14 @@ use std::net::IpAddr;
 
 use kafka_shock_crds::Cidr;
 
-use super::lease::datestop;
-use super::names::{chain_name, reject_mark, sanitise_id, stamp, wake_port};
+use super::chain::{Chain, Rule, Table};
+use super::names::{chain_name, reject_mark, sanitise_id, wake_port};
 use super::offsets::{self, ApiWord, ClientIdLen, StringMatch};
+use super::proxy_chains::{handover_rules, not_proxied, redirect_chain};
 use super::spec::{ClientIdPattern, Family, Flow, Injection, Layers, Signature, Verdict};
 
 /// The most ports one `multiport` match takes.
 const MULTIPORT_MAX: usize = 15;
-
-/// One iptables rule as arguments, without the leading `-A <chain>` (or `-I`/`-D`), so the
-/// caller can append, insert or delete it. Its comment is `kshock:<id>:<stamp>`, the stamp
-/// hashing the other arguments. A *leased* rule (one that lets traffic into our chains from
-/// outside) also carries the time match of its lease once given an end; the lease is not part
-/// of the stamp, so renewing it is not a change of the rule (see [`crate::rules::diff`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rule {
-    matches: Vec<String>,
-    target: Vec<String>,
-    comment: String,
-    leased: bool,
-    /// The lease's end as `--datestop` states it; `None` until given, or where the kernel
-    /// lacks the time match.
-    datestop: Option<String>,
-}
-
-impl Rule {
-    /// `matches`, then the stamped comment, then `target`.
-    pub(crate) fn new(sanitised_id: &str, matches: Vec<String>, target: Vec<String>) -> Self {
-        let mut content = matches.clone();
-        content.extend(target.iter().cloned());
-        let comment = stamp(sanitised_id, &content);
-        Self {
-            matches,
-            target,
-            comment,
-            leased: false,
-            datestop: None,
-        }
-    }
-
-    /// The same rule, leased: it lets traffic into our chains, so it must stop biting when
-    /// its owner stops renewing it.
-    pub(crate) fn leased(self) -> Self {
-        Self {
-            leased: true,
-            ..self
-        }
-    }
-
-    /// Ends a leased rule's lease at `until_unix` (or takes it off: `None`); other rules are
-    /// left as they are.
-    pub(crate) fn lease_until(&mut self, until_unix: Option<u64>) {
-        if self.leased {
-            self.datestop = until_unix.map(datestop);
-        }
-    }
-
-    /// The lease's end, as `--datestop` states it.
-    pub fn datestop(&self) -> Option<&str> {
-        self.datestop.as_deref()
-    }
-
-    /// The arguments, one per element: matches, the lease, the comment, the target.
-    pub fn args(&self) -> Vec<String> {
-        let mut args = self.matches.clone();
-        if let Some(stop) = &self.datestop {
-            args.extend(["-m", "time", "--datestop", stop].map(String::from));
-        }
-        args.extend(["-m", "comment", "--comment", &self.comment].map(String::from));
-        args.extend(self.target.iter().cloned());
-        args
-    }
-
-    /// The comment, as iptables-save will print it back (unquoted value).
-    pub fn comment(&self) -> &str {
-        &self.comment
-    }
-
-    /// The arguments as one line of iptables-restore input. Only fixed strings, numbers,
-    /// addresses, hex and sanitised ids reach it, so the only quoting needed is around
-    /// arguments with spaces (the hex strings).
-    pub fn render(&self) -> String {
-        let quoted: Vec<String> = self
-            .args()
-            .into_iter()
-            .map(|arg| {
-                debug_assert!(!arg.contains(['"', '\\', '\'', '\n', '\r']), "{arg:?}");
-                if arg.contains(' ') {
-                    format!("\"{arg}\"")
-                } else {
-                    arg
-                }
-            })
-            .collect();
-        quoted.join(" ")
-    }
-}
-
-/// One of our chains in one family's filter table, with the rules that send traffic into it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Chain {
-    /// `KSHOCK-<hash of the injection id>`.
-    pub name: String,
-    /// Rules for [`Chain::JUMP_FROM`] that jump to this chain: one per 15 broker ports.
-    pub jumps: Vec<Rule>,
-    /// The chain's rules, in order.
-    pub rules: Vec<Rule>,
-}
-
-impl Chain {
-    /// The built-in chain the jumps live in: requests arrive at the broker's netns.
-    pub const JUMP_FROM: &'static str = "INPUT";
-}
 
 /// Why the signature rules match other than exactly the requests the signature describes.
 /// Rules of the signature never hit a request the signature does not describe, except by the
@@ -157,6 +53,9 @@ pub enum Gap {
     TransactionalIdTooLong,
     /// Delay cannot be done by kernel rules: no signature or connection rules at all.
     DelayNeedsInline,
+    /// A Kafka-level action (an error, a throttle, ...) is the proxy's to carry out: no
+    /// signature or connection rules at all.
+    NeedsProxy,
 }
 
 impl Gap {
@@ -169,6 +68,7 @@ impl Gap {
                 | Self::GroupIdTooLong
                 | Self::TransactionalIdTooLong
                 | Self::DelayNeedsInline
+                | Self::NeedsProxy
         )
     }
 }
@@ -198,10 +98,12 @@ impl Exactness {
 /// The chains of one injection, per family, and what their signature cannot express.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Compiled {
-    /// The iptables chain.
+    /// The iptables chain (filter table).
     pub v4: Chain,
-    /// The ip6tables chain.
+    /// The ip6tables chain (filter table).
     pub v6: Chain,
+    /// Proxy: the nat chains that redirect new connections to the proxy, IPv4 then IPv6.
+    pub nat: Option<(Chain, Chain)>,
     /// What the signature rules cannot express exactly.
     pub exactness: Exactness,
 }
@@ -215,11 +117,30 @@ impl Compiled {
         }
     }
 
+    /// Every chain of `family`, whatever its table.
+    pub fn chains(&self, family: Family) -> Vec<&Chain> {
+        let nat = self.nat.as_ref().map(|(v4, v6)| match family {
+            Family::V4 => v4,
+            Family::V6 => v6,
+        });
+        std::iter::once(self.chain(family)).chain(nat).collect()
+    }
+
+    /// How many rules the chains hold, jumps left out.
+    pub fn rule_count(&self) -> usize {
+        [Family::V4, Family::V6]
+            .into_iter()
+            .flat_map(|family| self.chains(family))
+            .map(|chain| chain.rules.len())
+            .sum()
+    }
+
     /// The same chains with every leased rule's lease ending at `until_unix` (`None`: no lease,
     /// where the kernel has no time match). The owner gives a later end every third of its
     /// lease; the kernel ends the fault at the last one given.
     pub fn lease_until(mut self, until_unix: Option<u64>) -> Compiled {
-        for chain in [&mut self.v4, &mut self.v6] {
+        let nat = self.nat.iter_mut().flat_map(|(v4, v6)| [v4, v6]);
+        for chain in [&mut self.v4, &mut self.v6].into_iter().chain(nat) {
             for rule in chain.jumps.iter_mut().chain(chain.rules.iter_mut()) {
                 rule.lease_until(until_unix);
             }
@@ -238,20 +159,37 @@ pub fn compile(injection: &Injection, flows: &[Flow]) -> Compiled {
     let name = chain_name(&injection.id);
     let ports = port_matches(&injection.ports);
     let (alternatives, mut exactness) = SignatureParts::of(&injection.signature);
-    let delay = injection.verdict == Verdict::Delay;
-    if delay && !matches!(injection.layers, Layers::Inline { .. }) {
-        exactness.gaps.push(Gap::DelayNeedsInline);
-    }
+    let held = match (injection.verdict, injection.layers) {
+        (Verdict::Delay, Layers::Inline { .. } | Layers::Proxy { .. }) => true,
+        (Verdict::Delay, _) => {
+            exactness.gaps.push(Gap::DelayNeedsInline);
+            true
+        }
+        (Verdict::Proxy, Layers::Proxy { .. }) => true,
+        (Verdict::Proxy, _) => {
+            exactness.gaps.push(Gap::NeedsProxy);
+            true
+        }
+        _ => false,
+    };
     let chain = |family: Family| {
         let mut rules = Vec::new();
-        if let Layers::Inline { queue } = injection.layers {
-            rules.extend(inline_rules(&id, family, injection, &ports, queue));
-        } else if delay {
-            // Nothing the kernel can do alone; see Gap::DelayNeedsInline.
-        } else if injection.layers.connection() {
-            rules.extend(connection_rules(&id, family, injection.verdict, flows));
+        match injection.layers {
+            Layers::Inline { queue } => {
+                rules.extend(inline_rules(&id, family, injection, &ports, queue));
+            }
+            Layers::Proxy {
+                reset_established: true,
+                ..
+            } => rules.extend(handover_rules(&id, family, injection, &ports)),
+            // Nothing the kernel can do alone; see Gap::DelayNeedsInline and Gap::NeedsProxy.
+            _ if held => {}
+            layers if layers.connection() => {
+                rules.extend(connection_rules(&id, family, injection.verdict, flows));
+            }
+            _ => {}
         }
-        if injection.layers.signature() && !delay {
+        if injection.layers.signature() && !held {
             let sources = sources(&injection.source_cidrs, family);
             for source in &sources {
                 for port in &ports {
@@ -271,25 +209,40 @@ pub fn compile(injection: &Injection, flows: &[Flow]) -> Compiled {
             .map(|port| {
                 let mut args = vec!["-p".to_owned(), "tcp".to_owned()];
                 args.extend(port.iter().cloned());
-                Rule::new(&id, args, vec!["-j".to_owned(), name.clone()]).leased()
+                args.extend(not_proxied());
+                jump(&id, args, &name)
             })
             .collect();
         if let (Layers::Inline { queue }, Family::V4) = (injection.layers, family) {
-            jumps.push(
-                Rule::new(&id, wake_match(queue), vec!["-j".to_owned(), name.clone()]).leased(),
-            );
+            jumps.push(jump(&id, wake_match(queue), &name));
         }
         Chain {
+            table: Table::Filter,
             name: name.clone(),
             jumps,
             rules,
         }
     };
+    let nat = match injection.layers {
+        Layers::Proxy { port, .. } => Some((
+            redirect_chain(&id, &name, Family::V4, injection, &ports, port),
+            redirect_chain(&id, &name, Family::V6, injection, &ports, port),
+        )),
+        _ => None,
+    };
     Compiled {
         v4: chain(Family::V4),
         v6: chain(Family::V6),
+        nat,
         exactness,
     }
+}
+
+/// A rule that sends traffic into our chain `name` from the built-in chain of its table:
+/// leased, whatever the table (a filter chain's faults and a nat chain's redirect alike stop
+/// biting when the owner stops renewing them).
+pub(super) fn jump(id: &str, matches: Vec<String>, name: &str) -> Rule {
+    Rule::new(id, matches, vec!["-j".to_owned(), name.to_owned()]).leased()
 }
 
 /// The port matches: `--dport` for one port, `multiport` for up to 15, one match per 15
@@ -327,7 +280,7 @@ fn port_matches(ports: &[u16]) -> Vec<Vec<String>> {
 /// `-s <network>` per source CIDR of `family` (each in canonical form, so equal blocks make
 /// one rule); one empty source (any) when none is given; none at all when sources are given
 /// but none of this family.
-fn sources(cidrs: &[Cidr], family: Family) -> Vec<Vec<String>> {
+pub(super) fn sources(cidrs: &[Cidr], family: Family) -> Vec<Vec<String>> {
     if cidrs.is_empty() {
         return vec![Vec::new()];
     }
@@ -422,12 +375,12 @@ fn queue_target(queue: u16) -> Vec<String> {
         .collect()
 }
 
-fn target(verdict: Verdict) -> Vec<String> {
+pub(super) fn target(verdict: Verdict) -> Vec<String> {
     match verdict {
         Verdict::Reject => vec!["-j", "REJECT", "--reject-with", "tcp-reset"],
         Verdict::Drop => vec!["-j", "DROP"],
-        // Never asked for: compile leaves Delay to the Inline chain.
-        Verdict::Delay => vec!["-j", "ACCEPT"],
+        // Never asked for: compile leaves Delay to the Inline chain or the proxy.
+        Verdict::Delay | Verdict::Proxy => vec!["-j", "ACCEPT"],
     }
     .into_iter()
     .map(String::from)

@@ -9,7 +9,7 @@
 //! chain's jumps say about its lease ([`ChainLease`]), and the probe that tells whether a
 //! namespace's kernel has the time match ([`lease_probe`]). Pure.
 
-use super::compile::{Chain, Rule};
+use super::chain::{Chain, Rule, Table};
 use super::names::{chain_name, sanitise_id};
 
 /// Seconds in a day.
@@ -144,6 +144,7 @@ pub fn lease_probe(id: &str, until_unix: u64) -> Chain {
     .leased();
     rule.lease_until(Some(until_unix));
     Chain {
+        table: Table::Filter,
         name: chain_name(&format!("{id}#lease-probe")),
         jumps: Vec::new(),
         rules: vec![rule],

@@ -7,7 +7,10 @@
 //! the batch text except as hex (client ids, topics, group and transactional ids) or through
 //! [`sanitise_id`] (the comment), so no quoting of user strings is ever needed. An Inline
 //! injection compiles to a chain that sends the broker's segments to an NFQUEUE (and resets
-//! what the agent marks for it); the decisions are then [`crate::inline`]'s.
+//! what the agent marks for it); the decisions are then [`crate::inline`]'s. A Proxy
+//! injection compiles to a nat chain that redirects new connections to the proxy's listener
+//! (and a filter chain that resets the connections opened before it); the decisions are then
+//! [`crate::proxy`]'s.
 //!
 //! What users get, per TCP reality: a Reject resets the connection, killing every request in
 //! flight on it; a Drop blackholes the segment, and since TCP retransmits it, the whole
@@ -24,11 +27,13 @@
 //! fault plan compiles through it, and the binary's enforcer applies its batches.
 
 mod batch;
+mod chain;
 mod compile;
 mod lease;
 mod names;
 mod offsets;
 mod owner;
+mod proxy_chains;
 mod save;
 mod spec;
 
@@ -36,11 +41,12 @@ mod spec;
 mod tests;
 
 pub use batch::{Batch, Op, OwnedChain, diff, owned_chains, sweep};
-pub use compile::{Chain, Compiled, Exactness, Gap, Rule, compile};
+pub use chain::{Chain, Rule, Table};
+pub use compile::{Compiled, Exactness, Gap, compile};
 pub use lease::{ChainLease, datestop, lease_probe, parse_datestop};
 pub use names::{
-    CHAIN_PREFIX, COMMENT_PREFIX, INLINE_QUEUE_TRIES, chain_name, inline_queue, reject_mark,
-    sanitise_id, wake_port,
+    CHAIN_PREFIX, COMMENT_PREFIX, INLINE_QUEUE_TRIES, PROXY_MARK, chain_name, inline_queue,
+    reject_mark, sanitise_id, wake_port,
 };
 pub use owner::{CliOwner, start_ticks_of_stat};
 pub use save::{Actual, SavedJump, SavedRule, parse_save};

@@ -51,6 +51,13 @@ pub fn reject_mark(queue: u16) -> u32 {
     0x4b53_0000 | u32::from(queue)
 }
 
+/// The packet mark of the Proxy's upstream connections (`SO_MARK`), "KP" in the high half,
+/// clear of [`reject_mark`]'s range. Those connections go from the proxy to the broker port
+/// over loopback and so cross INPUT, where every jump to our filter chains excludes this mark:
+/// no fault (another's, or the Proxy fault's own handover reset) hits the proxied traffic
+/// twice.
+pub const PROXY_MARK: u32 = 0x4b50_0000;
+
 /// The id as a comment may carry it: only `[A-Za-z0-9._:-]` (anything else becomes `_`), at
 /// most 200 characters, never empty. iptables-save then prints it without escapes.
 pub fn sanitise_id(id: &str) -> String {

@@ -1,7 +1,8 @@
-//! Reading back what the kernel has: the filter table of an `iptables-save` text.
+//! Reading back what the kernel has: one table of an `iptables-save` text.
 
 use std::collections::BTreeMap;
 
+use super::chain::Table;
 use super::names::CHAIN_PREFIX;
 
 /// One rule as iptables-save printed it.
@@ -29,9 +30,11 @@ pub struct SavedJump {
     pub rule: SavedRule,
 }
 
-/// Our chains in one family's filter table, and the rules that jump to them.
+/// Our chains in one table of one family, and the rules that jump to them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Actual {
+    /// The table read.
+    pub table: Table,
     /// `KSHOCK-*` chains and their rules, in order.
     pub chains: BTreeMap<String, Vec<SavedRule>>,
     /// Rules of other chains whose `-j` target is a `KSHOCK-*` chain, in order.
@@ -47,20 +50,23 @@ impl Actual {
     }
 }
 
-/// Parses `iptables-save` (or `ip6tables-save`) output; only the filter table is read, and
-/// lines it does not understand are skipped, because a reconcile must go on whatever else the
-/// node has installed.
-pub fn parse_save(text: &str) -> Actual {
-    let mut actual = Actual::default();
-    let mut in_filter = false;
+/// Parses `iptables-save` (or `ip6tables-save`) output; only `table` is read (absent: empty),
+/// and lines it does not understand are skipped, because a reconcile must go on whatever else
+/// the node has installed.
+pub fn parse_save(text: &str, table: Table) -> Actual {
+    let mut actual = Actual {
+        table,
+        ..Actual::default()
+    };
+    let mut in_table = false;
     let mut positions: BTreeMap<String, usize> = BTreeMap::new();
     for line in text.lines() {
         let line = line.trim_end();
-        if let Some(table) = line.strip_prefix('*') {
-            in_filter = table == "filter";
+        if let Some(name) = line.strip_prefix('*') {
+            in_table = name == table.name();
         } else if line == "COMMIT" {
-            in_filter = false;
-        } else if !in_filter {
+            in_table = false;
+        } else if !in_table {
         } else if let Some(declaration) = line.strip_prefix(':') {
             let name = declaration.split(' ').next().unwrap_or_default();
             if name.starts_with(CHAIN_PREFIX) {

@@ -30,7 +30,8 @@ pub struct Injection {
 
 /// The kinds of rule a chain holds. The caller maps the fault's enforcement onto it: Signature
 /// → [`Layers::Signature`], Connection → [`Layers::Connection`], Auto → [`Layers::Both`] when
-/// the signature is not exact (see [`crate::rules::Exactness`]), Inline → [`Layers::Inline`].
+/// the signature is not exact (see [`crate::rules::Exactness`]), Inline → [`Layers::Inline`],
+/// Proxy → [`Layers::Proxy`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layers {
     /// Rules on the request bytes only.
@@ -45,6 +46,18 @@ pub enum Layers {
     Inline {
         /// The queue number; see [`crate::rules::inline_queue`].
         queue: u16,
+    },
+    /// New connections to the broker ports (per source CIDR) are redirected to the proxy
+    /// listening on `port` in the namespace (a nat chain jumped to from PREROUTING), and,
+    /// with `reset_established`, the connections that are not (opened before the fault) are
+    /// reset once at their next segment, so their clients reconnect through the proxy. The
+    /// proxy's own upstream connections carry [`crate::rules::PROXY_MARK`], which every jump
+    /// to our filter chains excludes.
+    Proxy {
+        /// The proxy's listening port.
+        port: u16,
+        /// Reset the connections not redirected (handover Reset).
+        reset_established: bool,
     },
 }
 
@@ -97,10 +110,14 @@ pub enum Verdict {
     Reject,
     /// A blackhole: the client's TCP retransmits until it gives up or times out.
     Drop,
-    /// Hold the request, then let it through: only an Inline chain can (the kernel's rules
-    /// cannot wait), so signature and connection rules of a Delay are left out
+    /// Hold the request, then let it through: only an Inline chain or the proxy can (the
+    /// kernel's rules cannot wait), so signature and connection rules of a Delay are left out
     /// ([`crate::rules::Gap::DelayNeedsInline`]).
     Delay,
+    /// What the proxy does per request (a Kafka error, a throttle, a corruption, a
+    /// duplicate): only a Proxy chain carries it, so other rules of it are left out
+    /// ([`crate::rules::Gap::NeedsProxy`]).
+    Proxy,
 }
 
 /// A TCP connection the sniffer saw carry a matching request; Connection mode cuts it.

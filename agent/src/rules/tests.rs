@@ -29,7 +29,11 @@ fn golden(name: &str, actual: &str) {
 }
 
 fn fixture(name: &str) -> Actual {
-    parse_save(&std::fs::read_to_string(testdata(name)).unwrap())
+    fixture_of(name, Table::Filter)
+}
+
+fn fixture_of(name: &str, table: Table) -> Actual {
+    parse_save(&std::fs::read_to_string(testdata(name)).unwrap(), table)
 }
 
 fn injection(id: &str, signature: Signature, verdict: Verdict) -> Injection {
@@ -246,13 +250,59 @@ fn parse_save_ignores_other_tables_and_odd_lines() {
     let text = "*nat\n:KSHOCK-000000000000 - [0:0]\n-A PREROUTING -j KSHOCK-000000000000\nCOMMIT\n\
                 *filter\n:INPUT ACCEPT [0:0]\n:KSHOCK-AAAAAAAAAAAA - [0:0]\n-A INPUT\ngarbage\n\
                 -A INPUT -m comment --comment \"a \\\"q\\\" b\" -j KSHOCK-AAAAAAAAAAAA\nCOMMIT\n";
-    let actual = parse_save(text);
+    let actual = parse_save(text, Table::Filter);
     assert_eq!(
         actual.chains.keys().collect::<Vec<_>>(),
         ["KSHOCK-AAAAAAAAAAAA"]
     );
     assert_eq!(actual.jumps.len(), 1);
     assert_eq!(actual.jumps[0].rule.comment.as_deref(), Some("a \"q\" b"));
+    let nat = parse_save(text, Table::Nat);
+    assert_eq!(nat.table, Table::Nat);
+    assert_eq!(
+        nat.chains.keys().collect::<Vec<_>>(),
+        ["KSHOCK-000000000000"]
+    );
+    assert_eq!(nat.jumps[0].from, "PREROUTING");
+}
+
+#[test]
+fn a_table_diffs_only_its_own_chains_and_jumps_from_its_own_builtin() {
+    let filter = compile(&produce_orders(), &[]).v4;
+    let nat = Chain {
+        table: Table::Nat,
+        ..filter.clone()
+    };
+    let desired = [filter.clone(), nat];
+    let empty_nat = Actual {
+        table: Table::Nat,
+        ..Actual::default()
+    };
+    let batch = diff(&desired, &empty_nat);
+    let text = batch.render();
+    assert!(text.starts_with("*nat\n"), "{text}");
+    assert!(text.contains("-I PREROUTING "), "{text}");
+    assert!(!text.contains("INPUT"), "{text}");
+    assert_eq!(
+        text.matches(&format!(":{} ", filter.name)).count(),
+        1,
+        "{text}"
+    );
+    // The filter table's own diff holds only the filter chain, jumped to from INPUT.
+    let text = diff(&desired, &Actual::default()).render();
+    assert!(
+        text.starts_with("*filter\n") && text.contains("-I INPUT "),
+        "{text}"
+    );
+    assert!(!text.contains("PREROUTING"), "{text}");
+    // A nat chain nobody wants is swept from PREROUTING.
+    let saved = "*nat\n:PREROUTING ACCEPT [0:0]\n:KSHOCK-0123456789AB - [0:0]\n\
+         -A PREROUTING -p tcp -m comment --comment kshock:x:1 -j KSHOCK-0123456789AB\nCOMMIT\n";
+    let text = sweep(&parse_save(saved, Table::Nat), &HashSet::new()).render();
+    assert!(
+        text.starts_with("*nat\n-D PREROUTING -p tcp") && text.contains("-X KSHOCK-0123456789AB"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -269,7 +319,10 @@ fn diff_fixes_jumps() {
             .map(|rule| format!("-A {} {}\n", chain.name, rule.render()))
             .collect::<String>(),
     );
-    let batch = diff(std::slice::from_ref(&chain), &parse_save(&text));
+    let batch = diff(
+        std::slice::from_ref(&chain),
+        &parse_save(&text, Table::Filter),
+    );
     assert_eq!(
         batch.ops,
         [
@@ -278,7 +331,10 @@ fn diff_fixes_jumps() {
         ]
     );
     let missing = text.replace(&format!("-A INPUT {jump}\n"), "");
-    let batch = diff(std::slice::from_ref(&chain), &parse_save(&missing));
+    let batch = diff(
+        std::slice::from_ref(&chain),
+        &parse_save(&missing, Table::Filter),
+    );
     assert_eq!(batch.ops.len(), 2, "{batch:?}");
     assert_eq!(
         batch.ops[1],
@@ -443,7 +499,7 @@ fn assert_only_safe_text(text: &str) {
     for (number, line) in text.lines().enumerate() {
         assert!(
             line.chars()
-                .all(|c| c.is_ascii_alphanumeric() || " ._:/,|=&@>-[]*\"".contains(c)),
+                .all(|c| c.is_ascii_alphanumeric() || " ._:/,|=&@>-[]*\"!".contains(c)),
             "line {number}: {line:?}"
         );
         // Quotes only ever wrap a hex string, or one of our comments as iptables-save printed
@@ -607,7 +663,10 @@ fn renewals_come_before_anything_that_moves_rule_numbers() {
             .collect::<String>(),
     );
     let renewed = compile(&produce_orders(), &[]).lease_until(Some(RENEWED_UNTIL));
-    let batch = diff(std::slice::from_ref(&renewed.v4), &parse_save(&text));
+    let batch = diff(
+        std::slice::from_ref(&renewed.v4),
+        &parse_save(&text, Table::Filter),
+    );
     assert!(
         matches!(&batch.ops[..], [Op::Renew { position: 2, .. }, Op::Delete(chain, text)] if chain == "INPUT" && text.starts_with("-p udp")),
         "{batch:?}"
@@ -622,16 +681,83 @@ fn the_lease_probe_applies_and_sweeps_like_any_chain() {
         install.contains("-m time --datestop 2026-12-03T13:34:05"),
         "{install}"
     );
-    let actual = parse_save(&format!(
-        "*filter\n:{name} - [0:0]\n-A {name} {rule}\nCOMMIT\n",
-        name = probe.name,
-        rule = probe.rules[0].render()
-    ));
+    let actual = parse_save(
+        &format!(
+            "*filter\n:{name} - [0:0]\n-A {name} {rule}\nCOMMIT\n",
+            name = probe.name,
+            rule = probe.rules[0].render()
+        ),
+        Table::Filter,
+    );
     let owned = owned_chains(&actual);
     assert_eq!(owned[0].ids, ["cli.1.2.0.f"]);
     assert_eq!(owned[0].lease, ChainLease::NoJump);
     assert_eq!(
         sweep(&actual, &HashSet::new()).render(),
         format!("*filter\n-F {0}\n-X {0}\nCOMMIT\n", probe.name)
+    );
+}
+
+/// "answer Produce to orders with an error, through the proxy on port 41234".
+fn proxy_orders() -> Injection {
+    Injection {
+        layers: Layers::Proxy {
+            port: 41234,
+            reset_established: true,
+        },
+        ..injection(
+            "5e2a77c1-proxy-orders",
+            Signature {
+                api_keys: vec![0],
+                topics: vec![b"orders".to_vec()],
+                ..Signature::default()
+            },
+            Verdict::Proxy,
+        )
+    }
+}
+
+/// `leased_nat.v4.save` is the nat batch of [`proxy_orders`] leased until `LEASED_UNTIL`
+/// (`diff` against an empty nat table), applied with `iptables-restore --noflush` in a scratch
+/// namespace, then `iptables -t nat -I PREROUTING 1 -p udp --dport 53 -j ACCEPT` and
+/// `iptables-save -t nat`: the redirect's jump is PREROUTING's rule number 2.
+#[test]
+fn a_proxy_redirect_is_leased_and_renewed_in_place_like_any_jump() {
+    let leased = compile(&proxy_orders(), &[]).lease_until(Some(LEASED_UNTIL));
+    let (nat, _) = leased.nat.as_ref().expect("a Proxy fault has nat chains");
+    assert!(nat.rules.iter().all(|rule| rule.datestop().is_none()));
+    assert!(
+        nat.jumps.iter().all(|jump| jump
+            .render()
+            .contains("-m time --datestop 2026-12-03T13:34:05")),
+        "{:?}",
+        nat.jumps
+    );
+    let install = diff(
+        std::slice::from_ref(nat),
+        &Actual {
+            table: Table::Nat,
+            ..Actual::default()
+        },
+    );
+    assert!(install.render().starts_with("*nat\n"));
+
+    let actual = fixture_of("leased_nat.v4.save", Table::Nat);
+    assert!(diff(std::slice::from_ref(nat), &actual).is_empty());
+    assert_eq!(
+        owned_chains(&actual)[0].lease,
+        ChainLease::Until(LEASED_UNTIL)
+    );
+    let renewed = compile(&proxy_orders(), &[]).lease_until(Some(RENEWED_UNTIL));
+    let (renewed_nat, _) = renewed.nat.as_ref().expect("nat chains");
+    let batch = diff(std::slice::from_ref(renewed_nat), &actual);
+    let old = actual.jumps[0].rule.text.clone();
+    assert_eq!(actual.jumps[0].position, 2);
+    assert_eq!(
+        batch.render(),
+        format!(
+            "*nat\n-I PREROUTING 2 {}\n-D PREROUTING {old}\nCOMMIT\n",
+            renewed_nat.jumps[0].render()
+        )
     );
 }

@@ -13,7 +13,8 @@
 pub mod event;
 pub mod summary;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -230,6 +231,27 @@ struct Connection {
     requests: Framer,
     responses: Framer,
     pending: Pending,
+    /// The client has sent its first bytes (which tell TLS from Kafka).
+    started: bool,
+    /// The client's stream began with a TLS record: nothing on it is framed.
+    tls: bool,
+}
+
+/// Whether `first`, the first bytes a client sent, begin a TLS record: a content type
+/// (change_cipher_spec 20, alert 21, handshake 22, application_data 23) then protocol version
+/// 3.0-3.4. As a Kafka size prefix that would be over 335 MB, which no request is.
+fn starts_tls_record(first: &[u8]) -> bool {
+    let pattern: [fn(u8) -> bool; 3] =
+        [|b| (0x14..=0x17).contains(&b), |b| b == 0x03, |b| b <= 0x04];
+    !first.is_empty() && first.iter().zip(pattern).all(|(&b, ok)| ok(b))
+}
+
+/// Something the sniffer tells once, apart from the requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// A client's stream to `broker` began with a TLS record: the requests on that port
+    /// cannot be read. Told once per broker port.
+    Tls { broker: SocketAddr },
 }
 
 /// The state of `flow`, created on first use.
@@ -242,6 +264,8 @@ fn connection(
         requests: Framer::new(framer),
         responses: Framer::new(framer),
         pending: Pending::default(),
+        started: false,
+        tls: false,
     })
 }
 
@@ -258,6 +282,9 @@ pub struct Sniffer {
     stream: Vec<StreamEvent>,
     /// The frames cut from the data being handled, kept for its capacity.
     frames: Vec<FrameEvent>,
+    /// Broker ports a TLS stream was seen on, and the notices not taken yet.
+    tls_ports: BTreeSet<u16>,
+    notices: Vec<Notice>,
 }
 
 /// Decoded requests kept for `take_requests` between two calls; older ones are dropped.
@@ -276,6 +303,8 @@ impl Sniffer {
             fresh_requests: Vec::new(),
             stream: Vec::new(),
             frames: Vec::new(),
+            tls_ports: BTreeSet::new(),
+            notices: Vec::new(),
         }
     }
 
@@ -337,6 +366,11 @@ impl Sniffer {
     /// `report_requests`).
     pub fn take_requests(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.fresh_requests)
+    }
+
+    /// What the sniffer noticed since the last call (a TLS port, once per port).
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
     }
 
     /// Topic ids learned so far from responses.
@@ -404,6 +438,19 @@ impl Sniffer {
         let max_frame = self.config.framer.max_frame;
         let mut frames = std::mem::take(&mut self.frames);
         let connection = connection(&mut self.connections, self.config.framer, flow);
+        if direction == Direction::ToBroker && !connection.started && !bytes.is_empty() {
+            connection.started = true;
+            connection.tls = starts_tls_record(&bytes[..bytes.len().min(3)]);
+            if connection.tls && self.tls_ports.insert(flow.broker.port()) {
+                self.notices.push(Notice::Tls {
+                    broker: flow.broker,
+                });
+            }
+        }
+        if connection.tls {
+            self.frames = frames;
+            return;
+        }
         match direction {
             Direction::ToBroker => {
                 let check = RequestBoundary { max_frame };

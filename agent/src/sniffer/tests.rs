@@ -713,3 +713,118 @@ fn decoders_survive_every_truncation_and_mutation() {
         }
     }
 }
+
+/// The first bytes of a TLS 1.2/1.3 ClientHello record, then some of its body.
+fn client_hello() -> Vec<u8> {
+    let mut record = vec![
+        0x16, 0x03, 0x01, 0x00, 0x40, 0x01, 0x00, 0x00, 0x3c, 0x03, 0x03,
+    ];
+    record.extend((0u8..53).map(|i| i.wrapping_mul(37)));
+    record
+}
+
+#[test]
+fn a_tls_stream_is_noticed_once_per_port_and_never_framed() {
+    let config = SnifferConfig::with_broker_ports([9092, 9094]);
+    let mut wire = Wire::new(config).open(1000, 5000);
+    wire.broker = addr("10.0.0.2:9094");
+    wire = wire.open(2000, 6000);
+    wire.send(true, &client_hello(), 7);
+    assert_eq!(
+        wire.sniffer.take_notices(),
+        [Notice::Tls {
+            broker: addr("10.0.0.2:9094")
+        }]
+    );
+    wire.send(false, &[0x16, 0x03, 0x03, 0x00, 0x02, 0x02, 0x00], 1460);
+    // A second TLS client of the same port is not told again.
+    wire.client = addr("10.0.0.3:40001");
+    wire = wire.open(3000, 7000);
+    wire.send(true, &client_hello(), 1460);
+    assert_eq!(wire.sniffer.take_notices(), []);
+    // Plaintext Kafka on the other port is read as ever.
+    wire.broker = addr(BROKER);
+    wire = wire.open(4000, 8000);
+    wire.send(true, &produce(7, -1), 1460);
+    wire.send(false, &produce_response(7, 0), 1460);
+    let events = wire.finish();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].api, "Produce");
+    let counters = wire.sniffer.counters();
+    assert_eq!(counters.decode.requests, 1, "TLS bytes are never framed");
+    assert_eq!(counters.decode.decode_errors, 0);
+    assert_eq!(counters.framing.resyncs, 0);
+    assert!(wire.sniffer.take_notices().is_empty());
+}
+
+#[test]
+fn kafka_never_looks_like_tls() {
+    assert!(starts_tls_record(&[0x16, 0x03, 0x01]));
+    assert!(starts_tls_record(&[0x17, 0x03, 0x03]));
+    assert!(starts_tls_record(&[0x16]), "too short to say otherwise");
+    assert!(!starts_tls_record(&[0x16, 0x04, 0x01]));
+    assert!(!starts_tls_record(&[]));
+    // A Kafka frame's first byte is its size's top byte: 0 below 16 MiB.
+    assert!(!starts_tls_record(&produce(1, -1)[..3]));
+}
+
+#[test]
+fn the_kraft_quorums_requests_are_decoded_on_the_controller_port() {
+    use kafka_protocol::messages::{
+        BeginQuorumEpochRequest, EndQuorumEpochRequest, FetchSnapshotRequest, VoteRequest,
+    };
+    let mut wire = Wire::new(SnifferConfig::with_broker_ports([9093]));
+    wire.broker = addr("10.0.0.2:9093");
+    let mut wire = wire.open(1000, 5000);
+    let frames = [
+        request(ApiKey::Vote, 2, 1, "raft-client-1", &VoteRequest::default()),
+        request(
+            ApiKey::BeginQuorumEpoch,
+            1,
+            2,
+            "raft-client-1",
+            &BeginQuorumEpochRequest::default(),
+        ),
+        request(
+            ApiKey::EndQuorumEpoch,
+            1,
+            3,
+            "raft-client-1",
+            &EndQuorumEpochRequest::default(),
+        ),
+        request(
+            ApiKey::Fetch,
+            17,
+            4,
+            "raft-client-1",
+            &FetchRequest::default(),
+        ),
+        request(
+            ApiKey::FetchSnapshot,
+            1,
+            5,
+            "raft-client-1",
+            &FetchSnapshotRequest::default(),
+        ),
+    ];
+    for frame in &frames {
+        wire.send(true, frame, 1460);
+    }
+    let events = wire.finish();
+    let apis: Vec<&str> = events.iter().map(|e| e.api.as_str()).collect();
+    assert_eq!(
+        apis,
+        [
+            "Vote",
+            "BeginQuorumEpoch",
+            "EndQuorumEpoch",
+            "Fetch",
+            "FetchSnapshot"
+        ]
+    );
+    assert!(
+        events.iter().all(|e| e.decode_error.is_none()),
+        "{events:?}"
+    );
+    assert!(events.iter().all(|e| e.broker.port() == 9093));
+}

@@ -2,7 +2,8 @@
 //! ([`reconcile`], [`error_policy`], a [`Context`], `kube::runtime::finalizer`).
 //!
 //! One reconcile of a KafkaFault reads its injections and the pods its selector picks (two
-//! label-selected lists, so what it reads is never older than what woke it), lets the pure core
+//! label-selected lists, so what it reads is never older than what woke it; a third for the
+//! pods of its match.sourceSelector, if any), lets the pure core
 //! decide, and writes only the difference:
 //! injections created or changed by server-side apply, deleted, or — when their pod or node
 //! is gone, so no agent ever will — released from the agent's finalizer; then the rolled-up
@@ -46,6 +47,7 @@ use crate::{
     metrics::Metrics,
     notices::notices,
     roll_up, select_targets,
+    sources::{SourcesError, source_addresses},
     triggers::{faults_for_node, faults_for_pod},
     validity,
 };
@@ -128,6 +130,9 @@ pub enum Error {
     /// The targets cannot be picked (reported by validation too).
     #[error(transparent)]
     Select(#[from] SelectError),
+    /// match.sourceSelector cannot be resolved (reported by validation too).
+    #[error(transparent)]
+    Sources(#[from] SourcesError),
     /// The injections cannot be built (the fault lacks server-set metadata).
     #[error(transparent)]
     Injection(#[from] InjectionError),
@@ -156,6 +161,7 @@ impl Error {
             Self::ReleaseInjection { .. } => "release_injection",
             Self::PatchStatus { .. } => "patch_status",
             Self::Select(_) => "select_targets",
+            Self::Sources(_) => "resolve_sources",
             Self::Injection(_) => "build_injection",
             Self::InjectionsRemain { .. } => "injections_remain",
             Self::Finalizer(inner) => match inner.as_ref() {
@@ -296,21 +302,16 @@ async fn sync(fault: &KafkaFault, ctx: &Context) -> Result<Synced, Error> {
 
     let now = Time(Timestamp::now());
     let valid = validity(fault, &ctx.rails).is_ok();
-    let targets = if valid && fault.metadata.deletion_timestamp.is_none() {
+    let (targets, sources) = if valid && fault.metadata.deletion_timestamp.is_none() {
         let selector = parse_selector(&fault.spec.selector).map_err(SelectError::from)?;
         let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-        let selected = pods
-            .list(&ListParams::default().labels(&selector.to_string()))
-            .await
-            .map_err(|source| Error::ListPods {
-                fault: key(fault),
-                source,
-            })?;
-        select_targets(fault, &selected.items)?
+        let selected = list_selected(fault, &pods, &selector).await?;
+        let sources = resolve_sources(fault, &pods).await?;
+        (select_targets(fault, &selected)?, sources)
     } else {
-        Vec::new()
+        (Vec::new(), None)
     };
-    let changes = injection_changes(fault, &targets, &existing, &now)?;
+    let changes = injection_changes(fault, &targets, &existing, &now, sources.as_deref())?;
 
     let mut stored: BTreeMap<String, KafkaFaultInjection> =
         existing.into_iter().map(|i| (i.name_any(), i)).collect();
@@ -344,7 +345,14 @@ async fn sync(fault: &KafkaFault, ctx: &Context) -> Result<Synced, Error> {
     release_orphans(&injections, &namespace, &mut stored, ctx).await?;
 
     let current: Vec<KafkaFaultInjection> = stored.into_values().collect();
-    let status = roll_up(fault, &ctx.rails, &targets, &current, &now);
+    let status = roll_up(
+        fault,
+        &ctx.rails,
+        &targets,
+        &current,
+        &now,
+        sources.as_deref(),
+    );
     if fault.status.as_ref() != Some(&status) {
         write_status(fault, &status, ctx).await?;
     }
@@ -353,6 +361,35 @@ async fn sync(fault: &KafkaFault, ctx: &Context) -> Result<Synced, Error> {
         remaining: current.len(),
         ends: expiry(fault, &current),
     })
+}
+
+/// The addresses of the pods `match.sourceSelector` selects now (`None` without one), from a
+/// label-selected list of `pods`, so a source that came or went since is seen.
+async fn resolve_sources(
+    fault: &KafkaFault,
+    pods: &Api<Pod>,
+) -> Result<Option<Vec<String>>, Error> {
+    let Some(selector) = &fault.spec.terms.match_.source_selector else {
+        return Ok(None);
+    };
+    let selector = parse_selector(selector).map_err(SourcesError::from)?;
+    let selected = list_selected(fault, pods, &selector).await?;
+    Ok(source_addresses(fault, &selected)?)
+}
+
+/// The pods of `fault`'s namespace that `selector` selects, listed from the API server now.
+async fn list_selected(
+    fault: &KafkaFault,
+    pods: &Api<Pod>,
+    selector: &impl std::fmt::Display,
+) -> Result<Vec<Pod>, Error> {
+    pods.list(&ListParams::default().labels(&selector.to_string()))
+        .await
+        .map(|listed| listed.items)
+        .map_err(|source| Error::ListPods {
+            fault: key(fault),
+            source,
+        })
 }
 
 /// Removes the agent's finalizer from the deleted injections in `stored` that no agent can

@@ -222,7 +222,7 @@ fn deleting_with_active_injections() -> (KafkaFault, Vec<Value>) {
     let live = fault("All", None);
     let targets = crate::select_targets(&live, &[pod("broker-0"), pod("broker-1")]).unwrap();
     let now = crate::injections::time("2025-01-02T03:00:00Z");
-    let injections = crate::injection_changes(&live, &targets, &[], &now)
+    let injections = crate::injection_changes(&live, &targets, &[], &now, None)
         .unwrap()
         .create
         .into_iter()
@@ -246,28 +246,8 @@ async fn a_fault_outside_the_guard_rails_loses_its_injections_and_says_why() {
         ..GuardRails::default()
     };
     let action = run_within(rails, live, |mut server| async move {
-        server
-            .expect(Method::GET, INJECTIONS)
-            .await
-            .answer(list("KafkaFaultInjectionList", injections.clone()));
         // No pod list: nothing is selected. The injections go.
-        for injection in &injections {
-            let name = injection["metadata"]["name"].as_str().unwrap();
-            server
-                .expect(Method::DELETE, &format!("{INJECTIONS}/{name}"))
-                .await
-                .answer(terminating(injection.clone()));
-        }
-        for target in ["broker-0", "broker-1"] {
-            server
-                .expect(Method::GET, &format!("{PODS}/{target}"))
-                .await
-                .answer(serde_json::to_value(pod(target)).unwrap());
-            server
-                .expect(Method::GET, &format!("/api/v1/nodes/node-{target}"))
-                .await
-                .answer(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": format!("node-{target}")}}));
-        }
+        delete_injections_of_live_pods(&mut server, &injections).await;
         let call = server
             .expect(Method::PATCH, &format!("{FAULTS}/reset-orders/status"))
             .await;
@@ -291,6 +271,32 @@ async fn a_fault_outside_the_guard_rails_loses_its_injections_and_says_why() {
     assert_eq!(action, Action::requeue(RESYNC));
 }
 
+/// The exchanges of taking `injections` out while their pods (broker-0, broker-1) and nodes
+/// are still there: the list, a DELETE each (they stay, terminating), a GET of each pod and node.
+async fn delete_injections_of_live_pods(server: &mut ApiServer, injections: &[Value]) {
+    server
+        .expect(Method::GET, INJECTIONS)
+        .await
+        .answer(list("KafkaFaultInjectionList", injections.to_vec()));
+    for injection in injections {
+        let name = injection["metadata"]["name"].as_str().unwrap();
+        server
+            .expect(Method::DELETE, &format!("{INJECTIONS}/{name}"))
+            .await
+            .answer(terminating(injection.clone()));
+    }
+    for target in ["broker-0", "broker-1"] {
+        server
+            .expect(Method::GET, &format!("{PODS}/{target}"))
+            .await
+            .answer(serde_json::to_value(pod(target)).unwrap());
+        server
+            .expect(Method::GET, &format!("/api/v1/nodes/node-{target}"))
+            .await
+            .answer(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": format!("node-{target}")}}));
+    }
+}
+
 /// The answer to a DELETE of an injection with a finalizer: it stays, marked for deletion.
 fn terminating(mut injection: Value) -> Value {
     injection["metadata"]["deletionTimestamp"] = json!("2025-01-02T03:04:06Z");
@@ -301,28 +307,8 @@ fn terminating(mut injection: Value) -> Value {
 async fn a_deleted_fault_deletes_its_injections_and_waits_for_the_agents() {
     let (deleting, injections) = deleting_with_active_injections();
     let action = run(deleting, |mut server| async move {
-        server
-            .expect(Method::GET, INJECTIONS)
-            .await
-            .answer(list("KafkaFaultInjectionList", injections.clone()));
-        for injection in &injections {
-            let name = injection["metadata"]["name"].as_str().unwrap();
-            server
-                .expect(Method::DELETE, &format!("{INJECTIONS}/{name}"))
-                .await
-                .answer(terminating(injection.clone()));
-        }
         // Each pod and node is still there, so only its agent may release it.
-        for target in ["broker-0", "broker-1"] {
-            server
-                .expect(Method::GET, &format!("{PODS}/{target}"))
-                .await
-                .answer(serde_json::to_value(pod(target)).unwrap());
-            server
-                .expect(Method::GET, &format!("/api/v1/nodes/node-{target}"))
-                .await
-                .answer(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": format!("node-{target}")}}));
-        }
+        delete_injections_of_live_pods(&mut server, &injections).await;
         let call = server
             .expect(Method::PATCH, &format!("{FAULTS}/reset-orders/status"))
             .await;
@@ -387,4 +373,113 @@ async fn a_deleted_fault_whose_pods_are_gone_releases_everything_and_goes() {
     })
     .await;
     assert_eq!(action, Action::await_change());
+}
+
+/// The test fault, hitting only the sources labelled `role=follower`.
+fn isolating() -> KafkaFault {
+    let mut isolating = finalized(fault("All", None));
+    isolating.spec.terms.match_.source_selector = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+            match_labels: Some([("role".into(), "follower".into())].into()),
+            ..Default::default()
+        },
+    );
+    isolating
+}
+
+/// Answers the reconcile's reads of the injections (none) and of the target pods (broker-0),
+/// then the list of the source pods with `sources` (name and address each).
+async fn answer_reads_with_sources(server: &mut ApiServer, sources: &[(&str, &str)]) {
+    server
+        .expect(Method::GET, INJECTIONS)
+        .await
+        .answer(list("KafkaFaultInjectionList", vec![]));
+    let call = server.expect(Method::GET, PODS).await;
+    assert!(
+        call.query.contains("labelSelector=app%3Dkafka"),
+        "{}",
+        call.query
+    );
+    call.answer(list(
+        "PodList",
+        vec![serde_json::to_value(pod("broker-0")).unwrap()],
+    ));
+    let call = server.expect(Method::GET, PODS).await;
+    assert!(
+        call.query.contains("labelSelector=role%3Dfollower"),
+        "{}",
+        call.query
+    );
+    let pods = sources
+        .iter()
+        .map(|(name, ip)| {
+            let mut source = serde_json::to_value(pod(name)).unwrap();
+            source["metadata"]["labels"]["role"] = json!("follower");
+            source["status"]["podIP"] = json!(ip);
+            source["status"]["podIPs"] = json!([{"ip": ip}]);
+            source
+        })
+        .collect();
+    call.answer(list("PodList", pods));
+}
+
+#[tokio::test]
+async fn a_source_selector_is_resolved_into_every_injection() {
+    let action = run(isolating(), |mut server| async move {
+        answer_reads_with_sources(
+            &mut server,
+            &[("broker-2", "10.0.0.12"), ("broker-1", "10.0.0.11")],
+        )
+        .await;
+        let call = server
+            .expect(
+                Method::PATCH,
+                &format!("{INJECTIONS}/reset-orders-broker-0"),
+            )
+            .await;
+        assert_eq!(
+            call.body["spec"]["sourceIPs"],
+            json!(["10.0.0.11", "10.0.0.12"])
+        );
+        assert_eq!(
+            call.body["spec"]["match"]["sourceSelector"],
+            json!({"matchLabels": {"role": "follower"}}),
+            "the terms stay the fault's"
+        );
+        let body = stored(call.body.clone(), Value::Null);
+        call.answer(body);
+        let call = server
+            .expect(Method::PATCH, &format!("{FAULTS}/reset-orders/status"))
+            .await;
+        assert_eq!(call.body["status"]["phase"], "Injecting");
+        call.answer(stored_fault());
+        assert_eq!(event(&mut server).await, "Selected");
+    })
+    .await;
+    assert_eq!(action, Action::requeue(RESYNC));
+}
+
+#[tokio::test]
+async fn a_source_selector_that_selects_no_pod_creates_no_injection_and_says_so() {
+    let action = run(isolating(), |mut server| async move {
+        answer_reads_with_sources(&mut server, &[]).await;
+        // No injection: an empty selection never means every source.
+        let call = server
+            .expect(Method::PATCH, &format!("{FAULTS}/reset-orders/status"))
+            .await;
+        let status = &call.body["status"];
+        assert_eq!(status["phase"], "Pending");
+        let injected = status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == conditions::INJECTED)
+            .unwrap();
+        assert_eq!(injected["status"], "False");
+        assert_eq!(injected["reason"], "NoSources");
+        call.answer(stored_fault());
+        assert_eq!(event(&mut server).await, "Selected");
+    })
+    .await;
+    assert_eq!(action, Action::requeue(RESYNC));
 }

@@ -11,5 +11,7 @@ data=$(sed -n 's/^log\.dirs=//p' "$config")
 if [ ! -f "$data/meta.properties" ]; then
   java "$@" kafka.tools.StorageTool format -t "${KAFKA_CLUSTER_ID:?}" -c "$config" --ignore-formatted
 fi
-# The JVM becomes the container's PID 1: the kubelet's SIGTERM starts a controlled shutdown.
-exec java "$@" kafka.Kafka "$config"
+# The JVM becomes the container's PID 1: the kubelet's SIGTERM starts a controlled shutdown. A
+# broker out of heap exits (rather than living on with dead network threads, answering no one),
+# and the kubelet restarts its container.
+exec java "$@" -XX:+ExitOnOutOfMemoryError kafka.Kafka "$config"

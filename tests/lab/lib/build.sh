@@ -2,7 +2,7 @@
 # Each piece is keyed by its pinned version (or the digest of its recipe) and built once; a
 # finished piece is never rebuilt.
 
-DEBIAN_PACKAGES=(iptables kcat iproute2 openssl tcpdump curl procps containerd runc buildah mmdebstrap gcc libc6-dev)
+DEBIAN_PACKAGES=(iptables kcat iproute2 openssl tcpdump curl procps libpcap-dev containerd runc buildah mmdebstrap gcc libc6-dev)
 
 install_debian_packages() {
   local missing=()
@@ -19,6 +19,8 @@ install_debian_packages() {
   command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
   command -v gcc >/dev/null || missing+=(gcc)
   [[ -f /usr/lib/x86_64-linux-gnu/libc.a || -n $(find /usr/lib -name libc.a -print -quit 2>/dev/null) ]] || missing+=(libc6-dev)
+  # libpcap's headers and library: the agent's live capture links against it.
+  [[ -e /usr/include/pcap/pcap.h ]] || missing+=(libpcap-dev)
   ((${#missing[@]})) || return 0
   apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 }

@@ -35,6 +35,12 @@ CONTROLLER_PORT=9093
 POD_RANGE_START=20
 POD_RANGE_END=99
 SERVICE_CIDR=10.96.0.0/16
+# The three-broker lab only: brokers replicate on a listener of their own (as Strimzi's do),
+# and one broker also has a TLS listener with a self-signed keypair the lab makes.
+REPLICATION_PORT=9091
+TLS_PORT=9094
+TLS_BROKER=0
+TLS_PASSWORD=kafka-shock-lab
 
 # Lab Kubernetes: the control plane on the host's lab address, two kubelets (each with its own
 # containerd) registered as real nodes.

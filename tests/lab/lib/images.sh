@@ -22,7 +22,7 @@ CONF
 # The Debian root filesystems: name, mmdebstrap variant, packages. "extract" unpacks the
 # packages only (no shell, no dpkg): enough for a binary that needs glibc alone.
 IMAGE_ROOTFS=(
-  "agent-base essential iptables"
+  "agent-base essential iptables,iproute2,libpcap0.8"
   "operator-base extract libc6,libgcc-s1,base-files,netbase"
   "kafka-base essential openjdk-17-jre-headless"
 )

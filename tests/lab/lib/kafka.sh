@@ -10,19 +10,57 @@ KAFKA_CLASS=$LAB_DIR/bin/kafka-class
 KAFKA_DATA=$LAB_STATE/kafka
 KAFKA_UID=1001
 
+# Broker $1's listeners as `listeners|advertised.listeners|protocol map|inter-broker listener`:
+# the client and controller listeners; with three brokers also the replication listener, and
+# on broker $TLS_BROKER a TLS listener.
+kafka_listeners() {
+  local id=$1 count=$2 ip
+  ip=$(broker_ip "$id")
+  local listeners="PLAINTEXT://:$KAFKA_PORT" advertised="PLAINTEXT://$ip:$KAFKA_PORT"
+  local protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT" inter=PLAINTEXT
+  if ((count == 3)); then
+    listeners+=",REPLICATION://:$REPLICATION_PORT" advertised+=",REPLICATION://$ip:$REPLICATION_PORT"
+    protocols+=",REPLICATION:PLAINTEXT" inter=REPLICATION
+    if ((id == TLS_BROKER)); then
+      listeners+=",TLS://:$TLS_PORT" advertised+=",TLS://$ip:$TLS_PORT" protocols+=",TLS:SSL"
+    fi
+  fi
+  echo "$listeners,CONTROLLER://:$CONTROLLER_PORT|$advertised,CONTROLLER://$ip:$CONTROLLER_PORT|$protocols|$inter"
+}
+
+# The TLS listener's self-signed keypair (PKCS12) and its certificate in PEM for clients to
+# trust, made once per lab with the JDK's keytool; the broker pod mounts the keystore from the
+# Secret $BROKER_SET-tls.
+kafka_tls_keypair() {
+  local dir=$LAB_STATE/tls ip
+  ip=$(broker_ip "$TLS_BROKER")
+  if [[ ! -s $dir/broker.p12 || ! -s $dir/broker.pem ]]; then
+    mkdir -p "$dir"
+    rm -f "$dir/broker.p12" "$dir/broker.pem"
+    step "make the TLS listener's self-signed keypair" keytool -genkeypair -alias broker \
+      -keyalg RSA -keysize 2048 -validity 3650 -dname "CN=$ip" -ext "SAN=IP:$ip" \
+      -keystore "$dir/broker.p12" -storetype PKCS12 -storepass "$TLS_PASSWORD" -keypass "$TLS_PASSWORD"
+    step "export the TLS listener's certificate" keytool -exportcert -rfc -alias broker \
+      -keystore "$dir/broker.p12" -storetype PKCS12 -storepass "$TLS_PASSWORD" -file "$dir/broker.pem"
+  fi
+  kubectl -n "$POD_NAMESPACE" create secret generic "$BROKER_SET-tls" --from-file="$dir/broker.p12" \
+    --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+}
+
 # server.properties of broker $1 in a cluster of $2 brokers.
 kafka_broker_config() {
-  local id=$1 count=$2 voters="" i
+  local id=$1 count=$2 voters="" i listeners advertised protocols inter
   for ((i = 0; i < count; i++)); do voters+="${voters:+,}$i@$(broker_ip "$i"):$CONTROLLER_PORT"; done
+  IFS='|' read -r listeners advertised protocols inter <<<"$(kafka_listeners "$id" "$count")"
   cat <<PROPS
 process.roles=broker,controller
 node.id=$id
 controller.quorum.voters=$voters
-listeners=PLAINTEXT://:$KAFKA_PORT,CONTROLLER://:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$(broker_ip "$id"):$KAFKA_PORT,CONTROLLER://$(broker_ip "$id"):$CONTROLLER_PORT
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=$protocols
+inter.broker.listener.name=$inter
 log.dirs=/var/lib/kafka/data
 num.partitions=1
 default.replication.factor=1
@@ -33,7 +71,20 @@ share.coordinator.state.topic.replication.factor=$((count < 3 ? 1 : 3))
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
+replica.lag.time.max.ms=$((count < 3 ? 30000 : 10000))
+# Request buffers are taken from a pool of this many bytes (Kafka's default is unbounded): junk
+# declaring large sizes on many connections, as the hostile-traffic tests send, then waits for
+# memory instead of exhausting the heap.
+queued.max.request.bytes=134217728
 PROPS
+  if [[ $listeners == *TLS://* ]]; then
+    cat <<PROPS
+listener.name.tls.ssl.keystore.location=/etc/kafka-tls/broker.p12
+listener.name.tls.ssl.keystore.type=PKCS12
+listener.name.tls.ssl.keystore.password=$TLS_PASSWORD
+listener.name.tls.ssl.key.password=$TLS_PASSWORD
+PROPS
+  fi
 }
 
 # The StatefulSet, its headless Service and the brokers' ConfigMap, for $1 brokers.
@@ -99,6 +150,8 @@ spec:
         ports:
         - {name: kafka, containerPort: $KAFKA_PORT}
         - {name: controller, containerPort: $CONTROLLER_PORT}
+        - {name: replication, containerPort: $REPLICATION_PORT}
+        - {name: tls, containerPort: $TLS_PORT}
         readinessProbe:
           tcpSocket: {port: kafka}
           periodSeconds: 2
@@ -107,9 +160,12 @@ spec:
         volumeMounts:
         - {name: config, mountPath: /etc/kafka}
         - {name: data, mountPath: /var/lib/kafka/data, subPathExpr: \$(POD_NAME)}
+        - {name: tls, mountPath: /etc/kafka-tls, readOnly: true}
       volumes:
       - name: config
         configMap: {name: $BROKER_SET-config}
+      - name: tls
+        secret: {secretName: $BROKER_SET-tls, optional: true}
       - name: data
         hostPath: {path: $KAFKA_DATA, type: Directory}
 YAML
@@ -147,6 +203,7 @@ kafka_up() {
   local count=$1
   kubectl create namespace "$POD_NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
   kafka_make_data_dirs "$count"
+  ((count != 3)) || kafka_tls_keypair
   kafka_manifests "$count" | kubectl apply -f - >/dev/null
   kafka_wait_ready "$count"
 }

@@ -45,11 +45,11 @@ product_helm() {
   step "install the kafka-shock chart (release $PRODUCT_RELEASE in namespace $PRODUCT_NAMESPACE)" \
     "$HELM_BIN/helm" upgrade --install "$PRODUCT_RELEASE" "$CHART_DIR" \
     -n "$PRODUCT_NAMESPACE" --create-namespace --wait=false --kubeconfig "$KUBECONFIG" "$@"
-  local crd
-  for crd in kafkafaults kafkafaultinjections; do
-    kubectl get crd "$crd.kafkashock.io" >/dev/null 2>&1 ||
-      step "put back the CRD $crd" kubectl apply --server-side -f "$CHART_DIR/crds/$crd.yaml"
-  done
+  # Helm installs crds/ only with a release's first install and never upgrades them: apply them
+  # as a user upgrading does, so a reused lab gets the CRDs of this checkout (or gets back one
+  # that a test removed).
+  step "apply the chart's CRDs" kubectl apply --server-side --force-conflicts \
+    -f "$CHART_DIR/crds/kafkafaults.yaml" -f "$CHART_DIR/crds/kafkafaultinjections.yaml"
   step "wait for the CRDs" kubectl wait --for=condition=Established --timeout=60s \
     crd/kafkafaults.kafkashock.io crd/kafkafaultinjections.kafkashock.io
   product_kubeconfig operator

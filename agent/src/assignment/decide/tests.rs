@@ -502,3 +502,77 @@ fn a_host_network_pod_is_refused_before_its_namespace_is_looked_for() {
     };
     assert_eq!(acts(&decide(&allowed)), ["start in 4026"]);
 }
+
+#[test]
+fn tls_seen_by_the_session_is_reported_as_requests_not_visible_and_stays_put() {
+    let mut applied = injection(None, false);
+    let mut tls = session(4026);
+    tls.tally.tls_ports = vec![9094];
+    let decision = decide(&observed(&applied, Some(tls.clone())));
+    let status = reported(&decision);
+    assert_eq!(status.tls_ports, [9094]);
+    let [condition] = status.conditions.as_slice() else {
+        panic!("{:?}", status.conditions)
+    };
+    assert_eq!(
+        (condition.type_.as_str(), condition.status.as_str()),
+        ("RequestsVisible", "False")
+    );
+    assert_eq!(condition.reason, "TLS");
+    assert!(
+        condition.message.contains("port 9094 carries TLS")
+            && condition
+                .message
+                .contains("connection-level faults still work"),
+        "{}",
+        condition.message
+    );
+    assert_eq!(condition.last_transition_time, Time(at(NOW)));
+
+    // Written back and decided again later: unchanged, so nothing is written.
+    applied.status = Some(status.clone());
+    let mut later = observed(&applied, Some(tls));
+    later.now = at("2026-11-25T12:05:00Z");
+    assert_eq!(reported(&decide(&later)), status);
+    // A session that could not restart keeps what was seen.
+    let failed = start_failed(&applied, "no thread".into());
+    assert_eq!(reported(&failed).conditions, status.conditions);
+    // Without TLS, no condition.
+    let plain = decide(&observed(&injection(None, false), Some(session(4026))));
+    assert!(reported(&plain).conditions.is_empty());
+}
+
+#[test]
+fn a_source_selector_is_enforced_by_the_operators_addresses_and_an_empty_one_hits_nothing() {
+    let mut isolate = injection(None, false);
+    isolate.spec.terms.match_.source_selector = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+            match_labels: Some([("app".into(), "kafka".into())].into()),
+            ..Default::default()
+        },
+    );
+    isolate.spec.source_ips = Some(vec!["10.77.0.11".into(), "10.77.0.12".into()]);
+    let decision = decide(&observed(&isolate, None));
+    let Act::StartSession(start) = &decision.actions[0] else {
+        panic!("{:?}", decision.actions)
+    };
+    assert_eq!(
+        start.plan.matching().source_cidrs,
+        ["10.77.0.11/32", "10.77.0.12/32"]
+    );
+
+    for unresolved in [Some(vec![]), None] {
+        isolate.spec.source_ips = unresolved;
+        let decision = decide(&observed(&isolate, None));
+        assert!(decision.actions.is_empty(), "nothing is enforced");
+        let status = reported(&decision);
+        assert_eq!(status.phase, InjectionPhase::Failed);
+        assert!(
+            status
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("spec.match.sourceSelector")),
+            "{status:?}"
+        );
+    }
+}

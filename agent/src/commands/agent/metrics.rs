@@ -44,7 +44,9 @@ pub struct ApiLabels {
 pub struct OutcomeLabels {
     pub namespace: String,
     pub injection: String,
-    /// delayed, dropped, reset or failed_open.
+    /// Inline: delayed, dropped, reset or failed_open. Proxy: errored, throttled, delayed,
+    /// corrupted, duplicated, undecodable or failed_open (requests); proxied, handed_over or
+    /// tls_passthrough (connections).
     pub outcome: String,
 }
 
@@ -58,6 +60,8 @@ pub struct Metrics {
     pub requests_matched: Family<ApiLabels, Gauge>,
     pub rules_installed: Family<InjectionLabels, Gauge>,
     pub inline_requests: Family<OutcomeLabels, Gauge>,
+    pub proxy_requests: Family<OutcomeLabels, Gauge>,
+    pub proxy_connections: Family<OutcomeLabels, Gauge>,
     pub apply_seconds: Histogram,
     pub remove_seconds: Histogram,
     /// The watch loop is running (for `/healthz`).
@@ -82,6 +86,8 @@ impl Metrics {
             requests_matched: Family::default(),
             rules_installed: Family::default(),
             inline_requests: Family::default(),
+            proxy_requests: Family::default(),
+            proxy_connections: Family::default(),
             apply_seconds: latency_histogram(),
             remove_seconds: latency_histogram(),
             watching: AtomicBool::new(false),
@@ -122,6 +128,16 @@ impl Metrics {
             "inline_requests",
             "Requests an Inline injection's current session delayed, dropped, reset, or let through because its hold budget was full (failed_open)",
             metrics.inline_requests.clone(),
+        );
+        registry.register(
+            "proxy_requests",
+            "Requests a Proxy injection's current session errored, throttled, delayed, corrupted, duplicated, could not decode (undecodable), or let through unchanged (failed_open)",
+            metrics.proxy_requests.clone(),
+        );
+        registry.register(
+            "proxy_connections",
+            "Connections a Proxy injection's current session proxied, handed over (reset to reconnect through the proxy), or passed through unread because they carry TLS (tls_passthrough)",
+            metrics.proxy_connections.clone(),
         );
         registry.register(
             "rule_apply_seconds",
@@ -196,6 +212,36 @@ impl Metrics {
                         injection: name.clone(),
                         outcome: outcome.to_owned(),
                     })
+                    .set(gauge(count));
+            }
+        }
+        if let Some(proxy) = &stats.proxy {
+            let c = &proxy.counters;
+            let outcome = |outcome: &str| OutcomeLabels {
+                namespace: namespace.clone(),
+                injection: name.clone(),
+                outcome: outcome.to_owned(),
+            };
+            for (label, count) in [
+                ("errored", c.errored),
+                ("throttled", c.throttled),
+                ("delayed", c.delayed),
+                ("corrupted", c.corrupted),
+                ("duplicated", c.duplicated),
+                ("undecodable", c.undecodable),
+                ("failed_open", c.failed_open),
+            ] {
+                self.proxy_requests
+                    .get_or_create(&outcome(label))
+                    .set(gauge(count));
+            }
+            for (label, count) in [
+                ("proxied", c.connections),
+                ("handed_over", proxy.handed_over),
+                ("tls_passthrough", c.passthrough_tls),
+            ] {
+                self.proxy_connections
+                    .get_or_create(&outcome(label))
                     .set(gauge(count));
             }
         }

@@ -18,7 +18,7 @@ use kafka_shock_agent::assignment::{
     Act, Decision, HostTargets, NetnsMiss, Observed, PodNetns, RESYNC, SessionView, Start, Tally,
     decide, start_failed, time_until, vet,
 };
-use kafka_shock_crds::{FINALIZER, KafkaFaultInjection, KafkaFaultInjectionStatus};
+use kafka_shock_crds::{FINALIZER, KafkaFaultInjection, KafkaFaultInjectionStatus, ProxyCounts};
 use kafka_shock_daemon::release_finalizer;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -28,6 +28,7 @@ use tracing::{debug, info, warn};
 
 use super::metrics::Metrics;
 use crate::edges::netns::{Netns, NetnsError, find_pod_namespace};
+use crate::edges::proxy::ProxyStats;
 use crate::edges::session::worker::{Progress, Task, Worker, remove_leftovers};
 use crate::edges::session::{SessionSpec, SessionStats};
 
@@ -274,6 +275,25 @@ fn tally_of(stats: &SessionStats) -> Tally {
         dropped: inline.dropped,
         reset: inline.reset,
         failed_open: inline.failed_open,
+        proxy: stats.proxy.as_ref().map(proxy_counts),
+        tls_ports: stats.tls_ports.iter().copied().collect(),
+    }
+}
+
+/// The proxy's numbers as the status reports them.
+fn proxy_counts(stats: &ProxyStats) -> ProxyCounts {
+    let c = &stats.counters;
+    ProxyCounts {
+        requests_seen: c.requests_seen,
+        errored_requests: c.errored,
+        throttled_requests: c.throttled,
+        delayed_requests: c.delayed,
+        corrupted_requests: c.corrupted,
+        duplicated_requests: c.duplicated,
+        proxied_connections: c.connections,
+        handed_over_connections: stats.handed_over,
+        tls_passthroughs: c.passthrough_tls,
+        failed_open: c.failed_open,
     }
 }
 

@@ -1,5 +1,5 @@
-//! Where sniffed packets come from: a pcap/pcapng file, or a live AF_PACKET socket opened
-//! inside a network namespace. Both hand the pure core the same thing: link-layer frames with
+//! Where sniffed packets come from: a pcap/pcapng file, or a live libpcap capture (a
+//! TPACKET_V3 ring) opened inside a network namespace. Both hand the pure core the same thing: link-layer frames with
 //! their capture time. `writer` saves chosen packets back to a pcap file for Wireshark.
 //!
 //! An edge: it uses the library's link types and capture filter and [`crate::edges::netns`];
@@ -70,6 +70,8 @@ pub enum CaptureError {
     Socket(std::io::Error),
     #[error("interface {name:?} does not exist in the namespace")]
     NoSuchInterface { name: String },
+    #[error("live capture (libpcap): {0}")]
+    Pcap(String),
     #[error("the capture thread stopped: {0}")]
     Thread(String),
 }

@@ -12,12 +12,13 @@
 //! values and is handed to the plan here.
 //!
 //! It holds its namespace by descriptor from start to stop, and renews the kernel lease on its
-//! jumps every third of the lease, so that if its process dies the fault stops biting within
-//! the lease although nobody removes its chain.
+//! jumps (a Proxy fault's nat redirect among them) every third of the lease, so that if its
+//! process dies the fault stops biting within the lease although nobody removes its chain.
 //!
-//! It drives the other edges (capture, enforcer, nfqueue, topic probe) and the library's
-//! sniffer and plan; `inject` and the node agent hold sessions.
+//! It drives the other edges (capture, enforcer, nfqueue, proxy, topic probe) and the
+//! library's sniffer and plan; `inject` and the node agent hold sessions.
 
+mod proxy_mode;
 pub mod worker;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,9 +28,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use kafka_shock_agent::fault::FaultPlan;
 use kafka_shock_agent::inline::{Draw, InlineCounters, Outcome};
-use kafka_shock_agent::rules::{Compiled, Flow, Layers, OwnedChain, datestop};
+use kafka_shock_agent::rules::{Family, Flow, Layers, OwnedChain, datestop};
 use kafka_shock_agent::sniffer::event::Event;
-use kafka_shock_agent::sniffer::{Sniffer, SnifferConfig};
+use kafka_shock_agent::sniffer::{Notice, Sniffer, SnifferConfig};
+use kafka_shock_crds::tls_message;
 
 use crate::edges::capture::Next;
 use crate::edges::capture::live::{LiveCapture, LiveOptions};
@@ -37,6 +39,7 @@ use crate::edges::clock::since_epoch;
 use crate::edges::enforcer::{Enforcer, LeaseSupport};
 use crate::edges::netns::Netns;
 use crate::edges::nfqueue::InlineEnforcer;
+use crate::edges::proxy::{ProxyEnforcer, ProxyStats};
 use crate::edges::topic_probe;
 
 /// How often learned topic ids are folded into the rules when traffic is quiet.
@@ -117,6 +120,11 @@ pub struct SessionStats {
     pub install_time: Duration,
     /// Inline mode: what the Inline enforcer did (delayed, dropped, reset, failed open, ...).
     pub inline: Option<InlineCounters>,
+    /// Proxy mode: what the proxy did (errored, throttled, ..., connections handed over).
+    pub proxy: Option<ProxyStats>,
+    /// Broker ports on which a client's stream began with a TLS record (Watch and Proxy
+    /// modes): the requests there cannot be read.
+    pub tls_ports: BTreeSet<u16>,
 }
 
 /// How a session follows the broker's traffic.
@@ -128,7 +136,10 @@ enum Mode {
     /// Inline: every segment goes through the NFQUEUE the Inline enforcer decides; its hits
     /// and counters are read here.
     Inline(InlineEnforcer),
-    // Proxy (to come): a listener in the namespace that forwards or answers each request.
+    /// Proxy: new connections to the broker ports are redirected to a transparent Kafka proxy
+    /// in the namespace, which forwards or answers each request; its hits and counters are
+    /// read here.
+    Proxy(ProxyEnforcer),
 }
 
 /// Watch mode's state.
@@ -195,28 +206,10 @@ impl Session {
         } = spec;
         let started = Instant::now();
         let enforcer = Enforcer::new(netns.clone())?;
-        // Inline mode reads its queue instead of a capture.
-        let capture = if plan.is_inline() {
-            None
-        } else {
-            Some(LiveCapture::start(LiveOptions {
-                netns: Some(netns.clone()),
-                iface: None,
-                ports: ports.clone(),
-            })?)
-        };
-        if let Some(ids) = probe_topic_ids(plan.topics(), netns, &ports, &mut log) {
-            plan.learn_topic_ids(ids);
+        if plan.is_proxy() {
+            proxy_mode::check_port_is_free(&enforcer, &plan)?;
         }
-        let mode = match capture {
-            Some(capture) => Mode::Watch(Box::new(Watch::new(capture, &ports))),
-            // The queue is bound before any rule sends segments to it.
-            None => {
-                let inline = InlineEnforcer::start_for(&plan, netns)?;
-                plan.set_queue(inline.queue());
-                Mode::Inline(inline)
-            }
-        };
+        let mode = start_mode(netns, &mut plan, &ports, &mut log)?;
         let lease = lease.and_then(|length| match enforcer.lease_support(plan.id()) {
             LeaseSupport::Available => Some(Lease::new(length)),
             LeaseSupport::Missing => None,
@@ -250,8 +243,11 @@ impl Session {
             applied.changed,
             install_time.as_millis()
         ));
-        for rule in &compiled.v4.rules {
-            log(&format!("  -A {} {}", compiled.v4.name, rule.render()));
+        for chain in compiled.chains(Family::V4) {
+            for rule in &chain.rules {
+                let table = chain.table.name();
+                log(&format!("  -t {table} -A {} {}", chain.name, rule.render()));
+            }
         }
         for gap in &compiled.exactness.gaps {
             log(&format!("  note: {gap:?}"));
@@ -266,7 +262,7 @@ impl Session {
         }
         Ok(Session {
             stats: SessionStats {
-                rules_installed: rule_count(&compiled),
+                rules_installed: compiled.rule_count(),
                 install_time,
                 ..SessionStats::default()
             },
@@ -301,6 +297,14 @@ impl Session {
                 report_inline(inline, &mut self.stats, &mut self.log, self.verb);
                 Changes::default()
             }
+            Some(Mode::Proxy(proxy)) => {
+                std::thread::sleep(STEP_WAIT);
+                if proxy.is_finished() {
+                    return Err(self.proxy_died());
+                }
+                proxy_mode::report(proxy, &mut self.stats, &mut self.log);
+                Changes::default()
+            }
         };
         let renew = self.lease.as_mut().is_some_and(Lease::renew_if_due);
         if changes.rules || renew || self.last_reconcile.elapsed() >= RECONCILE_EVERY {
@@ -320,6 +324,17 @@ impl Session {
             .context("the inline engine in the broker's namespace stopped")
     }
 
+    /// Why the proxy's thread ended, once it has: the session has no mode left.
+    fn proxy_died(&mut self) -> anyhow::Error {
+        let error = match self.mode.take() {
+            Some(Mode::Proxy(proxy)) => proxy.stop().err().map(anyhow::Error::new),
+            _ => None,
+        };
+        error
+            .unwrap_or_else(|| anyhow::anyhow!("the proxy stopped"))
+            .context("the proxy in the broker's namespace stopped")
+    }
+
     /// Makes the namespace hold the rules for what is known now, and says why they changed.
     fn reconcile_rules(&mut self, changes: Changes) -> anyhow::Result<()> {
         self.last_reconcile = Instant::now();
@@ -333,7 +348,7 @@ impl Session {
             .compile(&flows)
             .lease_until(self.lease.as_ref().map(|lease| lease.until));
         let applied = self.enforcer.install(&compiled, |_| false)?.changed;
-        self.stats.rules_installed = rule_count(&compiled);
+        self.stats.rules_installed = compiled.rule_count();
         if changes.rules {
             let since_request = changes
                 .oldest_cut
@@ -360,9 +375,10 @@ impl Session {
     /// Takes the fault's chains out of the namespace and checks that none is left.
     pub fn stop(&mut self) -> anyhow::Result<Removal> {
         self.removed = true;
+        let mut mode = self.mode.take();
         // The Inline enforcer stops first, woken through its chain's wake rule; segments
         // arriving after it unbinds pass untouched (`--queue-bypass`) until the rules are gone.
-        if let Some(Mode::Inline(inline)) = self.mode.take() {
+        if let Some(Mode::Inline(inline)) = mode.take_if(|mode| matches!(mode, Mode::Inline(_))) {
             match inline.stop() {
                 Ok(counters) => {
                     (self.log)(&inline_summary(&counters));
@@ -371,7 +387,23 @@ impl Session {
                 Err(error) => (self.log)(&format!("inject: the inline engine failed: {error}")),
             }
         }
-        remove_fault(&self.enforcer, self.plan.id())
+        // The redirect goes first: new connections reach the broker directly while the
+        // proxy's connections deliver the responses they owe and close.
+        let removal = remove_fault(&self.enforcer, self.plan.id());
+        if let Some(Mode::Proxy(mut proxy)) = mode {
+            let finished = proxy.finish();
+            // The hits since the last step, and those of requests answered while finishing.
+            proxy_mode::report(&proxy, &mut self.stats, &mut self.log);
+            match finished {
+                Ok(()) => {
+                    let stats = proxy.stats();
+                    (self.log)(&proxy_mode::summary(&stats));
+                    self.stats.proxy = Some(stats);
+                }
+                Err(error) => (self.log)(&format!("inject: the proxy failed: {error}")),
+            }
+        }
+        removal
     }
 }
 
@@ -417,6 +449,11 @@ impl Watch {
             }
             Next::Idle => drop(self.sniffer.tick(since_epoch())),
             Next::End => bail!("the capture in the broker's namespace stopped"),
+        }
+        for Notice::Tls { broker } in self.sniffer.take_notices() {
+            if stats.tls_ports.insert(broker.port()) {
+                log(&format!("inject: {}", tls_message(&[broker.port()])));
+            }
         }
         let mut changes = Changes::default();
         for request in self.sniffer.take_requests() {
@@ -553,8 +590,44 @@ fn inline_summary(counters: &InlineCounters) -> String {
     )
 }
 
-fn rule_count(compiled: &Compiled) -> usize {
-    compiled.v4.rules.len() + compiled.v6.rules.len()
+/// What reads the fault's traffic, started before any rule is written: the capture (Watch), the
+/// queue (Inline) or the proxy's listener (Proxy), which the plan learns its port or queue from;
+/// the topic ids the broker names are learned in between.
+fn start_mode(
+    netns: &Arc<Netns>,
+    plan: &mut FaultPlan,
+    ports: &[u16],
+    log: &mut Log,
+) -> anyhow::Result<Mode> {
+    // Inline mode reads its queue, Proxy mode its proxy, instead of a capture.
+    let capture = if plan.is_inline() || plan.is_proxy() {
+        None
+    } else {
+        Some(LiveCapture::start(LiveOptions {
+            netns: Some(netns.clone()),
+            iface: None,
+            ports: ports.to_vec(),
+        })?)
+    };
+    if let Some(ids) = probe_topic_ids(plan.topics(), netns, ports, log) {
+        plan.learn_topic_ids(ids);
+    }
+    Ok(match capture {
+        Some(capture) => Mode::Watch(Box::new(Watch::new(capture, ports))),
+        // The proxy listens before any rule redirects a connection to it.
+        None if plan.is_proxy() => {
+            let proxy = ProxyEnforcer::start_for(plan, netns)?;
+            plan.set_proxy_port(proxy.port());
+            log(&proxy_mode::started(&proxy, plan));
+            Mode::Proxy(proxy)
+        }
+        // The queue is bound before any rule sends segments to it.
+        None => {
+            let inline = InlineEnforcer::start_for(plan, netns)?;
+            plan.set_queue(inline.queue());
+            Mode::Inline(inline)
+        }
+    })
 }
 
 /// Asks the broker for the ids of the fault's `topics`, so that requests naming them by id
