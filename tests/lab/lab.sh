@@ -13,7 +13,7 @@
 #   lab.sh client CMD [ARGS...]  run a command in the client namespace (kcat, kafka-class, python)
 #   lab.sh restart-broker ID     delete broker ID's pod; the StatefulSet recreates it (new UID, new netns)
 #   lab.sh netns                 (re)name each broker pod's network namespace ksl-broker-N
-#   lab.sh product deploy BIN_DIR [--set K=V...]  build the images from release binaries and run
+#   lab.sh product deploy BIN_DIR [--set K=V...]  build the images from the binaries in BIN_DIR and run
 #                                the chart as pods (with these chart values)
 #   lab.sh product up [HELM_ARGS] install the chart without workloads (e.g. --set allowedPorts={9092});
 #                                print its accounts' kubeconfigs

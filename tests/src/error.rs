@@ -30,12 +30,10 @@ pub enum LabError {
     MissingEnv(&'static str),
     #[error("the lab's kubeconfig is unusable: {0}")]
     Kubeconfig(String),
-    #[error("{0} is not built: run `cargo build -p kafka-shock-agent` (tests/run-all.sh does)")]
-    MissingBinary(PathBuf),
     #[error(
-        "{0} is not built: run `cargo build --release -p kafka-shock-agent -p kafka-shock-operator` (tests/run-all.sh does); the lab builds the product's images from it"
+        "{0} is not built: run `cargo build --workspace --bins` (tests/run-all.sh does); the lab builds the product's images from it too"
     )]
-    MissingRelease(PathBuf),
+    MissingBinary(PathBuf),
     #[error("`{command}` did not become ready; its stderr:\n{stderr}")]
     NotReady { command: String, stderr: String },
     #[error("the lab harness needs root (network namespaces); run the tests as root")]

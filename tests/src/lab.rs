@@ -44,26 +44,19 @@ pub fn kafka_shock_bin() -> Result<PathBuf, LabError> {
     }
 }
 
-/// Where `cargo build --release` put kafka-shock and kafka-shock-operator: `target/release`
-/// beside this test binary's profile directory. The lab builds the product's images from them
-/// (`tests/run-all.sh` builds them before the tests run).
-pub fn release_dir() -> Result<PathBuf, LabError> {
-    let exe = std::env::current_exe().map_err(|source| LabError::Spawn {
-        command: "current_exe".into(),
-        source,
-    })?;
-    let release = exe
-        .parent()
-        .and_then(Path::parent)
-        .and_then(Path::parent)
-        .map(|target| target.join("release"))
-        .unwrap_or_default();
-    for binary in ["kafka-shock", "kafka-shock-operator"] {
-        if !release.join(binary).is_file() {
-            return Err(LabError::MissingRelease(release.join(binary)));
-        }
+/// The directory of this test binary's profile (target/<profile>), where `cargo build
+/// --workspace --bins` put kafka-shock and kafka-shock-operator. The lab builds the product's
+/// images from them (stripped): the same binaries the CLI tests run, and no second, release
+/// build of the workspace before the tests (`tests/run-all.sh` builds them first).
+pub fn product_bin_dir() -> Result<PathBuf, LabError> {
+    let agent = kafka_shock_bin()?;
+    let dir = agent.parent().map(Path::to_path_buf).unwrap_or_default();
+    let operator = dir.join("kafka-shock-operator");
+    if operator.is_file() {
+        Ok(dir)
+    } else {
+        Err(LabError::MissingBinary(operator))
     }
-    Ok(release)
 }
 
 fn is_root() -> bool {

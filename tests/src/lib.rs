@@ -19,8 +19,8 @@ pub use clients::ClientReport;
 
 pub use error::LabError;
 pub use lab::{
-    FaultFiles, Lab, LabDownGuard, TempDir, exclusive, kafka_shock_bin, lab_script, random_delays,
-    release_dir, run, stdout, stdout_with_input, wait_for, workspace_root,
+    FaultFiles, Lab, LabDownGuard, TempDir, exclusive, kafka_shock_bin, lab_script,
+    product_bin_dir, random_delays, run, stdout, stdout_with_input, wait_for, workspace_root,
 };
 pub use product::{
     AGENT_READY, Component, NAMESPACE, OPERATOR_READY, Product, RELEASE, free_loopback_addr,

@@ -1,7 +1,7 @@
 //! kafka-shock itself on the lab, in the two ways `lab.sh product` installs it:
 //!
 //! - [`Product::deploy`]: as a cluster runs it. The agent and operator images are built from
-//!   this run's release binaries and imported into every node's containerd, and the Helm chart
+//!   this run's binaries and imported into every node's containerd, and the Helm chart
 //!   runs the operator Deployment and the agent DaemonSet as pods under the kubelets. The
 //!   end-to-end tests use this.
 //! - [`Product::install`]: the chart's CRDs, accounts and RBAC without its workloads, and
@@ -86,8 +86,8 @@ impl Product {
         Product::lab_product(lab, &args)
     }
 
-    /// `lab.sh product deploy <release dir>`: the agent and operator images built from the
-    /// release binaries beside this test binary ([`crate::release_dir`]) and imported into every
+    /// `lab.sh product deploy <bin dir>`: the agent and operator images built from the
+    /// binaries beside this test binary ([`crate::product_bin_dir`]) and imported into every
     /// node's containerd, then `helm upgrade --install` of the chart with its workloads, waiting
     /// until the operator and one agent per node are ready. Idempotent: unchanged binaries are
     /// neither rebuilt nor imported again, and running pods stay.
@@ -98,8 +98,8 @@ impl Product {
     /// [`Product::deploy`] with chart values `KEY=VALUE` (`helm --set`), e.g.
     /// `["agent.lease=6s"]`; the next deploy without them puts the chart's defaults back.
     pub fn deploy_with(lab: &Lab, values: &[&str]) -> Result<Product, LabError> {
-        let release = crate::release_dir()?.to_string_lossy().into_owned();
-        let mut args = vec!["product", "deploy", &release];
+        let bin_dir = crate::product_bin_dir()?.to_string_lossy().into_owned();
+        let mut args = vec!["product", "deploy", &bin_dir];
         for value in values {
             args.extend(["--set", value]);
         }

@@ -113,11 +113,17 @@ images_build_lab() {
   step "build the Kafka broker image $KAFKA_IMAGE" images_build_kafka
 }
 
-# Builds the product's agent and operator images from the release binaries in $1 with
+# Builds the product's agent and operator images from the binaries in $1 (a release or a debug
+# build: their debug information is stripped first, most of a debug build's size) with
 # images/build.sh on the lab's Debian bases; prints "IMAGE ARCHIVE" per image.
 images_build_product() {
-  local bin_dir=$1 key out
+  local bin_dir key out binary
   images_buildah_env
+  bin_dir=$PRODUCT_DIR/bin
+  mkdir -p "$bin_dir"
+  for binary in kafka-shock kafka-shock-operator; do
+    strip --strip-debug -o "$bin_dir/$binary.tmp" "$1/$binary" && mv "$bin_dir/$binary.tmp" "$bin_dir/$binary" || return 1
+  done
   key=$(content_key "$bin_dir/kafka-shock" "$bin_dir/kafka-shock-operator" \
     "$REPO_DIR/images/agent.Dockerfile" "$REPO_DIR/images/operator.Dockerfile" \
     "$(images_base_ref agent-base)" "$(images_base_ref operator-base)")

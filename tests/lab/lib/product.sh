@@ -76,11 +76,11 @@ product_up() {
 # puts the chart's defaults back) and waits until the operator and every agent are ready;
 # prints the kubeconfigs and each component's image and its id.
 product_deploy() {
-  local bin=${1:?product deploy needs the directory holding the release kafka-shock and kafka-shock-operator}
+  local bin=${1:?product deploy needs the directory holding kafka-shock and kafka-shock-operator}
   local helm_args=("${@:2}")
   bin=$(cd "$bin" && pwd) || die "product deploy: no directory $1"
   [[ -x $bin/kafka-shock && -x $bin/kafka-shock-operator ]] ||
-    die "product deploy: no kafka-shock and kafka-shock-operator in $bin (cargo build --release -p kafka-shock-agent -p kafka-shock-operator)"
+    die "product deploy: no kafka-shock and kafka-shock-operator in $bin (cargo build -p kafka-shock-agent -p kafka-shock-operator, --release or not)"
   [[ -f $LAB_STATE/env ]] || die "the lab is not up: run 'lab.sh up' first"
   mkdir -p "$PRODUCT_DIR"
   step "build the agent and operator images from $bin (images/build.sh)" \
