@@ -12,16 +12,21 @@ set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/../.."
 ROUNDS=${1:-20}
 LAB=tests/lab/lab.sh
+. tests/bench/lib.sh
+refuse_strays # never the daemons of an earlier `product start`: they may be another build
 "$LAB" status >/dev/null 2>&1 || "$LAB" up >/dev/null   # a running lab of any size will do
 eval "$("$LAB" env)"
-cargo build -q --release -p kafka-shock-agent -p kafka-shock-operator
-BIN=${CARGO_TARGET_DIR:-target}/release
+bench_build kafka-shock-agent kafka-shock-operator
 KS=$BIN/kafka-shock
 NS=ksl-broker-0
 WORK=$(mktemp -d)
 trap 'kubectl delete kf -n kafka bench-apply --ignore-not-found --timeout=30s >/dev/null 2>&1 || true; "$LAB" product stop; "$KS" clean --netns $NS >/dev/null; rm -rf "$WORK"' EXIT
 "$LAB" topic orders >/dev/null 2>&1 || true
 "$LAB" product start "$BIN" 2>/dev/null
+for pidfile in "$KSHOCK_LAB_STATE"/product/*.pid; do # the daemons are the ones just built
+  [[ $(readlink "/proc/$(cat "$pidfile")/exe") == "$BIN"/kafka-shock* ]] ||
+    { echo "bench: $pidfile does not run a binary of $BIN" >&2; exit 1; }
+done
 
 cat >"$WORK/fault.yaml" <<YAML
 apiVersion: kafkashock.io/v1alpha1
@@ -85,3 +90,6 @@ echo "kubectl apply  -> first rejected request: $(percentiles <"$WORK/apply.ms")
 echo "kubectl delete -> rules gone:             $(percentiles <"$WORK/delete.ms")"
 echo "peer: kafka-shock inject -> first reject: $(percentiles <"$WORK/inject.ms")"
 echo "peer: inject SIGINT -> rules gone:        $(percentiles <"$WORK/inject-stop.ms")"
+figure fault "kubectl apply -> first rejected request (operator, agent, API server)" ms "$WORK/apply.ms" 1 \
+  "kafka-shock inject -> first reject" "$WORK/inject.ms" 1
+figure fault "kubectl delete -> rules gone" ms "$WORK/delete.ms" 1 "inject SIGINT -> rules gone" "$WORK/inject-stop.ms" 1

@@ -10,13 +10,13 @@ set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/../.."
 ROUNDS=${1:-3}
 LAB=tests/lab/lab.sh
+. tests/bench/lib.sh
+refuse_strays
+bench_build kafka-shock-agent # KSHOCK_BENCH_BIN_DIR: time the kafka-shock found there instead
+KS=$BIN/kafka-shock
 "$LAB" up >/dev/null
 eval "$("$LAB" env)"
-# KSHOCK_BENCH_BIN_DIR: time the kafka-shock found there instead of building it.
-[ -n "${KSHOCK_BENCH_BIN_DIR:-}" ] || cargo build -q --release -p kafka-shock-agent
-KS=$(readlink -f "${KSHOCK_BENCH_BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}/kafka-shock")
 NS=ksl-broker-0
-. tests/bench/lib.sh
 bench_start orders other perf-bench
 
 echo "== 1. inject start -> first rejected matching request"
@@ -99,3 +99,12 @@ done
 none=$(median <"$WORK/none"); with=$(median <"$WORK/fault")
 echo "inject throughput rec/s min/median/max: none $(mmm "$WORK/none" 1 %.0f) | inject running $(mmm "$WORK/fault" 1 %.0f) | rules only $(mmm "$WORK/rules" 1 %.0f); inject running at $(awk -v a="$with" -v b="$none" 'BEGIN {printf "%.1f", 100 * a / b}')% of none, goal >= 95%: $(met "$with >= 0.95 * $none")"
 echo "inject CPU from /proc during the fault runs: % of a core $(mmm "$WORK/inject.cpu" 1 %.1f); peak RSS $(mmm "$WORK/inject.cpu" 2 %.1f) MiB"
+figure inject "inject start -> the client's first reset (kafka-python KafkaConnectionError)" ms "$WORK/first.ms" 1
+figure inject "Connection: matching request -> its rule (inject's own log)" ms "$WORK/conn.ms" 1
+figure inject "1,000 rules: start -> active" ms "$WORK/many" 2
+figure inject "1,000 rules: SIGINT -> exit, rules gone" ms "$WORK/many" 3
+figure inject "produce throughput, non-matching client, Signature fault (inject running)" rec/s "$WORK/fault" 1 \
+  "no fault" "$WORK/none" 1 ">= 95% of no fault" "$(met "$with >= 0.95 * $none")"
+figure inject "produce throughput, the fault's rules only (engine killed)" rec/s "$WORK/rules" 1 "no fault" "$WORK/none" 1
+figure inject "inject CPU during the fault runs (/proc)" "% of a core" "$WORK/inject.cpu" 1
+figure inject "inject peak RSS (/proc)" MiB "$WORK/inject.cpu" 2

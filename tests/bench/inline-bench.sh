@@ -19,16 +19,16 @@ ROUNDS=${1:-3}
 RECORDS=${RECORDS:-300000}
 PROBES=${PROBES:-2000}
 LAB=tests/lab/lab.sh
+. tests/bench/lib.sh
+refuse_strays
 # KSHOCK_BENCH_BIN_DIR: time the kafka-shock and kafka-latency-probe found there instead of
 # building them (to compare two builds).
-BIN_DIR=${KSHOCK_BENCH_BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}
-[ -n "${KSHOCK_BENCH_BIN_DIR:-}" ] || cargo build -q --release -p kafka-shock-agent -p kafka-shock-probe
-KS=$(readlink -f "$BIN_DIR/kafka-shock")
-PROBE=$(readlink -f "$BIN_DIR/kafka-latency-probe")
+bench_build kafka-shock-agent kafka-shock-probe
+KS=$BIN/kafka-shock
+PROBE=$BIN/kafka-latency-probe
 "$LAB" up >/dev/null
 eval "$("$LAB" env)"
 NS=ksl-broker-0
-. tests/bench/lib.sh
 bench_start orders perf-bench
 
 perf() { # records/s of the perf tool's summary line
@@ -94,3 +94,11 @@ done
 n99=$(col_median "$WORK/produce.none" 2); i99=$(col_median "$WORK/produce.inline" 2)
 echo "inline latency: produce p99 added by Inline (medians) $(awk -v a="$i99" -v b="$n99" 'BEGIN {printf "%+.0f", a - b}') us, goal <= 1000 us: $(met "$i99 - $n99 <= 1000")"
 echo "inline engine CPU from /proc (probe runs): % of a core per 10k requests/s $(mmm "$WORK/cpu.inline" 1 %.1f), % of a core $(mmm "$WORK/cpu.inline" 2 %.1f) at $(mmm "$WORK/cpu.inline" 3 %.0f) requests/s; peak RSS $(mmm "$WORK/cpu.inline" 4 %.1f) MiB"
+figure inline "produce throughput, non-matching client (Kafka perf tool), Inline fault" rec/s "$WORK/tput.inline" 1 \
+  "no fault" "$WORK/tput.none" 1 ">= 80% of no fault" "$(met "$inl >= 0.8 * $none")"
+figure inline "produce throughput, non-matching client, Signature fault" rec/s "$WORK/tput.signature" 1 "no fault" "$WORK/tput.none" 1
+figure inline "produce p99, one request at a time (kafka-latency-probe), Inline fault" us "$WORK/produce.inline" 2 \
+  "no fault" "$WORK/produce.none" 2 "<= 1,000 us added (medians)" "$(met "$i99 - $n99 <= 1000")"
+figure inline "produce p99, one request at a time, Signature fault" us "$WORK/produce.signature" 2 "no fault" "$WORK/produce.none" 2
+figure inline "Inline engine CPU per 10k requests/s (/proc)" "% of a core" "$WORK/cpu.inline" 1
+figure inline "Inline engine peak RSS (/proc)" MiB "$WORK/cpu.inline" 4

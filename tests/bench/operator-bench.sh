@@ -1,32 +1,37 @@
 #!/usr/bin/env bash
-# Benchmark of kafka-shock-operator on the lab's kube-apiserver, as root (no agent runs):
-#   1. baseline write cost: `kubectl apply` of 200 Pods (Running, Ready, over 2 hollow nodes:
-#      Node objects no kubelet runs, kept Ready by this script renewing their Leases, so the
-#      pods' status is the one written here) and of 1,000 KafkaFaults over them (modes All, One
-#      and Percent);
-#   2. operator cold start over them: time until every fault's status is rolled up for its
-#      generation and every injection exists, its peak RSS (VmHWM) and CPU seconds, its
-#      reconciles and errors;
-#   3. peer: `kubectl apply --server-side` of the same number of injections (with the operator's
-#      token, as the chart's admission policy requires), the raw cost of the writes the
-#      operator had to make;
-#   4. teardown: pods deleted, then the faults: time until every fault is gone (the operator
-#      releases the injections of vanished pods itself).
+# Benchmark of kafka-shock-operator on the lab's kube-apiserver, as root (no agent runs), in
+# ROUNDS rounds; the operator's side and the peer's alternate (operator first in odd rounds):
+#   operator: `kubectl apply` of PODS Pods (Running, Ready, over 2 hollow nodes: Node objects no
+#     kubelet runs, kept Ready by this script renewing their Leases, so the pods' status is the
+#     one written here) and of FAULTS KafkaFaults over them (modes All, One and Percent); then
+#     a fresh operator process, built
+#     by this run: the time until every fault's status is rolled up for its generation and
+#     every injection exists (steady state); its CPU seconds and peak RSS (/proc); the API
+#     requests it made, counted by the API server's audit log (not by the operator); its
+#     reconciles (its /metrics); then teardown: the pods deleted, then the faults, until every
+#     fault is gone (the operator releases the injections of vanished pods itself);
+#   peer: `kubectl apply --server-side` of the same injections (with the operator's token, as
+#     the chart's admission policy requires): the raw cost of the writes the operator has to
+#     make, without finalizers, statuses or Events.
+# Prints each round, then min/median/max; with BENCH_FIGURES set, records them there (run-all.sh).
 # Runs as the chart's operator ServiceAccount. Cleans up what it made (the namespaces stay, for
 # the next run).
-# Usage: flock /tmp/kshock-lab.lock tests/bench/operator-bench.sh [FAULTS] [PODS]
+# Usage: flock /tmp/kshock-lab.lock tests/bench/operator-bench.sh [ROUNDS] [FAULTS] [PODS]
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/../.."
-FAULTS=${1:-1000}
-PODS=${2:-200}
+ROUNDS=${1:-3}
+FAULTS=${2:-1000}
+PODS=${3:-200}
 GROUPS_=20 # pods are spread over this many label groups; each fault selects one group
 NS=kshock-bench
 PEER_NS=kshock-bench-peer
 LAB=tests/lab/lab.sh
+. tests/bench/lib.sh
+refuse_strays
 "$LAB" status >/dev/null 2>&1 || "$LAB" up >/dev/null
 eval "$("$LAB" env)"
-cargo build -q --release -p kafka-shock-operator
-OPERATOR=${CARGO_TARGET_DIR:-target}/release/kafka-shock-operator
+bench_build kafka-shock-operator
+OPERATOR=$BIN/kafka-shock-operator
 WORK=$(mktemp -d)
 HOLLOW=(ksl-hollow-1 ksl-hollow-2)
 operator_pid=
@@ -37,7 +42,15 @@ as_operator_cleanup() {
   kubectl delete kafkafaultinjections --all -n "$1" --wait=false >/dev/null 2>&1 || true
 }
 cleanup() {
-  [[ -n $operator_pid ]] && kill -INT "$operator_pid" 2>/dev/null && wait "$operator_pid" 2>/dev/null || true
+  if [[ -n $operator_pid ]] && kill -0 "$operator_pid" 2>/dev/null; then
+    # A failed round: the operator still runs, so it releases what it made once pods and faults go.
+    kubectl delete --raw "/api/v1/namespaces/$NS/pods?gracePeriodSeconds=0" >/dev/null 2>&1 || true
+    kubectl delete --raw "/apis/kafkashock.io/v1alpha1/namespaces/$NS/kafkafaults" >/dev/null 2>&1 || true
+    local t0
+    t0=$(date +%s)
+    until [[ $(kubectl get kafkafaults -n "$NS" -o name 2>/dev/null | wc -l) -eq 0 ]] || (($(date +%s) - t0 > 90)); do sleep 1; done
+    kill -INT "$operator_pid" 2>/dev/null && wait "$operator_pid" 2>/dev/null || true
+  fi
   [[ -n $heartbeat_pid ]] && kill "$heartbeat_pid" 2>/dev/null || true
   # Whatever is left (a failed run): drop the finalizers, then the objects. Injections only
   # the operator's account may change (the chart's admission policy).
@@ -57,7 +70,15 @@ cleanup() {
 trap cleanup EXIT
 
 now() { date +%s.%N; }
+# A collection delete, repeated until it returns: on a busy API server one can outlast the
+# request timeout (60 s) and be cut off with part of the collection left.
+delete_all() { # PATH
+  for _ in 1 2 3 4 5; do kubectl delete --raw "$1" >/dev/null 2>&1 && return 0; done
+  echo "bench: could not delete $1" >&2
+  return 1
+}
 since() { python3 -c "print(f'{$(now) - $1:.1f}')"; }
+past() { python3 -c "import sys; sys.exit(0 if $(now) - $1 > $2 else 1)"; } # START SECONDS
 
 # The chart, and a kubeconfig with the operator ServiceAccount's token.
 eval "$(tests/lab/lab.sh product up 2>/dev/null | sed 's/^/export /')"
@@ -89,6 +110,9 @@ hollow_heartbeat
 (while sleep 10; do hollow_heartbeat; done) &
 heartbeat_pid=$!
 NODES=("${HOLLOW[@]}")
+AUDIT=$KSHOCK_LAB_STATE/kube/audit.log
+[[ -f $AUDIT ]] || { echo "bench: no audit log $AUDIT (a lab started by an older lab.sh: take it down and up)" >&2; exit 1; }
+OPERATOR_USER=$(KUBECONFIG=$KSHOCK_OPERATOR_KUBECONFIG kubectl auth whoami -o jsonpath='{.status.userInfo.username}')
 
 # The objects: pods spread over label groups and nodes; faults each selecting one group.
 python3 - "$WORK" "$PODS" "$FAULTS" "$GROUPS_" "$NS" "${NODES[@]}" >"$WORK/expected" <<'PY'
@@ -126,93 +150,157 @@ print(injections)
 PY
 expected=$(cat "$WORK/expected")
 
-# Faults rolled up for their generation, and injections present, in namespace $1.
-progress() {
-  local rolled injections
-  rolled=$(kubectl get kafkafaults -n "$1" -o json | python3 -c '
+# Faults rolled up for their generation (checked once every injection exists), in namespace $1.
+injections_in() { # NAMESPACE: how many, from one page of one item (remainingItemCount), else a list
+  local count
+  count=$(kubectl get --raw "/apis/kafkashock.io/v1alpha1/namespaces/$1/kafkafaultinjections?limit=1" | python3 -c '
+import json, sys
+m = json.load(sys.stdin)
+more = m["metadata"].get("continue") and "remainingItemCount" not in m["metadata"]
+print(-1 if more else len(m["items"]) + m["metadata"].get("remainingItemCount", 0))')
+  [[ $count -ge 0 ]] && echo "$count" || kubectl get kafkafaultinjections -n "$1" -o name | wc -l
+}
+rolled_up() {
+  kubectl get kafkafaults -n "$1" -o json | python3 -c '
 import json, sys
 items = json.load(sys.stdin)["items"]
-print(sum(1 for f in items if (f.get("status") or {}).get("observedGeneration") == f["metadata"]["generation"]))')
-  injections=$(kubectl get kafkafaultinjections -n "$1" -o name | wc -l)
-  echo "$rolled $injections"
+print(sum(1 for f in items if (f.get("status") or {}).get("observedGeneration") == f["metadata"]["generation"]))'
 }
 cpu_seconds() { awk -v tck="$(getconf CLK_TCK)" '{print ($14 + $15) / tck}' "/proc/$1/stat"; }
 peak_rss_mib() { awk '/VmHWM/ {print $2 / 1024}' "/proc/$1/status"; }
 metric() { curl -s "http://$METRICS/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+audit_mark() { wc -l <"$AUDIT"; }
+# The requests USER made after line FROM of the audit log: "TOTAL verb resource=N ...".
+audit_requests() { # FROM USER
+  tail -n +"$(($1 + 1))" "$AUDIT" | python3 -c '
+import collections, json, sys
+seen, by = set(), collections.Counter()
+for line in sys.stdin:
+    try:
+        e = json.loads(line)
+    except ValueError:  # the line being written
+        continue
+    if e["user"]["username"] != sys.argv[1] or e["auditID"] in seen:
+        continue
+    seen.add(e["auditID"])
+    r = e.get("objectRef") or {}
+    by[e["verb"] + " " + r.get("resource", "-") + ("/" + r["subresource"] if r.get("subresource") else "")] += 1
+print(len(seen), ", ".join(f"{k}={v}" for k, v in by.most_common()))' "$2"
+}
 
-echo "== 1. baseline: kubectl apply of $PODS pods and $FAULTS faults"
-t0=$(now)
-kubectl apply -f "$WORK/pods.json" >/dev/null
-pods_apply=$(since "$t0")
-t0=$(now)
-split -n l/8 "$WORK/statuses" "$WORK/status-part."
-patchers=()
-for part in "$WORK"/status-part.*; do
-  while read -r pod status; do
-    kubectl patch pod "$pod" -n "$NS" --subresource=status --type=merge -p "$status" >/dev/null
-  done <"$part" &
-  patchers+=($!)
-done
-wait "${patchers[@]}" # not the hollow nodes' heartbeat
-pods_status=$(since "$t0")
-t0=$(now)
-kubectl apply -f "$WORK/faults.json" >/dev/null
-faults_apply=$(since "$t0")
-echo "kubectl apply: $PODS pods ${pods_apply}s (+ their status, 8 in parallel, ${pods_status}s); $FAULTS faults ${faults_apply}s"
+operator_round() { # ROUND
+  local t0 from rolled injections steady before reconciles errors requests
+  kubectl apply -f "$WORK/pods.json" >/dev/null
+  split -n l/8 "$WORK/statuses" "$WORK/status-part."
+  for part in "$WORK"/status-part.*; do
+    while read -r pod status; do
+      kubectl patch pod "$pod" -n "$NS" --subresource=status --type=merge -p "$status" >/dev/null
+    done <"$part" &
+  done
+  wait
+  rm -f "$WORK"/status-part.*
+  t0=$(now)
+  kubectl apply -f "$WORK/faults.json" >/dev/null
+  echo "round $1: kubectl apply of $FAULTS faults $(since "$t0")s" | tee -a "$WORK/log"
 
-echo "== 2. operator cold start: $FAULTS faults -> $expected injections"
-METRICS=127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-t0=$(now)
-KUBECONFIG=$KSHOCK_OPERATOR_KUBECONFIG KAFKA_SHOCK_LOG=warn "$OPERATOR" --metrics-addr "$METRICS" 2>"$WORK/operator.log" &
-operator_pid=$!
-while true; do
-  read -r rolled injections <<<"$(progress "$NS")"
-  [[ $rolled -eq $FAULTS && $injections -eq $expected ]] && break
-  kill -0 "$operator_pid" 2>/dev/null || { echo "operator died:" >&2; cat "$WORK/operator.log" >&2; exit 1; }
-  if python3 -c "import sys; sys.exit(0 if $(now) - $t0 > 600 else 1)"; then
-    echo "bench: no steady state after 600 s ($rolled of $FAULTS faults rolled up, $injections of $expected injections)" >&2
-    exit 1
+  METRICS=127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  from=$(audit_mark)
+  t0=$(now)
+  KUBECONFIG=$KSHOCK_OPERATOR_KUBECONFIG KAFKA_SHOCK_LOG=warn "$OPERATOR" --metrics-addr "$METRICS" 2>"$WORK/operator.log" &
+  operator_pid=$!
+  rolled=0
+  until [[ $rolled -eq $FAULTS ]]; do
+    injections=$(injections_in "$NS")
+    [[ $injections -eq $expected ]] && rolled=$(rolled_up "$NS")
+    kill -0 "$operator_pid" 2>/dev/null || { echo "operator died:" >&2; cat "$WORK/operator.log" >&2; exit 1; }
+    past "$t0" 600 && { echo "bench: no steady state after 600 s ($rolled of $FAULTS faults rolled up, $injections of $expected injections)" >&2; exit 1; }
+    [[ $rolled -eq $FAULTS ]] || sleep 0.5
+  done
+  steady=$(since "$t0")
+  requests=$(audit_requests "$from" "$OPERATOR_USER")
+  echo "$steady" >>"$WORK/steady"
+  cpu_seconds "$operator_pid" >>"$WORK/cpu"
+  peak_rss_mib "$operator_pid" >>"$WORK/rss"
+  echo "${requests%% *}" >>"$WORK/requests"
+  sleep 5 # settle: the status writes wake each fault once more
+  reconciles=$(metric kafka_shock_operator_reconciles_total)
+  errors=$(curl -s "http://$METRICS/metrics" | awk '/^kafka_shock_operator_reconcile_errors_total/ {sum += $2} END {print sum + 0}')
+  echo "$reconciles" >>"$WORK/reconciles"
+  echo "round $1: operator steady state after ${steady}s ($FAULTS faults rolled up, $expected injections):" \
+    "CPU $(tail -1 "$WORK/cpu") s, peak RSS $(tail -1 "$WORK/rss") MiB, $reconciles reconciles (5 s later), $errors errors;" \
+    "API requests $requests" | tee -a "$WORK/log"
+  if [[ $1 -eq 1 ]]; then
+    before=$(cpu_seconds "$operator_pid")
+    from=$(audit_mark)
+    sleep 10
+    echo "round 1: idle at steady state: $(python3 -c "print(round($(cpu_seconds "$operator_pid") - $before, 2))") CPU s in 10 s," \
+      "$(python3 -c "print(int($(metric kafka_shock_operator_reconciles_total) - $reconciles))") reconciles," \
+      "API requests $(audit_requests "$from" "$OPERATOR_USER")" | tee -a "$WORK/log"
+    peers_file
   fi
-  sleep 1
-done
-steady=$(since "$t0")
-sleep 5 # settle: the status writes wake each fault once more
-reconciles=$(metric kafka_shock_operator_reconciles_total)
-errors=$(curl -s "http://$METRICS/metrics" | awk '/^kafka_shock_operator_reconcile_errors_total/ {sum += $2} END {print sum + 0}')
-echo "steady state after ${steady}s: $FAULTS faults rolled up, $expected injections;" \
-  "peak RSS $(peak_rss_mib "$operator_pid") MiB, CPU $(cpu_seconds "$operator_pid") s," \
-  "$reconciles reconciles, $errors errors"
-before=$(cpu_seconds "$operator_pid")
-sleep 10
-echo "idle at steady state: $(python3 -c "print(round($(cpu_seconds "$operator_pid") - $before, 2))") CPU s in 10 s," \
-  "$(python3 -c "print(int($(metric kafka_shock_operator_reconciles_total) - $reconciles))") reconciles"
 
-echo "== 3. peer: kubectl apply --server-side of $expected injections (the same objects)"
-kubectl get kafkafaultinjections -n "$NS" -o json | python3 -c '
+  t0=$(now)
+  delete_all "/api/v1/namespaces/$NS/pods?gracePeriodSeconds=0"
+  delete_all "/apis/kafkashock.io/v1alpha1/namespaces/$NS/kafkafaults"
+  until [[ $(kubectl get kafkafaults -n "$NS" -o name | wc -l) -eq 0 && $(injections_in "$NS") -eq 0 ]]; do
+    past "$t0" 600 && { echo "bench: faults still there after 600 s" >&2; exit 1; }
+    sleep 1
+  done
+  since "$t0" >>"$WORK/teardown"
+  echo "round $1: teardown (pods, then faults deleted) until every fault and injection is gone: $(tail -1 "$WORK/teardown")s;" \
+    "operator totals: peak RSS $(peak_rss_mib "$operator_pid") MiB, CPU $(cpu_seconds "$operator_pid") s" | tee -a "$WORK/log"
+  kill -INT "$operator_pid"
+  wait "$operator_pid"
+  operator_pid=
+}
+
+# The peer's objects: the operator's injections, as the operator wrote them, for another namespace.
+peers_file() {
+  local attempt
+  for attempt in 1 2 3; do # a list this long can time out on a busy API server
+    kubectl get kafkafaultinjections -n "$NS" -o json --chunk-size=200 >"$WORK/injections.json" && break
+    [[ $attempt -lt 3 ]] || return 1
+  done
+  python3 -c '
 import json, sys
 items = json.load(sys.stdin)["items"]
 peers = [{"apiVersion": i["apiVersion"], "kind": i["kind"],
           "metadata": {"name": i["metadata"]["name"], "namespace": sys.argv[1], "labels": i["metadata"]["labels"]},
           "spec": i["spec"]} for i in items]
-json.dump({"apiVersion": "v1", "kind": "List", "items": peers}, sys.stdout)' "$PEER_NS" >"$WORK/peers.json"
-t0=$(now)
-# As the operator's account: the chart's admission policy refuses injections from anyone else.
-KUBECONFIG=$KSHOCK_OPERATOR_KUBECONFIG kubectl apply --server-side --field-manager=bench -f "$WORK/peers.json" >/dev/null
-echo "kubectl apply --server-side: $expected injections in $(since "$t0")s (operator: ${steady}s for them plus $FAULTS finalizers, statuses and Events)"
-KUBECONFIG=$KSHOCK_OPERATOR_KUBECONFIG kubectl delete kafkafaultinjections --all -n "$PEER_NS" --wait=false >/dev/null
+json.dump({"apiVersion": "v1", "kind": "List", "items": peers}, sys.stdout)' "$PEER_NS" <"$WORK/injections.json" >"$WORK/peers.json"
+}
 
-echo "== 4. teardown: pods deleted, then the faults"
-t0=$(now)
-kubectl delete --raw "/api/v1/namespaces/$NS/pods?gracePeriodSeconds=0" >/dev/null
-kubectl delete --raw "/apis/kafkashock.io/v1alpha1/namespaces/$NS/kafkafaults" >/dev/null
-until [[ $(kubectl get kafkafaults -n "$NS" -o name | wc -l) -eq 0 ]]; do
-  python3 -c "import sys; sys.exit(0 if $(now) - $t0 > 600 else 1)" && { echo "bench: faults still there after 600 s" >&2; exit 1; }
-  sleep 1
+peer_round() { # ROUND
+  local t0 from
+  from=$(audit_mark)
+  t0=$(now)
+  # As the operator's account: the chart's admission policy refuses injections from anyone else.
+  KUBECONFIG=$KSHOCK_OPERATOR_KUBECONFIG kubectl apply --server-side --field-manager=bench -f "$WORK/peers.json" >/dev/null
+  since "$t0" >>"$WORK/peer"
+  echo "round $1: peer kubectl apply --server-side of $expected injections: $(tail -1 "$WORK/peer")s;" \
+    "API requests $(audit_requests "$from" "$OPERATOR_USER")" | tee -a "$WORK/log"
+  KUBECONFIG=$KSHOCK_OPERATOR_KUBECONFIG kubectl delete kafkafaultinjections --all -n "$PEER_NS" --wait=false >/dev/null
+}
+
+echo "== operator: $FAULTS faults over $PODS pods -> $expected injections; peer: kubectl apply --server-side of them; $ROUNDS rounds"
+for round in $(seq "$ROUNDS"); do
+  if ((round % 2)); then operator_round "$round"; peer_round "$round"
+  else peer_round "$round"; operator_round "$round"; fi
 done
-echo "every fault gone $(since "$t0")s after the delete; injections left: $(kubectl get kafkafaultinjections -n "$NS" -o name | wc -l)"
-echo "operator totals: peak RSS $(peak_rss_mib "$operator_pid") MiB, CPU $(cpu_seconds "$operator_pid") s"
-kill -INT "$operator_pid"
-t0=$(now)
-wait "$operator_pid"
-echo "graceful stop on SIGINT in $(since "$t0")s (exit 0)"
-operator_pid=
+steady_median=$(col_median "$WORK/steady" 1)
+peer_median=$(col_median "$WORK/peer" 1)
+ratio=$(python3 -c "print(round($steady_median / $peer_median, 2))")
+echo "== min / median / max over $ROUNDS rounds"
+echo "operator steady state:        $(mmm "$WORK/steady" 1) s"
+echo "peer kubectl apply --server-side: $(mmm "$WORK/peer" 1) s; operator/peer (medians) ${ratio}x"
+echo "operator CPU: $(mmm "$WORK/cpu" 1) s; peak RSS $(mmm "$WORK/rss" 1) MiB;" \
+  "API requests $(mmm "$WORK/requests" 1); reconciles $(mmm "$WORK/reconciles" 1)"
+echo "teardown: $(mmm "$WORK/teardown" 1) s"
+echo "goal: steady state <= 20 s: $(met "$steady_median <= 20"); <= 1.2x the peer: $(met "$ratio <= 1.2")"
+figure operator "steady state, $FAULTS faults over $PODS pods (fresh operator)" s "$WORK/steady" 1 \
+  "kubectl apply --server-side of the $expected injections" "$WORK/peer" 1 "<= 20 s and <= 1.2x the peer (${ratio}x)" \
+  "$(met "$steady_median <= 20 && $ratio <= 1.2")"
+figure operator "operator CPU to steady state" s "$WORK/cpu" 1
+figure operator "operator peak RSS" MiB "$WORK/rss" 1
+figure operator "API requests to steady state (audit log)" requests "$WORK/requests" 1
+figure operator "teardown: pods then faults deleted, to every fault and injection gone" s "$WORK/teardown" 1

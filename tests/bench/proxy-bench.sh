@@ -17,16 +17,16 @@ ROUNDS=${1:-3}
 RECORDS=${RECORDS:-300000}
 PROBES=${PROBES:-3000}
 LAB=tests/lab/lab.sh
+. tests/bench/lib.sh
+refuse_strays
 # KSHOCK_BENCH_BIN_DIR: time the kafka-shock and kafka-latency-probe found there instead of
 # building them (to compare two builds).
-BIN_DIR=${KSHOCK_BENCH_BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}
-[ -n "${KSHOCK_BENCH_BIN_DIR:-}" ] || cargo build -q --release -p kafka-shock-agent -p kafka-shock-probe
+bench_build kafka-shock-agent kafka-shock-probe
+KS=$BIN/kafka-shock
+PROBE=$BIN/kafka-latency-probe
 "$LAB" up >/dev/null
 eval "$("$LAB" env)"
-KS=$(readlink -f "$BIN_DIR/kafka-shock")
-PROBE=$(readlink -f "$BIN_DIR/kafka-latency-probe")
 NS=ksl-broker-0
-. tests/bench/lib.sh
 bench_start orders perf-bench
 
 # ProducerPerformance's summary line; prints records/sec.
@@ -76,3 +76,9 @@ done
 n99=$(col_median "$WORK/none.lat" 2); p99=$(col_median "$WORK/proxy.lat" 2)
 echo "proxy latency: produce p99 added by Proxy (medians) $(awk -v a="$p99" -v b="$n99" 'BEGIN {printf "%+.0f", a - b}') us, goal <= 1000 us: $(met "$p99 - $n99 <= 1000")"
 echo "proxy CPU from /proc during the probe runs: % of a core per 10k requests/s $(mmm "$WORK/proxy.cpu" 1 %.1f), % of a core $(mmm "$WORK/proxy.cpu" 2 %.1f) at $(mmm "$WORK/proxy.cpu" 3 %.0f) requests/s; peak RSS $(mmm "$WORK/proxy.cpu" 4 %.1f) MiB"
+figure proxy "produce throughput, non-matching client (Kafka perf tool), Proxy fault" rec/s "$WORK/proxy.tput" 1 \
+  "no fault" "$WORK/none.tput" 1 ">= 80% of no fault" "$(met "$prx >= 0.8 * $none")"
+figure proxy "produce p99, one request at a time (kafka-latency-probe), Proxy fault" us "$WORK/proxy.lat" 2 \
+  "no fault" "$WORK/none.lat" 2 "<= 1,000 us added (medians)" "$(met "$p99 - $n99 <= 1000")"
+figure proxy "proxy CPU per 10k requests/s (/proc)" "% of a core" "$WORK/proxy.cpu" 1
+figure proxy "proxy peak RSS (/proc)" MiB "$WORK/proxy.cpu" 4

@@ -29,8 +29,8 @@
 # caller to take down.
 #
 # Environment: KSHOCK_BENCH_RECORDS (60000) records in the small capture;
-# KSHOCK_BENCH_LIVE_RATE (10000) records/s during the live run; KSHOCK_BENCH_BIN a kafka-shock
-# binary to time instead of building one (to compare two builds).
+# KSHOCK_BENCH_LIVE_RATE (10000) records/s during the live run; KSHOCK_BENCH_BIN_DIR a directory
+# whose kafka-shock to time instead of building one (to compare two builds).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$(readlink -f "$0")")/../.." && pwd)
@@ -45,8 +45,6 @@ BROKER_NS=ksl-broker-0
 CACHE=${KSHOCK_BENCH_CACHE:-${KSHOCK_CACHE:-$HOME/.cache/kafka-shock}/bench}
 SMALL=$CACHE/small-$RECORDS.pcap
 BATCHES=$CACHE/batches-v1.pcap
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=${KSHOCK_BENCH_BIN:-$TARGET/release/kafka-shock}
 WORK=$(mktemp -d /tmp/sniff-bench.XXXXXX)
 PIDS=()
 cleanup() {
@@ -58,6 +56,7 @@ trap cleanup EXIT
 
 log() { printf 'sniff-bench: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+. "$ROOT/tests/bench/lib.sh"
 
 [[ $EUID -eq 0 ]] || die "run as root (the lab and live capture need it)"
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive number, not '$ROUNDS'"
@@ -257,18 +256,9 @@ live_round() { # ROUND: one window of sniff and tcpdump on the same traffic
 
 # --- report ----------------------------------------------------------------------------------
 
-# min/median/max of column C of file F, printed with format FMT.
-mmm() { # F C FMT
-  awk -v c="$2" '{ print $c }' "$1" | sort -g |
-    awk -v f="$3" '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-      printf f "/" f "/" f, v[1], m, v[NR] }'
-}
-median_of() { awk -v c="$2" '{ print $c }' "$1" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-met() { if awk "BEGIN { exit !($1) }"; then echo met; else echo "NOT met"; fi; }
-
 report_capture() { # NAME LABEL
   local n=$1 w=$WORK/$1 goal=""
-  if [[ $n == small ]]; then goal="; goal >= 50x (CPU): $(met "$(median_of "$w.ratio_json" 1) >= 50")"; fi
+  if [[ $n == small ]]; then goal="; goal >= 50x (CPU): $(met "$(col_median "$w.ratio_json" 1) >= 50")"; fi
   echo "sniff $n capture ($2; ${REQUESTS[$n]} requests, both sides): CPU s min/median/max:" \
     "sniff --json $(mmm "$w.ks_json" 2 %.3f) | tshark fields $(mmm "$w.tshark_fields" 2 %.3f)" \
     "| ratio $(mmm "$w.ratio_json" 1 %.1f)x$goal"
@@ -286,21 +276,21 @@ report_live() {
   local f=$WORK/live
   echo "sniff live ($LIVE_RATE records/s of ~1 record per request, $LIVE_SECONDS s windows, requests/s $(mmm "$f" 3 %.0f)):" \
     "% of a core per 10k requests/s min/median/max: sniff --netns --json $(mmm "$f" 1 %.1f) | tcpdump -w /dev/null $(mmm "$f" 2 %.1f);" \
-    "goal <= 15%: $(met "$(median_of "$f" 1) <= 15")"
+    "goal <= 15%: $(met "$(col_median "$f" 1) <= 15")"
   echo "sniff live: peak RSS MiB $(mmm "$f" 6 %.1f) (goal <= 64 MiB: $(met "$(sort -g -k6 "$f" | tail -1 | awk '{ print $6 }') <= 64"));" \
     "drops: sniff $(mmm "$f" 7 %d) | tcpdump $(mmm "$f" 8 %d) (goal 0: $(met "$(sort -g -k7 "$f" | tail -1 | awk '{ print $7 }') == 0"))"
 }
 
 declare -A REQUESTS
+refuse_strays
 install_tools
 record "$SMALL" small_traffic
 record "$BATCHES" batches_traffic
 [[ ${KSHOCK_BENCH_RECORD_ONLY:-0} == 1 ]] && exit 0
-if [[ -z ${KSHOCK_BENCH_BIN:-} ]]; then
-  log "building kafka-shock (release) into $TARGET"
-  (cd "$ROOT" && cargo build --release -p kafka-shock-agent 2>"$WORK/build.log") ||
-    { tail -20 "$WORK/build.log" >&2; die "cargo build failed"; }
-fi
+log "building kafka-shock (release)"
+(cd "$ROOT" && bench_build kafka-shock-agent 2>"$WORK/build.log" && echo "$BIN" >"$WORK/bin") ||
+  { tail -20 "$WORK/build.log" >&2; die "cargo build failed"; }
+BIN=$(cat "$WORK/bin")/kafka-shock
 if [[ $FILES == 1 ]]; then
   bench_capture "$SMALL" small
   bench_capture "$BATCHES" batches
@@ -316,3 +306,21 @@ if [[ $FILES == 1 ]]; then
   report_capture batches "3 producers with default batch.size/linger.ms, 2 consumers"
 fi
 if [[ $LIVE == 1 ]]; then report_live; fi
+if [[ $FILES == 1 ]]; then
+  for n in small batches; do
+    w=$WORK/$n
+    figure sniff "$n capture (${REQUESTS[$n]} requests): CPU s, sniff --pcap --json" s "$w.ks_json" 2 \
+      "tshark, requests only, the same fields" "$w.tshark_fields" 2 \
+      "$([[ $n == small ]] && echo ">= 50x less CPU")" "$([[ $n == small ]] && met "$(col_median "$w.ratio_json" 1) >= 50")"
+    figure sniff "$n capture: tshark CPU / sniff --json CPU" x "$w.ratio_json" 1
+    figure sniff "$n capture: CPU s, sniff --pcap --summary -q" s "$w.ks_summary" 2 "tshark -q -z io,stat" "$w.tshark_stats" 2
+    figure sniff "$n capture: peak RSS, sniff --json" MiB "$w.rss" 1 "tshark" "$w.rss_t" 1
+  done
+fi
+if [[ $LIVE == 1 ]]; then
+  f=$WORK/live
+  figure sniff "live capture at $LIVE_RATE records/s: CPU per 10k requests/s" "% of a core" "$f" 1 \
+    "tcpdump -w /dev/null" "$f" 2 "<= 15% of a core" "$(met "$(col_median "$f" 1) <= 15")"
+  figure sniff "live capture: peak RSS" MiB "$f" 6 "" "" "" "<= 64 MiB" "$(met "$(sort -g -k6 "$f" | tail -1 | awk '{ print $6 }') <= 64")"
+  figure sniff "live capture: drops" packets "$f" 7 "tcpdump" "$f" 8 "0" "$(met "$(sort -g -k7 "$f" | tail -1 | awk '{ print $7 }') == 0")"
+fi

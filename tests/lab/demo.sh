@@ -14,14 +14,24 @@ ROOT=$(cd "$(dirname "$(readlink -f "$0")")/../.." && pwd)
 LAB=$ROOT/tests/lab/lab.sh
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-say "building kafka-shock (the agent/CLI and the operator, release profile)"
-cargo build -q --release --locked -p kafka-shock-agent -p kafka-shock-operator --manifest-path "$ROOT/Cargo.toml"
-RELEASE=${CARGO_TARGET_DIR:-$ROOT/target}/release
-KS=$RELEASE/kafka-shock
+# The two builds of a first run overlap: the release build of the two binaries the demo runs
+# (Rust, its long single-threaded link last) goes on while the lab builds (Go, Maven, pip).
+say "building kafka-shock (the agent/CLI and the operator, in release) while the lab comes up"
+BUILD_LOG=$(mktemp)
+cargo build -q --release --locked -p kafka-shock-agent -p kafka-shock-operator --manifest-path "$ROOT/Cargo.toml" >"$BUILD_LOG" 2>&1 &
+build=$!
+trap 'kill "$build" 2>/dev/null || true; rm -f "$BUILD_LOG"' EXIT
 
 say "bringing up the lab (control plane, two kubelets with containerd, Kafka as pods, clients)"
 "$LAB" status >/dev/null 2>&1 || "$LAB" up   # a running lab of any size will do
 eval "$("$LAB" env)"
+say "waiting for the kafka-shock build"
+wait "$build" || { cat "$BUILD_LOG" >&2; echo "demo: cargo build failed" >&2; exit 1; }
+trap - EXIT
+rm -f "$BUILD_LOG"
+BIN=$(cargo metadata -q --format-version 1 --no-deps --manifest-path "$ROOT/Cargo.toml" |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release
+KS=$BIN/kafka-shock
 BROKER_NS=${KSHOCK_LAB_BROKER_NETNS%%,*}
 
 say "the nodes and the broker pods (kubectl get nodes,pods -A -o wide)"
@@ -46,7 +56,7 @@ wait "$sniffer"
 FAULT=$ROOT/examples/reset-producer.yaml
 say "installing kafka-shock: images from the release binaries, then helm install (the operator"
 say "Deployment and the agent DaemonSet run as pods, each with its own ServiceAccount)"
-"$LAB" product deploy "$RELEASE" >/dev/null
+"$LAB" product deploy "$BIN" >/dev/null
 kubectl get ds,deploy,pods -n kafka-shock-lab -o wide
 
 say "kubectl apply -f examples/reset-producer.yaml (reset every Produce to $topic from checkout-svc)"

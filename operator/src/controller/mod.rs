@@ -1,10 +1,10 @@
 //! The controller: the thin I/O around the pure core, in kube-rs controller-rs's manner
 //! ([`reconcile`], [`error_policy`], a [`Context`], `kube::runtime::finalizer`).
 //!
-//! One reconcile of a KafkaFault reads its injections and the pods its selector picks (two
-//! label-selected lists, so what it reads is never older than what woke it; a third for the
-//! pods of its match.sourceSelector, if any), lets the pure core
-//! decide, and writes only the difference:
+//! One reconcile of a KafkaFault reads its injections and the pods its selector (and its
+//! match.sourceSelector, if any) picks from the [`Cache`] (reflector stores fed by the watches
+//! that wake it, so what it reads is never older than what woke it, and costs the API server
+//! nothing), lets the pure core decide, and writes only the difference:
 //! injections created or changed by server-side apply, deleted, or — when their pod or node
 //! is gone, so no agent ever will — released from the agent's finalizer; then the rolled-up
 //! status, when it changed, and an Event per transition.
@@ -17,20 +17,15 @@
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use futures::StreamExt;
-use k8s_openapi::{
-    api::core::v1::{Node, Pod},
-    apimachinery::pkg::apis::meta::v1::Time,
-    jiff::Timestamp,
-};
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use kafka_shock_crds::{
     FAULT_FINALIZER, FAULT_LABEL, FINALIZER, KafkaFault, KafkaFaultInjection, KafkaFaultStatus,
-    label_value, parse_selector,
+    label_value,
 };
 use kafka_shock_daemon::release_finalizer;
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams},
-    core::PartialObjectMeta,
     runtime::{
         Controller,
         controller::{self, Action},
@@ -66,6 +61,9 @@ const RECOVERY_POLL: Duration = Duration::from_secs(5);
 /// How long after a failed reconcile it is tried again.
 const RETRY: Duration = Duration::from_secs(5);
 
+/// How soon a fault reconciled before the [`Cache`] is filled is looked at again.
+const CACHE_WAIT: Duration = Duration::from_secs(1);
+
 /// Why a reconcile failed; each is retried after [`RETRY`].
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -74,24 +72,6 @@ pub enum Error {
     ListInjections {
         /// namespace/name of the fault.
         fault: String,
-        /// Why.
-        source: kube::Error,
-    },
-    /// The pods the fault's selector picks cannot be listed.
-    #[error("listing the pods of fault {fault}: {source}")]
-    ListPods {
-        /// namespace/name of the fault.
-        fault: String,
-        /// Why.
-        source: kube::Error,
-    },
-    /// An injection's pod or node cannot be read, to tell whether its agent can still act.
-    #[error("reading {what} of injection {name}: {source}")]
-    ReadTarget {
-        /// "the pod" or "the node".
-        what: &'static str,
-        /// The injection's name.
-        name: String,
         /// Why.
         source: kube::Error,
     },
@@ -154,8 +134,6 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::ListInjections { .. } => "list_injections",
-            Self::ListPods { .. } => "list_pods",
-            Self::ReadTarget { .. } => "read_target",
             Self::ApplyInjection { .. } => "apply_injection",
             Self::DeleteInjection { .. } => "delete_injection",
             Self::ReleaseInjection { .. } => "release_injection",
@@ -186,11 +164,15 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// The namespaces and ports this installation honours faults in and for.
     pub rails: GuardRails,
+    /// The pods, nodes and injections, as the watches last saw them.
+    pub cache: Cache,
+    /// The status last written to each fault.
+    pub written: Written,
 }
 
 impl Context {
     /// A context whose Events are reported by [`MANAGER`] (instance: `$POD_NAME`, when set).
-    pub fn new(client: Client, metrics: Arc<Metrics>, rails: GuardRails) -> Self {
+    pub fn new(client: Client, metrics: Arc<Metrics>, rails: GuardRails, cache: Cache) -> Self {
         let reporter = Reporter {
             controller: MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -200,12 +182,19 @@ impl Context {
             client,
             metrics,
             rails,
+            cache,
+            written: Written::default(),
         }
     }
 }
 
 /// Brings one KafkaFault's injections and status in line with the world.
 pub async fn reconcile(fault: Arc<KafkaFault>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.cache.ready() {
+        // An empty store would read as "no pods": every injection would be deleted.
+        debug!(fault = %fault.name_any(), "the cache is not filled yet");
+        return Ok(Action::requeue(CACHE_WAIT));
+    }
     let started = std::time::Instant::now();
     let namespace = fault
         .namespace()
@@ -267,6 +256,7 @@ async fn cleanup(fault: &KafkaFault, ctx: &Context) -> Result<Action, Error> {
         });
     }
     ctx.metrics.forget(&key(fault));
+    ctx.written.forget(fault);
     info!(fault = %fault.name_any(), "every injection is gone; releasing the fault");
     Ok(Action::await_change())
 }
@@ -281,33 +271,31 @@ struct Synced {
 
 /// The one pass of the pure core over a fault: read, decide, write the difference.
 async fn sync(fault: &KafkaFault, ctx: &Context) -> Result<Synced, Error> {
+    let newest = ctx.written.newest(fault);
+    let fault = newest.as_ref();
     let name = fault.name_any();
     let namespace = fault
         .namespace()
         .ok_or(InjectionError::MissingMetadata("namespace"))?;
     let injections: Api<KafkaFaultInjection> = Api::namespaced(ctx.client.clone(), &namespace);
-    let listed = injections
-        .list(&ListParams::default().labels(&format!("{FAULT_LABEL}={}", label_value(&name))))
-        .await
-        .map_err(|source| Error::ListInjections {
-            fault: key(fault),
-            source,
-        })?;
-    // The label is shortened for long names, so it alone could match another fault's.
-    let existing: Vec<KafkaFaultInjection> = listed
-        .items
-        .into_iter()
-        .filter(|i| i.spec.fault_name == name)
-        .collect();
+    let deleting = fault.metadata.deletion_timestamp.is_some();
+    let existing = if deleting {
+        // Let go only of what the API server says: the cache may not hold yet an injection
+        // written moments ago, and a fault let go too early would strand its rules.
+        list_injections(fault, &injections).await?
+    } else {
+        ctx.cache.injections_of(&namespace, &name)
+    };
 
     let now = Time(Timestamp::now());
     let valid = validity(fault, &ctx.rails).is_ok();
-    let (targets, sources) = if valid && fault.metadata.deletion_timestamp.is_none() {
-        let selector = parse_selector(&fault.spec.selector).map_err(SelectError::from)?;
-        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-        let selected = list_selected(fault, &pods, &selector).await?;
-        let sources = resolve_sources(fault, &pods).await?;
-        (select_targets(fault, &selected)?, sources)
+    let (targets, sources) = if valid && !deleting {
+        let pods = ctx.cache.pods_in(&namespace);
+        let sources = source_addresses(fault, pods.iter().map(AsRef::as_ref))?;
+        (
+            select_targets(fault, pods.iter().map(AsRef::as_ref))?,
+            sources,
+        )
     } else {
         (Vec::new(), None)
     };
@@ -342,7 +330,7 @@ async fn sync(fault: &KafkaFault, ctx: &Context) -> Result<Synced, Error> {
             }
         };
     }
-    release_orphans(&injections, &namespace, &mut stored, ctx).await?;
+    release_orphans(&injections, &namespace, &mut stored, &ctx.cache).await?;
 
     let current: Vec<KafkaFaultInjection> = stored.into_values().collect();
     let status = roll_up(
@@ -355,6 +343,7 @@ async fn sync(fault: &KafkaFault, ctx: &Context) -> Result<Synced, Error> {
     );
     if fault.status.as_ref() != Some(&status) {
         write_status(fault, &status, ctx).await?;
+        ctx.written.remember(fault, &status);
     }
     ctx.metrics.observe(&key(fault), status.phase, &current);
     Ok(Synced {
@@ -363,73 +352,45 @@ async fn sync(fault: &KafkaFault, ctx: &Context) -> Result<Synced, Error> {
     })
 }
 
-/// The addresses of the pods `match.sourceSelector` selects now (`None` without one), from a
-/// label-selected list of `pods`, so a source that came or went since is seen.
-async fn resolve_sources(
+/// The fault's injections, listed from the API server.
+async fn list_injections(
     fault: &KafkaFault,
-    pods: &Api<Pod>,
-) -> Result<Option<Vec<String>>, Error> {
-    let Some(selector) = &fault.spec.terms.match_.source_selector else {
-        return Ok(None);
-    };
-    let selector = parse_selector(selector).map_err(SourcesError::from)?;
-    let selected = list_selected(fault, pods, &selector).await?;
-    Ok(source_addresses(fault, &selected)?)
-}
-
-/// The pods of `fault`'s namespace that `selector` selects, listed from the API server now.
-async fn list_selected(
-    fault: &KafkaFault,
-    pods: &Api<Pod>,
-    selector: &impl std::fmt::Display,
-) -> Result<Vec<Pod>, Error> {
-    pods.list(&ListParams::default().labels(&selector.to_string()))
+    injections: &Api<KafkaFaultInjection>,
+) -> Result<Vec<KafkaFaultInjection>, Error> {
+    let name = fault.name_any();
+    let listed = injections
+        .list(&ListParams::default().labels(&format!("{FAULT_LABEL}={}", label_value(&name))))
         .await
-        .map(|listed| listed.items)
-        .map_err(|source| Error::ListPods {
+        .map_err(|source| Error::ListInjections {
             fault: key(fault),
             source,
-        })
+        })?;
+    // The label is shortened for long names, so it alone could match another fault's.
+    Ok(listed
+        .items
+        .into_iter()
+        .filter(|i| i.spec.fault_name == name)
+        .collect())
 }
 
 /// Removes the agent's finalizer from the deleted injections in `stored` that no agent can
-/// ever release, because their pod or node is gone.
+/// ever release, because their pod or node is gone (as the cache, once filled, has seen: a
+/// pod or node it lacks was deleted). Each release is guarded by the resourceVersion read.
 async fn release_orphans(
     injections: &Api<KafkaFaultInjection>,
     namespace: &str,
     stored: &mut BTreeMap<String, KafkaFaultInjection>,
-    ctx: &Context,
+    cache: &Cache,
 ) -> Result<(), Error> {
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    let nodes: Api<PartialObjectMeta<Node>> = Api::all(ctx.client.clone());
-    let mut orphans = Vec::new();
-    // Releasable if pod and node were gone: being deleted, and holding the agent's finalizer.
-    for (name, injection) in stored
+    let orphans: Vec<String> = stored
         .iter()
-        .filter(|(_, i)| finalizer_releasable(i, None, false))
-    {
-        let read = |what| {
-            move |source| Error::ReadTarget {
-                what,
-                name: name.clone(),
-                source,
-            }
-        };
-        let pod = pods
-            .get_opt(&injection.spec.pod_name)
-            .await
-            .map_err(read("the pod"))?;
-        let orphaned = finalizer_releasable(injection, pod.as_ref(), true) || {
-            let node = nodes
-                .get_opt(&injection.spec.node_name)
-                .await
-                .map_err(read("the node"))?;
-            finalizer_releasable(injection, pod.as_ref(), node.is_some())
-        };
-        if orphaned {
-            orphans.push(name.clone());
-        }
-    }
+        .filter(|(_, injection)| {
+            let pod = cache.pod(namespace, &injection.spec.pod_name);
+            let node_exists = cache.node_exists(&injection.spec.node_name);
+            finalizer_releasable(injection, pod.as_deref(), node_exists)
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
     for name in orphans {
         let Some(injection) = stored.get(&name) else {
             continue;
@@ -510,29 +471,20 @@ pub async fn run(client: Client, metrics: Arc<Metrics>, concurrency: u16, rails:
     let controller = Controller::new(Api::<KafkaFault>::all(client.clone()), config.clone());
     let faults = controller.store();
     let faults_of_pod = faults.clone();
-    let context = Arc::new(Context::new(client.clone(), metrics, rails));
+    // One watch each of injections, pods and nodes fills the cache and wakes the faults.
+    let (cache, feeds) = cache::watch(&client, &config);
+    let context = Arc::new(Context::new(client, metrics, rails, cache));
     let controller = controller
-        .owns(
-            Api::<KafkaFaultInjection>::all(client.clone()),
-            config.clone(),
-        )
-        // Which faults a pod wakes depends on its labels only: watch pods' metadata, which
-        // changes with every update of the pod, status included.
-        .watches(
-            Api::<PartialObjectMeta<Pod>>::all(client.clone()),
-            config.clone(),
-            move |pod| {
-                faults_for_pod(
-                    &pod.metadata,
-                    faults_of_pod.state().iter().map(AsRef::as_ref),
-                )
-            },
-        )
-        .watches(
-            Api::<PartialObjectMeta<Node>>::all(client),
-            config,
-            move |_node| faults_for_node(faults.state().iter().map(AsRef::as_ref)),
-        )
+        .owns_stream(feeds.injections)
+        .watches_stream(feeds.pods, move |pod| {
+            faults_for_pod(
+                &pod.metadata,
+                faults_of_pod.state().iter().map(AsRef::as_ref),
+            )
+        })
+        .watches_stream(feeds.nodes, move |_node| {
+            faults_for_node(faults.state().iter().map(AsRef::as_ref))
+        })
         .with_config(controller::Config::default().concurrency(concurrency))
         .shutdown_on_signal();
     // Not "once the caches are filled": the fault cache's readiness wakes only one waiter, and
@@ -551,5 +503,8 @@ pub async fn run(client: Client, metrics: Arc<Metrics>, concurrency: u16, rails:
         .await;
 }
 
+pub mod cache;
 #[cfg(test)]
 mod tests;
+
+pub use cache::{Cache, Written};

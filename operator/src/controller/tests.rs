@@ -1,16 +1,22 @@
 //! [`reconcile`] against a mocked API server (tower-test, as in controller-rs's fixtures): each
-//! test scripts the requests a reconcile must make, in order, answers them, and fails on any
-//! other request (the reconcile would wait for an answer forever, so it times out).
+//! test fills the [`Cache`] (the pods, nodes and injections the watches would have seen),
+//! scripts the requests a reconcile must make, in order, answers them, and fails on any other
+//! request (the reconcile would wait for an answer forever, so it times out).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use http::Method;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kafka_shock_crds::KafkaFaultInjection;
 use kafka_shock_crds::{FAULT_FINALIZER, FaultPhase, KafkaFault, fault::conditions};
 use kafka_shock_daemon::mock::{ApiServer, api_server};
-use kube::runtime::controller::Action;
+use kube::{core::PartialObjectMeta, runtime::controller::Action};
 use serde_json::{Value, json};
 
-use super::{Context, RECOVERY_POLL, RESYNC, reconcile};
+use super::{CACHE_WAIT, Cache, Context, RECOVERY_POLL, RESYNC, reconcile};
 use crate::{
     GuardRails,
     metrics::Metrics,
@@ -19,7 +25,6 @@ use crate::{
 
 const FAULTS: &str = "/apis/kafkashock.io/v1alpha1/namespaces/kafka/kafkafaults";
 const INJECTIONS: &str = "/apis/kafkashock.io/v1alpha1/namespaces/kafka/kafkafaultinjections";
-const PODS: &str = "/api/v1/namespaces/kafka/pods";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/kafka/events";
 
 /// Answers an Event POST with the Event itself, returning its reason.
@@ -31,30 +36,68 @@ async fn event(server: &mut ApiServer) -> String {
     reason
 }
 
-fn context(rails: GuardRails) -> (Arc<Context>, ApiServer) {
-    let (client, server) = api_server();
-    let context = Context::new(client, Arc::new(Metrics::default()), rails);
-    (Arc::new(context), server)
+/// The nodes `pods` run on.
+fn nodes(pods: &[Pod]) -> Vec<PartialObjectMeta<Node>> {
+    pods.iter()
+        .filter_map(|pod| pod.spec.as_ref()?.node_name.clone())
+        .map(|node| {
+            let mut meta = PartialObjectMeta::<Node>::default();
+            meta.metadata.name = Some(node);
+            meta
+        })
+        .collect()
 }
 
-/// Runs one reconcile of `fault` against the `scenario`, which must see every request.
+/// The cache of a cluster with `pods` (and their nodes) and `injections`.
+fn cache(pods: Vec<Pod>, injections: &[Value]) -> Cache {
+    let nodes = nodes(&pods);
+    let injections = injections
+        .iter()
+        .map(|i| serde_json::from_value::<KafkaFaultInjection>(i.clone()).unwrap())
+        .collect();
+    Cache::filled(pods, nodes, injections)
+}
+
+/// The brokers broker-0 and broker-1, Running and Ready, and broker-9, Running but not Ready.
+fn brokers() -> Vec<Pod> {
+    let mut not_ready = pod("broker-9");
+    not_ready
+        .status
+        .as_mut()
+        .unwrap()
+        .conditions
+        .as_mut()
+        .unwrap()[0]
+        .status = "False".into();
+    vec![pod("broker-0"), pod("broker-1"), not_ready]
+}
+
+/// Runs one reconcile of `fault` in a cluster without pods against the `scenario`, which must
+/// see every request.
 async fn run<F>(fault: KafkaFault, scenario: impl FnOnce(ApiServer) -> F) -> Action
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    run_within(GuardRails::default(), fault, scenario).await
+    run_within(GuardRails::default(), cache(vec![], &[]), fault, scenario).await
 }
 
-/// [`run`] with the installation's guard rails `rails`.
+/// [`run`] with the installation's guard rails `rails`, in the cluster `cache` holds.
 async fn run_within<F>(
     rails: GuardRails,
+    cache: Cache,
     fault: KafkaFault,
     scenario: impl FnOnce(ApiServer) -> F,
 ) -> Action
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let (ctx, server) = context(rails);
+    let (client, server) = api_server();
+    let ctx = Arc::new(Context::new(
+        client,
+        Arc::new(Metrics::default()),
+        rails,
+        cache,
+    ));
     let server = tokio::spawn(scenario(server));
     let result = tokio::time::timeout(Duration::from_secs(10), reconcile(Arc::new(fault), ctx))
         .await
@@ -106,73 +149,124 @@ async fn a_new_fault_first_gets_the_operators_finalizer() {
     assert_eq!(action, Action::await_change(), "the patch wakes it again");
 }
 
-#[tokio::test]
-async fn a_valid_fault_creates_one_injection_per_ready_pod_and_reports() {
-    let action = run(finalized(fault("All", None)), |mut server| async move {
-        let call = server.expect(Method::GET, INJECTIONS).await;
+/// What a reconcile wrote: the injections as stored, and the fault's status.
+#[derive(Default)]
+struct Recorded {
+    injections: Vec<Value>,
+    status: Value,
+}
+
+/// The exchanges of a new fault's reconcile in the cluster of [`brokers`]: no request reads
+/// anything (the pods and injections come from the cache); an injection is applied for each
+/// Ready pod, the status written, and the Event of the selection published.
+async fn first_injection(mut server: ApiServer, written: Arc<Mutex<Recorded>>) {
+    for target in ["broker-0", "broker-1"] {
+        let name = format!("reset-orders-{target}");
+        let call = server
+            .expect(Method::PATCH, &format!("{INJECTIONS}/{name}"))
+            .await;
         assert!(
-            call.query
-                .contains("labelSelector=kafkashock.io%2Ffault%3Dreset-orders"),
+            call.query.contains("fieldManager=kafka-shock-operator")
+                && call.query.contains("force=true"),
             "{}",
             call.query
         );
-        call.answer(list("KafkaFaultInjectionList", vec![]));
-
-        let call = server.expect(Method::GET, PODS).await;
-        assert!(call.query.contains("labelSelector=app%3Dkafka"), "{}", call.query);
-        let mut not_ready = pod("broker-9");
-        not_ready.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].status = "False".into();
-        let pods = [pod("broker-0"), pod("broker-1"), not_ready]
-            .iter()
-            .map(|p| serde_json::to_value(p).unwrap())
-            .collect();
-        call.answer(list("PodList", pods));
-
-        for target in ["broker-0", "broker-1"] {
-            let name = format!("reset-orders-{target}");
-            let call = server
-                .expect(Method::PATCH, &format!("{INJECTIONS}/{name}"))
-                .await;
-            assert!(
-                call.query.contains("fieldManager=kafka-shock-operator")
-                    && call.query.contains("force=true"),
-                "{}",
-                call.query
-            );
-            let injection = &call.body;
-            let metadata = &injection["metadata"];
-            assert_eq!(metadata["name"], name.as_str());
-            assert_eq!(metadata["finalizers"], json!(["kafkashock.io/rules"]));
-            assert_eq!(
-                metadata["labels"],
-                json!({"kafkashock.io/fault": "reset-orders", "kafkashock.io/node": format!("node-{target}")})
-            );
-            assert_eq!(
-                metadata["ownerReferences"],
-                json!([{"apiVersion": "kafkashock.io/v1alpha1", "kind": "KafkaFault", "name": "reset-orders",
+        let injection = &call.body;
+        let metadata = &injection["metadata"];
+        assert_eq!(metadata["name"], name.as_str());
+        assert_eq!(metadata["finalizers"], json!(["kafkashock.io/rules"]));
+        assert_eq!(
+            metadata["labels"],
+            json!({"kafkashock.io/fault": "reset-orders", "kafkashock.io/node": format!("node-{target}")})
+        );
+        assert_eq!(
+            metadata["ownerReferences"],
+            json!([{"apiVersion": "kafkashock.io/v1alpha1", "kind": "KafkaFault", "name": "reset-orders",
                         "uid": "fault-uid-1", "controller": true, "blockOwnerDeletion": true}])
-            );
-            assert_eq!(injection["spec"]["podUID"], format!("uid-{target}").as_str());
-            assert_eq!(injection["spec"]["nodeName"], format!("node-{target}").as_str());
-            let body = stored(injection.clone(), Value::Null);
-            call.answer(body);
-        }
+        );
+        assert_eq!(
+            injection["spec"]["podUID"],
+            format!("uid-{target}").as_str()
+        );
+        assert_eq!(
+            injection["spec"]["nodeName"],
+            format!("node-{target}").as_str()
+        );
+        let body = stored(injection.clone(), Value::Null);
+        written.lock().unwrap().injections.push(body.clone());
+        call.answer(body);
+    }
 
-        let call = server
-            .expect(Method::PATCH, &format!("{FAULTS}/reset-orders/status"))
-            .await;
-        let status = &call.body["status"];
-        assert_eq!(status["phase"], "Injecting");
-        assert_eq!(status["observedGeneration"], 2);
-        assert_eq!((status["totalTargets"].clone(), status["injectedTargets"].clone()), (json!(2), json!(0)));
-        assert_eq!(status["targets"].as_array().unwrap().len(), 2);
-        assert!(status["startTime"].is_string(), "{status}");
-        call.answer(stored_fault());
+    let call = server
+        .expect(Method::PATCH, &format!("{FAULTS}/reset-orders/status"))
+        .await;
+    let status = &call.body["status"];
+    assert_eq!(status["phase"], "Injecting");
+    assert_eq!(status["observedGeneration"], 2);
+    assert_eq!(
+        (
+            status["totalTargets"].clone(),
+            status["injectedTargets"].clone()
+        ),
+        (json!(2), json!(0))
+    );
+    assert_eq!(status["targets"].as_array().unwrap().len(), 2);
+    assert!(status["startTime"].is_string(), "{status}");
+    written.lock().unwrap().status = status.clone();
+    call.answer(stored_fault());
 
-        assert_eq!(event(&mut server).await, "Selected");
-    })
+    assert_eq!(event(&mut server).await, "Selected");
+}
+
+/// The first reconcile of the test fault in the cluster of [`brokers`] ([`first_injection`]):
+/// what it returned, and what it wrote.
+async fn first_reconcile() -> (Action, Recorded) {
+    let written = Arc::new(Mutex::new(Recorded::default()));
+    let cluster = cache(brokers(), &[]);
+    let scenario = |server| first_injection(server, written.clone());
+    let action = run_within(
+        GuardRails::default(),
+        cluster,
+        finalized(fault("All", None)),
+        scenario,
+    )
     .await;
+    let recorded = std::mem::take(&mut *written.lock().unwrap());
+    (action, recorded)
+}
+
+#[tokio::test]
+async fn a_valid_fault_creates_one_injection_per_ready_pod_and_reports() {
+    let (action, _) = first_reconcile().await;
     assert_eq!(action, Action::requeue(RESYNC));
+}
+
+#[tokio::test]
+async fn an_unchanged_world_costs_no_request() {
+    let (_, Recorded { injections, status }) = first_reconcile().await;
+
+    // The watches then show what it wrote: reconciled again, it reads and writes nothing.
+    let mut synced = finalized(fault("All", None));
+    synced.status = Some(serde_json::from_value(status).unwrap());
+    let cluster = cache(brokers(), &injections);
+    let action = run_within(GuardRails::default(), cluster, synced, |_server| async {}).await;
+    assert_eq!(action, Action::requeue(RESYNC));
+}
+
+#[tokio::test]
+async fn nothing_is_decided_before_the_cache_is_filled() {
+    // An empty store would read as "no pods": the fault's injections would be deleted.
+    let (client, _server) = api_server();
+    let ctx = Context::new(
+        client,
+        Arc::new(Metrics::default()),
+        GuardRails::default(),
+        Cache::unfilled(),
+    );
+    let action = reconcile(Arc::new(finalized(fault("All", None))), Arc::new(ctx))
+        .await
+        .expect("a requeue, not an error");
+    assert_eq!(action, Action::requeue(CACHE_WAIT));
 }
 
 #[tokio::test]
@@ -183,11 +277,7 @@ async fn an_invalid_fault_reports_why_and_creates_nothing() {
         ..Default::default()
     });
     let action = run(invalid, |mut server| async move {
-        server
-            .expect(Method::GET, INJECTIONS)
-            .await
-            .answer(list("KafkaFaultInjectionList", vec![]));
-        // No pod list, no injection: straight to the status.
+        // No injection: straight to the status.
         let call = server
             .expect(Method::PATCH, &format!("{FAULTS}/reset-orders/status"))
             .await;
@@ -245,9 +335,11 @@ async fn a_fault_outside_the_guard_rails_loses_its_injections_and_says_why() {
         namespaces: ["kafka-prod".to_owned()].into(),
         ..GuardRails::default()
     };
-    let action = run_within(rails, live, |mut server| async move {
-        // No pod list: nothing is selected. The injections go.
-        delete_injections_of_live_pods(&mut server, &injections).await;
+    let cluster = cache(brokers(), &injections);
+    let action = run_within(rails, cluster, live, |mut server| async move {
+        // Nothing is selected. The injections go; their pods and nodes are there, so only
+        // their agents may release them.
+        delete_each(&mut server, &injections).await;
         let call = server
             .expect(Method::PATCH, &format!("{FAULTS}/reset-orders/status"))
             .await;
@@ -271,13 +363,8 @@ async fn a_fault_outside_the_guard_rails_loses_its_injections_and_says_why() {
     assert_eq!(action, Action::requeue(RESYNC));
 }
 
-/// The exchanges of taking `injections` out while their pods (broker-0, broker-1) and nodes
-/// are still there: the list, a DELETE each (they stay, terminating), a GET of each pod and node.
-async fn delete_injections_of_live_pods(server: &mut ApiServer, injections: &[Value]) {
-    server
-        .expect(Method::GET, INJECTIONS)
-        .await
-        .answer(list("KafkaFaultInjectionList", injections.to_vec()));
+/// A DELETE of each of `injections`; they stay, terminating (the agents' finalizer).
+async fn delete_each(server: &mut ApiServer, injections: &[Value]) {
     for injection in injections {
         let name = injection["metadata"]["name"].as_str().unwrap();
         server
@@ -285,16 +372,18 @@ async fn delete_injections_of_live_pods(server: &mut ApiServer, injections: &[Va
             .await
             .answer(terminating(injection.clone()));
     }
-    for target in ["broker-0", "broker-1"] {
-        server
-            .expect(Method::GET, &format!("{PODS}/{target}"))
-            .await
-            .answer(serde_json::to_value(pod(target)).unwrap());
-        server
-            .expect(Method::GET, &format!("/api/v1/nodes/node-{target}"))
-            .await
-            .answer(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": format!("node-{target}")}}));
-    }
+}
+
+/// The list a deleted fault makes of its injections: from the API server, not the cache.
+async fn list_injections(server: &mut ApiServer, injections: &[Value]) {
+    let call = server.expect(Method::GET, INJECTIONS).await;
+    assert!(
+        call.query
+            .contains("labelSelector=kafkashock.io%2Ffault%3Dreset-orders"),
+        "{}",
+        call.query
+    );
+    call.answer(list("KafkaFaultInjectionList", injections.to_vec()));
 }
 
 /// The answer to a DELETE of an injection with a finalizer: it stays, marked for deletion.
@@ -306,15 +395,23 @@ fn terminating(mut injection: Value) -> Value {
 #[tokio::test]
 async fn a_deleted_fault_deletes_its_injections_and_waits_for_the_agents() {
     let (deleting, injections) = deleting_with_active_injections();
-    let action = run(deleting, |mut server| async move {
-        // Each pod and node is still there, so only its agent may release it.
-        delete_injections_of_live_pods(&mut server, &injections).await;
-        let call = server
-            .expect(Method::PATCH, &format!("{FAULTS}/reset-orders/status"))
-            .await;
-        assert_eq!(call.body["status"]["phase"], "Recovering");
-        call.answer(stored_fault());
-    })
+    // The cache has not seen the injections yet: the list from the API server counts.
+    let cluster = cache(brokers(), &[]);
+    let action = run_within(
+        GuardRails::default(),
+        cluster,
+        deleting,
+        |mut server| async move {
+            list_injections(&mut server, &injections).await;
+            // Each pod and node is still there, so only its agent may release it.
+            delete_each(&mut server, &injections).await;
+            let call = server
+                .expect(Method::PATCH, &format!("{FAULTS}/reset-orders/status"))
+                .await;
+            assert_eq!(call.body["status"]["phase"], "Recovering");
+            call.answer(stored_fault());
+        },
+    )
     .await;
     // No PATCH removing the fault's finalizer: it stays until the injections are gone.
     assert_eq!(action, Action::requeue(RECOVERY_POLL));
@@ -324,55 +421,81 @@ async fn a_deleted_fault_deletes_its_injections_and_waits_for_the_agents() {
 async fn a_deleted_fault_whose_pods_are_gone_releases_everything_and_goes() {
     let (deleting, injections) = deleting_with_active_injections();
     let injections: Vec<Value> = injections.into_iter().map(terminating).collect();
-    let action = run(deleting, |mut server| async move {
-        server
-            .expect(Method::GET, INJECTIONS)
-            .await
-            .answer(list("KafkaFaultInjectionList", injections.clone()));
-        // Already being deleted: not deleted again. Their pods are gone.
-        for injection in &injections {
-            let target = injection["spec"]["podName"].as_str().unwrap();
-            server
-                .expect(Method::GET, &format!("{PODS}/{target}"))
-                .await
-                .not_found();
-        }
-        for injection in &injections {
-            let name = injection["metadata"]["name"].as_str().unwrap();
+    // Their pods are gone (the cache holds none); their nodes are there.
+    let nodes_only = Cache::filled(vec![], nodes(&brokers()), vec![]);
+    let action = run_within(
+        GuardRails::default(),
+        nodes_only,
+        deleting,
+        |mut server| async move {
+            list_injections(&mut server, &injections).await;
+            // Already being deleted: not deleted again.
+            for injection in &injections {
+                let name = injection["metadata"]["name"].as_str().unwrap();
+                let call = server
+                    .expect(Method::PATCH, &format!("{INJECTIONS}/{name}"))
+                    .await;
+                assert_eq!(
+                    call.body,
+                    json!({"metadata": {"finalizers": [], "resourceVersion": "7"}})
+                );
+                let mut released = injection.clone();
+                released["metadata"]["finalizers"] = json!([]);
+                call.answer(released);
+            }
             let call = server
-                .expect(Method::PATCH, &format!("{INJECTIONS}/{name}"))
+                .expect(Method::PATCH, &format!("{FAULTS}/reset-orders/status"))
+                .await;
+            assert_eq!(
+                call.body["status"]["phase"],
+                format!("{:?}", FaultPhase::Completed)
+            );
+            call.answer(stored_fault());
+            assert_eq!(event(&mut server).await, "Recovered");
+            let call = server
+                .expect(Method::PATCH, &format!("{FAULTS}/reset-orders"))
                 .await;
             assert_eq!(
                 call.body,
-                json!({"metadata": {"finalizers": [], "resourceVersion": "7"}})
+                json!([
+                    {"op": "test", "path": "/metadata/finalizers/0", "value": FAULT_FINALIZER},
+                    {"op": "remove", "path": "/metadata/finalizers/0"},
+                ])
             );
-            let mut released = injection.clone();
-            released["metadata"]["finalizers"] = json!([]);
-            call.answer(released);
-        }
+            call.answer(stored_fault());
+        },
+    )
+    .await;
+    assert_eq!(action, Action::await_change());
+}
+
+#[tokio::test]
+async fn a_fault_older_than_the_status_written_to_it_gets_no_second_write() {
+    // The injections are in place (the cache shows them) and the status is written once...
+    let (_, Recorded { injections, .. }) = first_reconcile().await;
+
+    let (client, mut server) = api_server();
+    let ctx = Arc::new(Context::new(
+        client,
+        Arc::new(Metrics::default()),
+        GuardRails::default(),
+        cache(brokers(), &injections),
+    ));
+    let stale = finalized(fault("All", None));
+    let writes = tokio::spawn(async move {
         let call = server
             .expect(Method::PATCH, &format!("{FAULTS}/reset-orders/status"))
             .await;
-        assert_eq!(
-            call.body["status"]["phase"],
-            format!("{:?}", FaultPhase::Completed)
-        );
         call.answer(stored_fault());
-        assert_eq!(event(&mut server).await, "Recovered");
-        let call = server
-            .expect(Method::PATCH, &format!("{FAULTS}/reset-orders"))
-            .await;
-        assert_eq!(
-            call.body,
-            json!([
-                {"op": "test", "path": "/metadata/finalizers/0", "value": FAULT_FINALIZER},
-                {"op": "remove", "path": "/metadata/finalizers/0"},
-            ])
-        );
-        call.answer(stored_fault());
-    })
-    .await;
-    assert_eq!(action, Action::await_change());
+        assert_eq!(event(&mut server).await, "Selected");
+        // ... then the server goes: any further request fails the reconcile below.
+    });
+    let first = reconcile(Arc::new(stale.clone()), ctx.clone());
+    assert_eq!(first.await.unwrap(), Action::requeue(RESYNC));
+    writes.await.unwrap();
+    // ... and the watch hands the fault over again as it was before that write.
+    let again = tokio::time::timeout(Duration::from_secs(10), reconcile(Arc::new(stale), ctx));
+    assert_eq!(again.await.unwrap().unwrap(), Action::requeue(RESYNC));
 }
 
 /// The test fault, hitting only the sources labelled `role=follower`.
@@ -387,50 +510,34 @@ fn isolating() -> KafkaFault {
     isolating
 }
 
-/// Answers the reconcile's reads of the injections (none) and of the target pods (broker-0),
-/// then the list of the source pods with `sources` (name and address each).
-async fn answer_reads_with_sources(server: &mut ApiServer, sources: &[(&str, &str)]) {
-    server
-        .expect(Method::GET, INJECTIONS)
-        .await
-        .answer(list("KafkaFaultInjectionList", vec![]));
-    let call = server.expect(Method::GET, PODS).await;
-    assert!(
-        call.query.contains("labelSelector=app%3Dkafka"),
-        "{}",
-        call.query
-    );
-    call.answer(list(
-        "PodList",
-        vec![serde_json::to_value(pod("broker-0")).unwrap()],
-    ));
-    let call = server.expect(Method::GET, PODS).await;
-    assert!(
-        call.query.contains("labelSelector=role%3Dfollower"),
-        "{}",
-        call.query
-    );
-    let pods = sources
-        .iter()
-        .map(|(name, ip)| {
-            let mut source = serde_json::to_value(pod(name)).unwrap();
-            source["metadata"]["labels"]["role"] = json!("follower");
-            source["status"]["podIP"] = json!(ip);
-            source["status"]["podIPs"] = json!([{"ip": ip}]);
-            source
-        })
-        .collect();
-    call.answer(list("PodList", pods));
+/// The cluster of the target broker-0 and the source pods `sources` (name and address each),
+/// labelled `role=follower` only.
+fn cluster_with_sources(sources: &[(&str, &str)]) -> Cache {
+    let mut pods = vec![pod("broker-0")];
+    for (name, ip) in sources {
+        let mut source = pod(name);
+        // Only a source: the fault's selector (app=kafka) does not pick it as a target.
+        source.metadata.labels = Some([("role".into(), "follower".into())].into());
+        let status = source.status.get_or_insert_default();
+        status.pod_ip = Some((*ip).into());
+        status.pod_ips = Some(vec![k8s_openapi::api::core::v1::PodIP { ip: (*ip).into() }]);
+        pods.push(source);
+    }
+    cache(pods, &[])
+}
+
+/// One reconcile of [`isolating`] in `cluster`, against `scenario`.
+async fn run_isolating<F>(cluster: Cache, scenario: impl FnOnce(ApiServer) -> F) -> Action
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    run_within(GuardRails::default(), cluster, isolating(), scenario).await
 }
 
 #[tokio::test]
 async fn a_source_selector_is_resolved_into_every_injection() {
-    let action = run(isolating(), |mut server| async move {
-        answer_reads_with_sources(
-            &mut server,
-            &[("broker-2", "10.0.0.12"), ("broker-1", "10.0.0.11")],
-        )
-        .await;
+    let cluster = cluster_with_sources(&[("broker-2", "10.0.0.12"), ("broker-1", "10.0.0.11")]);
+    let action = run_isolating(cluster, |mut server| async move {
         let call = server
             .expect(
                 Method::PATCH,
@@ -461,8 +568,7 @@ async fn a_source_selector_is_resolved_into_every_injection() {
 
 #[tokio::test]
 async fn a_source_selector_that_selects_no_pod_creates_no_injection_and_says_so() {
-    let action = run(isolating(), |mut server| async move {
-        answer_reads_with_sources(&mut server, &[]).await;
+    let action = run_isolating(cluster_with_sources(&[]), |mut server| async move {
         // No injection: an empty selection never means every source.
         let call = server
             .expect(Method::PATCH, &format!("{FAULTS}/reset-orders/status"))

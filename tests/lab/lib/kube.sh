@@ -90,9 +90,25 @@ kube_start_etcd() {
     die "etcd did not become healthy (log: $KUBE_DIR/etcd.log)"
 }
 
+# The audit policy: every request of a ServiceAccount (the operator's, the agents') at level
+# Metadata, nobody else's, once per request. A bench counts the requests a daemon made in
+# $KUBE_DIR/audit.log (by user), independently of the daemon's own counters.
+kube_audit_policy() {
+  cat >"$KUBE_DIR/audit-policy.yaml" <<'YAML'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  userGroups: ["system:serviceaccounts"]
+- level: None
+YAML
+}
+
 # Listens on the lab bridge's host address only: reachable from the host and the pods (the
 # `kubernetes` Service's endpoint), not from other machines.
 kube_start_apiserver() {
+  kube_audit_policy
   start_daemon "$KUBE_DIR/apiserver.pid" "$KUBE_DIR/apiserver.log" \
     "$K8S_BIN/kube-apiserver" \
     --bind-address="$HOST_IP" --advertise-address="$HOST_IP" --secure-port="$APISERVER_PORT" \
@@ -109,7 +125,9 @@ kube_start_apiserver() {
     --service-account-signing-key-file="$KUBE_DIR/sa.key" \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --api-audiences=https://kubernetes.default.svc.cluster.local \
-    --service-cluster-ip-range="$SERVICE_CIDR" --allow-privileged=true
+    --service-cluster-ip-range="$SERVICE_CIDR" --allow-privileged=true \
+    --audit-policy-file="$KUBE_DIR/audit-policy.yaml" --audit-log-path="$KUBE_DIR/audit.log" \
+    --audit-log-maxsize=200 --audit-log-maxbackup=1
   wait_for 90 curl -sf --cacert "$KUBE_DIR/ca.crt" -H "Authorization: Bearer $(kube_token)" \
     "$APISERVER_URL/readyz" ||
     die "kube-apiserver did not become ready in 90 s (log: $KUBE_DIR/apiserver.log)"
