@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark of kafka-shock-operator on the lab's kube-apiserver, as root (no agent runs), in
 # ROUNDS rounds; the operator's side and the peer's alternate (operator first in odd rounds):
-#   operator: `kubectl apply` of PODS Pods (Running, Ready, over the 2 lab nodes) and of FAULTS
-#     KafkaFaults over them (modes All, One and Percent); then a fresh operator process, built
+#   operator: `kubectl apply` of PODS Pods (Running, Ready, over 2 hollow nodes: Node objects no
+#     kubelet runs, kept Ready by this script renewing their Leases, so the pods' status is the
+#     one written here) and of FAULTS KafkaFaults over them (modes All, One and Percent); then
+#     a fresh operator process, built
 #     by this run: the time until every fault's status is rolled up for its generation and
 #     every injection exists (steady state); its CPU seconds and peak RSS (/proc); the API
 #     requests it made, counted by the API server's audit log (not by the operator); its
@@ -12,8 +14,8 @@
 #     the chart's admission policy requires): the raw cost of the writes the operator has to
 #     make, without finalizers, statuses or Events.
 # Prints each round, then min/median/max; with BENCH_FIGURES set, records them there (run-all.sh).
-# Runs as the chart's operator ServiceAccount. Cleans up what it made (the namespaces stay:
-# without a controller-manager a deleted namespace never finishes terminating).
+# Runs as the chart's operator ServiceAccount. Cleans up what it made (the namespaces stay, for
+# the next run).
 # Usage: flock /tmp/kshock-lab.lock tests/bench/operator-bench.sh [ROUNDS] [FAULTS] [PODS]
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/../.."
@@ -31,7 +33,9 @@ eval "$("$LAB" env)"
 bench_build kafka-shock-operator
 OPERATOR=$BIN/kafka-shock-operator
 WORK=$(mktemp -d)
+HOLLOW=(ksl-hollow-1 ksl-hollow-2)
 operator_pid=
+heartbeat_pid=
 as_operator_cleanup() {
   kubectl get kafkafaultinjections -n "$1" -o name 2>/dev/null |
     xargs -r -P 8 -I{} kubectl patch {} -n "$1" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
@@ -47,6 +51,7 @@ cleanup() {
     until [[ $(kubectl get kafkafaults -n "$NS" -o name 2>/dev/null | wc -l) -eq 0 ]] || (($(date +%s) - t0 > 90)); do sleep 1; done
     kill -INT "$operator_pid" 2>/dev/null && wait "$operator_pid" 2>/dev/null || true
   fi
+  [[ -n $heartbeat_pid ]] && kill "$heartbeat_pid" 2>/dev/null || true
   # Whatever is left (a failed run): drop the finalizers, then the objects. Injections only
   # the operator's account may change (the chart's admission policy).
   for ns in "$NS" "$PEER_NS"; do
@@ -55,6 +60,10 @@ cleanup() {
       xargs -r -P 8 -I{} kubectl patch {} -n "$ns" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
     kubectl delete --raw "/apis/kafkashock.io/v1alpha1/namespaces/$ns/kafkafaults" >/dev/null 2>&1 || true
     kubectl delete --raw "/api/v1/namespaces/$ns/pods?gracePeriodSeconds=0" >/dev/null 2>&1 || true
+  done
+  for node in "${HOLLOW[@]}"; do
+    kubectl delete node "$node" --ignore-not-found >/dev/null 2>&1 || true
+    kubectl delete lease "$node" -n kube-node-lease --ignore-not-found >/dev/null 2>&1 || true
   done
   rm -rf "$WORK"
 }
@@ -74,7 +83,33 @@ past() { python3 -c "import sys; sys.exit(0 if $(now) - $1 > $2 else 1)"; } # ST
 # The chart, and a kubeconfig with the operator ServiceAccount's token.
 eval "$(tests/lab/lab.sh product up 2>/dev/null | sed 's/^/export /')"
 for ns in "$NS" "$PEER_NS"; do kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null; done
-read -r -a NODES <<<"$(echo "$KSHOCK_LAB_NODES" | tr , ' ')"
+# Hollow nodes: Ready Node objects whose Leases this script renews (as a kubelet would), so the
+# node lifecycle controller keeps them Ready; tainted, so the scheduler puts nothing there.
+hollow_heartbeat() {
+  local node
+  for node in "${HOLLOW[@]}"; do
+    kubectl apply -f - >/dev/null <<YAML
+apiVersion: coordination.k8s.io/v1
+kind: Lease
+metadata: {name: $node, namespace: kube-node-lease}
+spec: {holderIdentity: $node, leaseDurationSeconds: 40, renewTime: "$(date -u +%Y-%m-%dT%H:%M:%S.%6NZ)"}
+YAML
+  done
+}
+for node in "${HOLLOW[@]}"; do
+  kubectl apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Node
+metadata: {name: $node, labels: {kafkashock.io/hollow: "true"}}
+spec: {taints: [{key: kafkashock.io/hollow, value: "true", effect: NoSchedule}]}
+YAML
+  heartbeat=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  kubectl patch node "$node" --subresource=status --type=merge -p "{\"status\":{\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\",\"reason\":\"KubeletReady\",\"message\":\"hollow node of operator-bench\",\"lastHeartbeatTime\":\"$heartbeat\",\"lastTransitionTime\":\"$heartbeat\"}]}}" >/dev/null
+done
+hollow_heartbeat
+(while sleep 10; do hollow_heartbeat; done) &
+heartbeat_pid=$!
+NODES=("${HOLLOW[@]}")
 AUDIT=$KSHOCK_LAB_STATE/kube/audit.log
 [[ -f $AUDIT ]] || { echo "bench: no audit log $AUDIT (a lab started by an older lab.sh: take it down and up)" >&2; exit 1; }
 OPERATOR_USER=$(KUBECONFIG=$KSHOCK_OPERATOR_KUBECONFIG kubectl auth whoami -o jsonpath='{.status.userInfo.username}')

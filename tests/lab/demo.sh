@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The kafka-shock demo on the built-in lab, with real Kafka, a real Kubernetes API and real
-# clients: it brings the lab up (building what it needs on the first run), shows the broker
-# pods, sniffs the broker's Kafka traffic while clients produce and consume, then runs the
-# whole product: the Helm chart's CRDs and RBAC, the operator and one agent per lab node (each
-# with its own ServiceAccount's token), and `kubectl apply -f examples/reset-producer.yaml`
-# ("reset every Produce to orders from checkout-svc"): that client fails while another goes
-# on, and after `kubectl delete` everything recovers and no rule is left. The lab stays up
-# afterwards; `tests/lab/lab.sh down` removes it.
+# The kafka-shock demo on the built-in lab, a real Kubernetes cluster on this host (two kubelets
+# with containerd), real Kafka broker pods and real clients: it brings the lab up (building what
+# it needs on the first run), shows the nodes and the broker pods, sniffs the broker's Kafka
+# traffic while clients produce and consume, then installs kafka-shock as a cluster admin
+# would: the agent and operator images are built from the release binaries and the Helm chart
+# runs the operator Deployment and the agent DaemonSet as pods. `kubectl apply -f
+# examples/reset-producer.yaml` ("reset every Produce to orders from checkout-svc") makes that
+# client fail while another goes on; the agent pod found the broker pod's network namespace by
+# the pod's UID; after `kubectl delete` everything recovers and no rule is left. The lab (and
+# kafka-shock in it) stays up afterwards; `tests/lab/lab.sh down` removes it.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$(readlink -f "$0")")/../.." && pwd)
 LAB=$ROOT/tests/lab/lab.sh
@@ -16,11 +18,11 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 # (Rust, its long single-threaded link last) goes on while the lab builds (Go, Maven, pip).
 say "building kafka-shock (the agent/CLI and the operator, in release) while the lab comes up"
 BUILD_LOG=$(mktemp)
-cargo build -q --release -p kafka-shock-agent -p kafka-shock-operator --manifest-path "$ROOT/Cargo.toml" >"$BUILD_LOG" 2>&1 &
+cargo build -q --release --locked -p kafka-shock-agent -p kafka-shock-operator --manifest-path "$ROOT/Cargo.toml" >"$BUILD_LOG" 2>&1 &
 build=$!
 trap 'kill "$build" 2>/dev/null || true; rm -f "$BUILD_LOG"' EXIT
 
-say "bringing up the lab (Kafka in network namespaces, kube-apiserver, clients)"
+say "bringing up the lab (control plane, two kubelets with containerd, Kafka as pods, clients)"
 "$LAB" status >/dev/null 2>&1 || "$LAB" up   # a running lab of any size will do
 eval "$("$LAB" env)"
 say "waiting for the kafka-shock build"
@@ -32,8 +34,9 @@ BIN=$(cargo metadata -q --format-version 1 --no-deps --manifest-path "$ROOT/Carg
 KS=$BIN/kafka-shock
 BROKER_NS=${KSHOCK_LAB_BROKER_NETNS%%,*}
 
-say "the broker pods, as an operator sees them (kubectl get nodes,pods -A -o wide)"
-kubectl get nodes,pods -A -o wide
+say "the nodes and the broker pods (kubectl get nodes,pods -A -o wide)"
+kubectl get nodes -o wide
+kubectl get pods -A -o wide
 
 topic=orders
 "$LAB" topic "$topic" >/dev/null
@@ -42,7 +45,7 @@ produce() { # CLIENT-ID: five orders, acks=all, 3 s to deliver
     "$LAB" client kcat -b "$KSHOCK_LAB_BOOTSTRAP" -t "$topic" -P -X acks=all -X "client.id=$1" -X message.timeout.ms=3000
 }
 
-say "sniffing the broker's namespace while checkout-svc produces and a consumer reads"
+say "sniffing the broker pod's namespace ($BROKER_NS) while checkout-svc produces and a consumer reads"
 "$KS" sniff --netns "$BROKER_NS" --duration 6s --summary &
 sniffer=$!
 sleep 1
@@ -51,10 +54,10 @@ produce checkout-svc
 wait "$sniffer"
 
 FAULT=$ROOT/examples/reset-producer.yaml
-say "installing kafka-shock with Helm (CRDs, ServiceAccounts, least-privilege RBAC), then the"
-say "operator and one agent per lab node, each with its own ServiceAccount's token"
-"$LAB" product start "$(dirname "$KS")"
-trap '"$LAB" product stop' EXIT
+say "installing kafka-shock: images from the release binaries, then helm install (the operator"
+say "Deployment and the agent DaemonSet run as pods, each with its own ServiceAccount)"
+"$LAB" product deploy "$BIN" >/dev/null
+kubectl get ds,deploy,pods -n kafka-shock-lab -o wide
 
 say "kubectl apply -f examples/reset-producer.yaml (reset every Produce to $topic from checkout-svc)"
 kubectl apply -f "$FAULT"
@@ -64,7 +67,10 @@ say "checkout-svc produces (its connection is reset, kcat gives up)"
 produce checkout-svc && echo "unexpected: delivered" || echo ">> checkout-svc: delivery FAILED, as the fault says"
 say "billing-svc produces to the same topic (not matched)"
 produce billing-svc && echo ">> billing-svc: delivered"
-say "the rules the agent installed in $BROKER_NS"
+node=$(kubectl get pod -n kafka kafka-broker-0 -o jsonpath='{.spec.nodeName}')
+say "the agent pod on $node: how it found the broker pod's namespace, and the rules it installed"
+kubectl logs -n kafka-shock-lab -l app.kubernetes.io/component=agent --prefix --tail=-1 |
+  grep "enforcing injection=kafka/reset-orders-producer-kafka-broker-0" | tail -1
 "$KS" rules --netns "$BROKER_NS"
 
 say "kubectl delete -f examples/reset-producer.yaml (the rules go before the fault does)"
@@ -73,5 +79,4 @@ kubectl wait --for=delete kf/reset-orders-producer -n kafka --timeout=60s
 produce checkout-svc && echo ">> checkout-svc: delivered again"
 "$KS" rules --netns "$BROKER_NS"
 
-"$LAB" product stop; trap - EXIT
-say "done: the lab is still up. Try: eval \"\$($LAB env)\"; kubectl get pods -n kafka. Remove it with: $LAB down"
+say "done: the lab and kafka-shock are still up. Try: eval \"\$($LAB env)\"; kubectl get pods -A. Remove it all with: $LAB down"

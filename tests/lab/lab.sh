@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
-# kafka-shock's local lab: real Apache Kafka brokers in network namespaces on a bridge, a real
-# kube-apiserver and etcd on loopback describing them as pods, and real Kafka clients.
+# kafka-shock's local lab: a real Kubernetes cluster on this host (etcd, kube-apiserver,
+# controller-manager, scheduler, two kubelets with containerd, kube-proxy, a CNI bridge), real
+# Apache Kafka brokers as pods of a StatefulSet, and real Kafka clients in a namespace of their own.
 #
-#   lab.sh build                 install and build everything into the cache (no root needed for Go/Maven)
+#   lab.sh build                 install and build everything into the cache (packages, binaries, images)
 #   lab.sh up [--brokers 1|3]    start the lab (idempotent); prints the environment to use it
 #                                (3 brokers: replication listener :9091, TLS listener :9094 on broker 0)
-#   lab.sh down                  remove every process, namespace, link and rule the lab made
+#   lab.sh down                  remove every process, pod, mount, namespace, link, rule and setting the lab made
 #   lab.sh status                say what is running; exit 1 when the lab is not up
 #   lab.sh env                   print the lab's environment (eval "$(lab.sh env)")
 #   lab.sh topic NAME [PARTITIONS] [REPLICAS]
 #   lab.sh client CMD [ARGS...]  run a command in the client namespace (kcat, kafka-class, python)
-#   lab.sh restart-broker ID     recreate broker ID's pod: new network namespace, new Pod UID
-#   lab.sh product up [HELM_ARGS] install the chart (e.g. --set allowedPorts={9092}); print kubeconfigs of the operator's and agent's accounts
-#   lab.sh product start BIN_DIR run the operator and one agent per node from BIN_DIR (their own tokens)
-#   lab.sh product stop          stop them (SIGTERM: agents remove their rules)
+#   lab.sh restart-broker ID     delete broker ID's pod; the StatefulSet recreates it (new UID, new netns)
+#   lab.sh netns                 (re)name each broker pod's network namespace ksl-broker-N
+#   lab.sh product deploy BIN_DIR [--set K=V...]  build the images from the binaries in BIN_DIR and run
+#                                the chart as pods (with these chart values)
+#   lab.sh product up [HELM_ARGS] install the chart without workloads (e.g. --set allowedPorts={9092});
+#                                print its accounts' kubeconfigs
+#   lab.sh product start BIN_DIR run the operator and one agent per node from BIN_DIR as host processes
+#   lab.sh product stop          stop those processes (SIGTERM: agents remove their rules)
 set -euo pipefail
 shopt -s nullglob
 # The lab's daemons outlive this script: they must not inherit its caller's descriptors (a
@@ -27,9 +32,12 @@ unset fd_path fd
 LIB=$(dirname "$(readlink -f "$0")")/lib
 source "$LIB/common.sh"
 source "$LIB/build.sh"
+source "$LIB/images.sh"
+source "$LIB/host.sh"
 source "$LIB/net.sh"
-source "$LIB/kafka.sh"
 source "$LIB/kube.sh"
+source "$LIB/node.sh"
+source "$LIB/kafka.sh"
 source "$LIB/product.sh"
 
 lab_path() { echo "$LAB_DIR/bin:$K8S_BIN:$HELM_BIN:$PY_VENV/bin:$PATH"; }
@@ -50,7 +58,8 @@ KSHOCK_LAB_CLIENT_IP=$CLIENT_IP
 KSHOCK_LAB_HOST_IP=$HOST_IP
 KSHOCK_LAB_NODES=$(IFS=,; echo "${LAB_NODES[*]}")
 KSHOCK_LAB_POD_NAMESPACE=$POD_NAMESPACE
-KSHOCK_LAB_APISERVER=https://127.0.0.1:$APISERVER_PORT
+KSHOCK_LAB_PAUSE_IMAGE=$PAUSE_IMAGE
+KSHOCK_LAB_APISERVER=$APISERVER_URL
 KSHOCK_LAB_CONTROLLER_PORT=$CONTROLLER_PORT
 KUBECONFIG=$KUBECONFIG
 PATH=$(lab_path)
@@ -69,6 +78,9 @@ running_brokers() { [[ -f $LAB_STATE/env ]] && sed -n 's/^KSHOCK_LAB_BROKERS=//p
 # Everything that could stop `up` halfway is checked before anything is created.
 preflight() {
   [[ -f $LAB_STATE/env ]] && return 0 # our own lab holds the ports and the bridge
+  if [[ -n $(ls -A "$LAB_STATE" 2>/dev/null) ]]; then
+    die "$LAB_STATE holds a lab left half made (an interrupted up, or a crash): run 'lab.sh down' first"
+  fi
   require_free_port "$APISERVER_PORT" "kube-apiserver" APISERVER
   require_free_port "$ETCD_CLIENT_PORT" "etcd client" ETCD
   require_free_port "$ETCD_PEER_PORT" "etcd peer" ETCD
@@ -77,6 +89,18 @@ preflight() {
   fi
   if ip -4 route show "$NET_PREFIX.0/24" | grep -q .; then
     die "the lab subnet $NET_PREFIX.0/24 is already in use on this host: $(ip -4 route show "$NET_PREFIX.0/24" | head -1)"
+  fi
+  local port
+  for port in "$KUBELET_PORT" "$KUBELET_HEALTHZ_PORT" 10256 10249; do
+    ss -Hltn "sport = :$port" | grep -q . &&
+      die "port $port (a kubelet's or kube-proxy's) is already in use on this host: does it run Kubernetes? $(ss -Hltnp "sport = :$port" | awk '{print $NF}' | head -1)"
+  done
+  local free_mib
+  free_mib=$(df -Pm "$(dirname "$LAB_STATE")" | awk 'NR == 2 {print $4}')
+  ((free_mib >= 2048)) ||
+    die "only $free_mib MiB free for $LAB_STATE: the lab's containers and images need about 2 GiB"
+  if host_has_kube_chains; then
+    die "the host's iptables hold KUBE-* chains: Kubernetes networking runs here, or a lab crashed ('lab.sh down' removes a lab's)"
   fi
 }
 
@@ -96,30 +120,35 @@ cmd_up() {
   fi
   preflight
   build_all
-  local started=$SECONDS id
+  local started=$SECONDS
   mkdir -p "$LAB_STATE"
   trap undo_failed_up EXIT
+  host_record
   net_up_bridge
   net_up_namespace "$CLIENT_NS" "$CLIENT_IP" "${NET6_PREFIX}100"
-  for ((id = 0; id < count; id++)); do
-    net_up_namespace "$(broker_ns "$id")" "$(broker_ip "$id")" "$(broker_ip6 "$id")"
-  done
-  log "starting $count Kafka broker(s) $KAFKA_VERSION and the Kubernetes API $K8S_VERSION"
-  kube_up "$count"
+  log "starting Kubernetes $K8S_VERSION: control plane, nodes ${LAB_NODES[*]}"
+  kube_up
+  nodes_up
+  log "starting $count Kafka broker(s) $KAFKA_VERSION as pods"
   kafka_up "$count"
   write_env "$count"
   trap - EXIT
   log "up in $((SECONDS - started)) s: bootstrap $(sed -n 's/^KSHOCK_LAB_BOOTSTRAP=//p' "$LAB_STATE/env"), KUBECONFIG=$KUBECONFIG"
 }
 
-# Every process of the lab: from its pid files, its namespaces, and (for a crash that lost
-# the pid files) from command lines only the lab's processes have.
+# Every process of the lab: from its pid files, its cgroups (the pods' containers), its
+# namespaces, and (for a crash that lost the pid files) from command lines only the lab's
+# processes have.
 lab_pids() {
   local pidfile ns
-  for pidfile in "$LAB_STATE"/broker-*/pid "$KUBE_DIR"/*.pid "$PRODUCT_DIR"/*.pid; do cat "$pidfile"; done
+  for pidfile in "$KUBE_DIR"/*.pid "$LAB_STATE"/nodes/*/*.pid "$LAB_STATE"/kube-proxy/*.pid "$PRODUCT_DIR"/*.pid; do
+    cat "$pidfile"
+  done
+  host_cgroup_pids
   for ns in $(ip netns list | awk '$1 ~ /^ksl-/ {print $1}'); do ip netns pids "$ns"; done
-  pgrep -f -- "^$K8S_BIN/(etcd|kube-apiserver) " || true
-  pgrep -f -- "kafka\.Kafka $LAB_STATE/" || true
+  pgrep -f -- "^$K8S_BIN/(etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kubelet|kube-proxy) " || true
+  pgrep -f -- "^containerd --config $LAB_STATE/" || true
+  pgrep -f -- "containerd-shim-runc-v2 .*-address $LAB_STATE/" || true
 }
 
 # True once none of the given pids exists any more, zombies included.
@@ -132,7 +161,10 @@ all_gone() {
 undo_failed_up() {
   local kept=$KSHOCK_CACHE/logs/failed-up
   rm -rf "$kept" && mkdir -p "$kept"
-  find "$LAB_STATE" -name '*.log' -exec cp --parents {} "$kept" \; 2>/dev/null || true
+  find "$LAB_STATE" -name '*.log' -not -path '*/containerd/*' -exec cp --parents {} "$kept" \; 2>/dev/null || true
+  kubectl get pods -A -o wide >"$kept/pods.txt" 2>&1 || true
+  kubectl describe nodes >"$kept/nodes.txt" 2>&1 || true
+  kubectl get events -A --sort-by=.lastTimestamp >"$kept/events.txt" 2>&1 || true
   log "up failed: removing what it started (logs kept in $kept)"
   cmd_down
 }
@@ -141,52 +173,66 @@ cmd_down() {
   require_root down
   product_stop
   local pids
-  pids=$(lab_pids | sort -u)
-  # shellcheck disable=SC2086
-  if [[ -n $pids ]]; then
-    kill -9 $pids 2>/dev/null || true
-    wait_for 15 all_gone $pids || die "lab processes survived SIGKILL: $pids"
-  fi
-  rm -rf "$KUBE_DIR" "$LAB_STATE"/broker-*
+  # Twice: a kubelet or containerd killed in the first round cannot start a container after it.
+  for _ in 1 2; do
+    pids=$(lab_pids | sort -u)
+    # shellcheck disable=SC2086
+    if [[ -n $pids ]]; then
+      kill -9 $pids 2>/dev/null || true
+      wait_for 15 all_gone $pids || die "lab processes survived SIGKILL: $pids"
+    fi
+  done
   net_down
+  host_unmount_lab || die "could not unmount: $(host_mounts_below "$LAB_STATE" | tr '\n' ' '); nothing below $LAB_STATE was removed"
+  host_remove_cgroups || die "the kubelets' cgroups could not be removed"
+  host_remove_kube_chains || die "the KUBE-* iptables chains could not be removed"
+  host_restore
   rm -rf "$LAB_STATE"
-  log "down: no lab namespace, link, rule or process remains"
+  log "down: no lab process, pod, mount, namespace, link, rule or setting remains"
 }
 
 cmd_status() {
   [[ -f $LAB_STATE/env ]] || { echo "lab: down"; return 1; }
-  local bad=0 pidfile
+  local bad=0 pidfile node
   echo "lab: up with $(running_brokers) broker(s)"
-  for pidfile in "$LAB_STATE"/broker-*/pid "$KUBE_DIR/etcd.pid" "$KUBE_DIR/apiserver.pid"; do
+  for pidfile in "$KUBE_DIR"/{etcd,apiserver,controller-manager,scheduler}.pid "$LAB_STATE"/nodes/*/{containerd,kubelet}.pid "$LAB_STATE/kube-proxy/kube-proxy.pid"; do
     if pid_alive "$pidfile"; then echo "  running: ${pidfile#"$LAB_STATE"/} (pid $(cat "$pidfile"))"
     else echo "  DEAD:    ${pidfile#"$LAB_STATE"/}"; bad=1; fi
+  done
+  for node in "${LAB_NODES[@]}"; do
+    if node_ready "$node"; then echo "  node $node: Ready"; else echo "  node $node: NOT READY"; bad=1; fi
   done
   echo "  namespaces: $(ip netns list | awk '$1 ~ /^ksl-/ {printf "%s ", $1}')"
   return $bad
 }
 
-# Broker $1's pod recreated, as a StatefulSet does after a node drain: its network namespace
-# (and every rule in it) is gone and made anew, the broker restarts on the same data, and its
-# Pod object is replaced, so it gets a new UID.
+broker_uid() { kubectl -n "$POD_NAMESPACE" get pod "$(broker_pod "$1")" -o jsonpath='{.metadata.uid}' 2>/dev/null; }
+broker_recreated() { local uid; uid=$(broker_uid "$1") && [[ -n $uid && $uid != "$2" ]]; }
+
+# Broker $1's pod recreated, as after a node drain or `kubectl delete pod`: the StatefulSet makes
+# a new pod (new UID, new network namespace, every rule gone), which starts from the broker's
+# data and keeps its address; its namespace gets the name ksl-broker-$1 again.
 cmd_restart_broker() {
   require_root restart-broker
   [[ -f $LAB_STATE/env ]] || die "the lab is not up: run 'lab.sh up' first"
-  local id=${1:?restart-broker needs a broker id} count ns dir veth
+  local id=${1:?restart-broker needs a broker id} count old
   count=$(running_brokers)
   [[ $id =~ ^[0-9]+$ ]] && ((id < count)) || die "restart-broker: no broker $id (the lab has $count)"
-  ns=$(broker_ns "$id") dir=$LAB_STATE/broker-$id veth=ksl-${ns#ksl-}
-  veth=${veth:0:14}
-  ip netns pids "$ns" | xargs -r kill -9 2>/dev/null || true
-  wait_for 15 bash -c "! ip netns pids $ns | grep -q ." || die "broker $id survived SIGKILL"
-  rm -f "$dir/pid"
-  ip netns delete "$ns"
-  wait_for 10 bash -c "! ip link show $veth >/dev/null 2>&1" || ip link delete "$veth" 2>/dev/null || true
-  net_up_namespace "$ns" "$(broker_ip "$id")" "$(broker_ip6 "$id")"
-  kubectl -n "$POD_NAMESPACE" delete pod "kafka-broker-$id" --grace-period=0 --force --ignore-not-found >/dev/null 2>&1
-  kube_register_broker_pod "$id"
-  kafka_start_broker "$id" "$count"
-  wait_for 90 kafka_brokers_ready "$count" || die "broker $id did not come back in 90 s (log: $dir/broker.log)"
-  log "broker $id restarted in a new network namespace; pod kafka-broker-$id has a new UID"
+  old=$(broker_uid "$id")
+  kubectl -n "$POD_NAMESPACE" delete pod "$(broker_pod "$id")" --wait=true >/dev/null
+  wait_for 60 broker_recreated "$id" "$old" || die "the StatefulSet did not recreate $(broker_pod "$id") in 60 s"
+  kubectl -n "$POD_NAMESPACE" wait --for=condition=Ready "pod/$(broker_pod "$id")" --timeout=120s >/dev/null ||
+    die "$(broker_pod "$id") did not become Ready in 120 s"
+  kafka_wait_ready "$count"
+  log "broker $id restarted in a new pod (UID $(broker_uid "$id"))"
+}
+
+# After pods were recreated by someone else (a test's `kubectl delete pod`, a drain): names
+# each broker's current network namespace again.
+cmd_netns() {
+  require_root netns
+  [[ -f $LAB_STATE/env ]] || die "the lab is not up: run 'lab.sh up' first"
+  kafka_wait_ready "$(running_brokers)"
 }
 
 cmd_client() {
@@ -205,12 +251,14 @@ case $cmd in
   topic) [[ -f $LAB_STATE/env ]] || die "the lab is not up"; kafka_create_topic "$@" ;;
   client) cmd_client "$@" ;;
   restart-broker) cmd_restart_broker "$@" ;;
+  netns) cmd_netns ;;
   product)
     case ${1:-} in
+      deploy) product_deploy "${@:2}" ;;
       up) product_up "${@:2}" ;;
       start) product_start "${@:2}" ;;
       stop) product_stop ;;
-      *) die "product: up [HELM_ARGS] | start BIN_DIR | stop" ;;
+      *) die "product: deploy BIN_DIR [--set K=V...] | up [HELM_ARGS] | start BIN_DIR | stop" ;;
     esac ;;
-  *) sed -n '2,14s/^# \{0,1\}//p' "$0"; [[ -z $cmd ]] || die "unknown command: $cmd" ;;
+  *) sed -n '2,21s/^# \{0,1\}//p' "$0"; [[ -z $cmd ]] || die "unknown command: $cmd" ;;
 esac

@@ -30,7 +30,9 @@ pub enum LabError {
     MissingEnv(&'static str),
     #[error("the lab's kubeconfig is unusable: {0}")]
     Kubeconfig(String),
-    #[error("{0} is not built: run `cargo build -p kafka-shock-agent` (tests/run-all.sh does)")]
+    #[error(
+        "{0} is not built: run `cargo build --workspace --bins` (tests/run-all.sh does); the lab builds the product's images from it too"
+    )]
     MissingBinary(PathBuf),
     #[error("`{command}` did not become ready; its stderr:\n{stderr}")]
     NotReady { command: String, stderr: String },

@@ -44,6 +44,21 @@ pub fn kafka_shock_bin() -> Result<PathBuf, LabError> {
     }
 }
 
+/// The directory of this test binary's profile (target/<profile>), where `cargo build
+/// --workspace --bins` put kafka-shock and kafka-shock-operator. The lab builds the product's
+/// images from them (stripped): the same binaries the CLI tests run, and no second, release
+/// build of the workspace before the tests (`tests/run-all.sh` builds them first).
+pub fn product_bin_dir() -> Result<PathBuf, LabError> {
+    let agent = kafka_shock_bin()?;
+    let dir = agent.parent().map(Path::to_path_buf).unwrap_or_default();
+    let operator = dir.join("kafka-shock-operator");
+    if operator.is_file() {
+        Ok(dir)
+    } else {
+        Err(LabError::MissingBinary(operator))
+    }
+}
+
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -310,6 +325,12 @@ impl Lab {
         self.list("KSHOCK_LAB_NODES")
     }
 
+    /// An image every lab node holds without a registry (the pods' sandbox, `pause`): for a
+    /// test's own pods, run with `imagePullPolicy: Never`.
+    pub fn pause_image(&self) -> &str {
+        self.var("KSHOCK_LAB_PAUSE_IMAGE").unwrap_or_default()
+    }
+
     /// The Kubernetes namespace holding the broker pods.
     pub fn pod_namespace(&self) -> &str {
         self.var("KSHOCK_LAB_POD_NAMESPACE").unwrap_or_default()
@@ -375,13 +396,17 @@ impl Lab {
         command
     }
 
-    /// kubectl against the lab's apiserver, as its admin.
     /// `iptables-save` and `ip6tables-save` of broker 0's namespace, one after the other.
     pub fn broker_rules(&self) -> String {
+        self.broker_rules_of(0)
+    }
+
+    /// `iptables-save` and `ip6tables-save` of broker `id`'s namespace, one after the other.
+    pub fn broker_rules_of(&self, id: usize) -> String {
         ["iptables-save", "ip6tables-save"]
             .iter()
             .map(|tool| {
-                stdout(&mut self.in_netns(&self.broker_netns()[0], tool))
+                stdout(&mut self.in_netns(&self.broker_netns()[id], tool))
                     .unwrap_or_else(|error| panic!("{error}"))
             })
             .collect::<Vec<_>>()
@@ -390,10 +415,41 @@ impl Lab {
 
     /// How many KSHOCK chains (IPv4 and IPv6) broker 0's namespace holds.
     pub fn broker_chains(&self) -> usize {
-        self.broker_rules()
+        self.broker_chains_of(0)
+    }
+
+    /// How many KSHOCK chains (IPv4 and IPv6) broker `id`'s namespace holds.
+    pub fn broker_chains_of(&self, id: usize) -> usize {
+        self.broker_rules_of(id)
             .lines()
             .filter(|line| line.starts_with(":KSHOCK-"))
             .count()
+    }
+
+    /// The host pid of broker `id`'s JVM (in its pod's network namespace).
+    pub fn broker_pid(&self, id: usize) -> u32 {
+        let pids = stdout(Command::new("ip").args(["netns", "pids", &self.broker_netns()[id]]))
+            .unwrap_or_else(|error| panic!("{error}"));
+        pids.lines()
+            .filter_map(|pid| pid.trim().parse::<u32>().ok())
+            .find(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|comm| comm.trim() == "java")
+            })
+            .unwrap_or_else(|| panic!("no JVM in broker {id}'s namespace (pids {pids:?})"))
+    }
+
+    /// Names each broker pod's current network namespace `ksl-broker-N` again (`lab.sh netns`),
+    /// after a test recreated broker pods itself (`kubectl delete pod`, a drain); waits until
+    /// every broker answers.
+    pub fn refresh_broker_netns(&self) -> Result<(), LabError> {
+        Lab::script(&["netns"]).map(drop)
+    }
+
+    /// `lab.sh restart-broker ID`: deletes broker `id`'s pod and waits until the StatefulSet's
+    /// new pod (new UID, new network namespace) serves and is named `ksl-broker-ID`.
+    pub fn restart_broker(&self, id: usize) -> Result<(), LabError> {
+        Lab::script(&["restart-broker", &id.to_string()]).map(drop)
     }
 
     /// Runs `tests/clients/<script>` with kafka-python in the client namespace against the
@@ -411,6 +467,7 @@ impl Lab {
             .unwrap_or_else(|error| panic!("{script:?} printed no JSON report ({error}): {report}"))
     }
 
+    /// kubectl against the lab's apiserver, as its admin.
     pub fn kubectl(&self) -> Command {
         self.host("kubectl")
     }

@@ -1,7 +1,13 @@
-//! kafka-shock itself on the lab: the Helm chart installed and kubeconfigs holding tokens of
-//! the chart's own ServiceAccounts (both by `lab.sh product up`, which the demo and the
-//! benchmarks use too), and the freshly built operator and agent run with them — so every test
-//! of the product also shows its RBAC is enough.
+//! kafka-shock itself on the lab, in the two ways `lab.sh product` installs it:
+//!
+//! - [`Product::deploy`]: as a cluster runs it. The agent and operator images are built from
+//!   this run's binaries and imported into every node's containerd, and the Helm chart
+//!   runs the operator Deployment and the agent DaemonSet as pods under the kubelets. The
+//!   end-to-end tests use this.
+//! - [`Product::install`]: the chart's CRDs, accounts and RBAC without its workloads, and
+//!   kubeconfigs holding tokens of the chart's own ServiceAccounts, with which a test runs the
+//!   freshly built operator or agent as a host process it starts, stops and measures itself, so
+//!   every such test also shows the chart's RBAC is enough.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -15,8 +21,8 @@ use crate::{Background, Lab, LabError, Stream, lab_script, stdout};
 /// this one's cluster-scoped names are `kshock-lab-kafka-shock-*`, so the two never collide).
 pub const RELEASE: &str = "kshock-lab";
 
-/// The namespace of that release. It is never deleted: with no controller-manager in the lab
-/// a deleted namespace stays Terminating.
+/// The namespace of that release (kept between tests: deleting it would delete the tokens of
+/// the kubeconfigs the tests hold).
 pub const NAMESPACE: &str = "kafka-shock-lab";
 
 /// The log line the operator writes once it sees the cluster's faults.
@@ -42,9 +48,15 @@ impl Component {
         }
     }
 
+    /// The name of this component's objects in release [`RELEASE`]: its Deployment or
+    /// DaemonSet, its ServiceAccount, and (with `-metrics`) its metrics Service.
+    pub fn object_name(self) -> String {
+        format!("{RELEASE}-kafka-shock-{}", self.name())
+    }
+
     /// The chart's ServiceAccount for this component in release [`RELEASE`].
     pub fn service_account(self) -> String {
-        format!("{RELEASE}-kafka-shock-{}", self.name())
+        self.object_name()
     }
 }
 
@@ -53,14 +65,15 @@ pub struct Product {
     lab: Lab,
     operator_kubeconfig: PathBuf,
     agent_kubeconfig: PathBuf,
+    /// What `lab.sh product deploy` printed: each component's image and image id.
+    printed: String,
 }
 
 impl Product {
     /// `lab.sh product up`: `helm upgrade --install` of the chart as release [`RELEASE`] in
-    /// [`NAMESPACE`] (idempotent; the CRDs of this checkout applied, so a reused lab never keeps
-    /// stale ones), then a kubeconfig per component with a TokenRequest token of its
-    /// ServiceAccount. The chart's Deployment and DaemonSet never run in the lab (no kubelet);
-    /// the tests run the binaries.
+    /// [`NAMESPACE`] without its workloads (idempotent; the CRDs of this checkout applied, so a
+    /// reused lab never keeps stale ones; running agent pods are stopped, so they remove their
+    /// rules), then a kubeconfig per component with a TokenRequest token of its ServiceAccount.
     pub fn install(lab: &Lab) -> Result<Product, LabError> {
         Product::install_with(lab, &[])
     }
@@ -68,6 +81,32 @@ impl Product {
     /// [`Product::install`] with extra `helm` arguments, e.g. `["--set", "allowedPorts={9092}"]`.
     /// The next plain [`Product::install`] puts the chart's defaults back.
     pub fn install_with(lab: &Lab, helm_args: &[&str]) -> Result<Product, LabError> {
+        let mut args = vec!["product", "up"];
+        args.extend(helm_args);
+        Product::lab_product(lab, &args)
+    }
+
+    /// `lab.sh product deploy <bin dir>`: the agent and operator images built from the
+    /// binaries beside this test binary ([`crate::product_bin_dir`]) and imported into every
+    /// node's containerd, then `helm upgrade --install` of the chart with its workloads, waiting
+    /// until the operator and one agent per node are ready. Idempotent: unchanged binaries are
+    /// neither rebuilt nor imported again, and running pods stay.
+    pub fn deploy(lab: &Lab) -> Result<Product, LabError> {
+        Product::deploy_with(lab, &[])
+    }
+
+    /// [`Product::deploy`] with chart values `KEY=VALUE` (`helm --set`), e.g.
+    /// `["agent.lease=6s"]`; the next deploy without them puts the chart's defaults back.
+    pub fn deploy_with(lab: &Lab, values: &[&str]) -> Result<Product, LabError> {
+        let bin_dir = crate::product_bin_dir()?.to_string_lossy().into_owned();
+        let mut args = vec!["product", "deploy", &bin_dir];
+        for value in values {
+            args.extend(["--set", value]);
+        }
+        Product::lab_product(lab, &args)
+    }
+
+    fn lab_product(lab: &Lab, args: &[&str]) -> Result<Product, LabError> {
         // Tests of one binary run on parallel threads; helm refuses concurrent upgrades.
         static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _installing = INSTALLING
@@ -75,25 +114,40 @@ impl Product {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let printed = stdout(
             Command::new(lab_script())
-                .args(["product", "up"])
-                .args(helm_args)
+                .args(args)
                 .env("KSHOCK_LAB_RELEASE", RELEASE)
                 .env("KSHOCK_LAB_RELEASE_NAMESPACE", NAMESPACE),
         )?;
-        let path_of = |key: &str| {
-            printed
-                .lines()
-                .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
-                .map(PathBuf::from)
-                .ok_or_else(|| {
-                    LabError::Kubeconfig(format!("lab.sh product up printed no {key}: {printed}"))
-                })
-        };
-        Ok(Product {
+        let mut product = Product {
             lab: lab.clone(),
-            operator_kubeconfig: path_of("KSHOCK_OPERATOR_KUBECONFIG")?,
-            agent_kubeconfig: path_of("KSHOCK_AGENT_KUBECONFIG")?,
-        })
+            operator_kubeconfig: PathBuf::new(),
+            agent_kubeconfig: PathBuf::new(),
+            printed,
+        };
+        product.operator_kubeconfig = PathBuf::from(product.printed("KSHOCK_OPERATOR_KUBECONFIG")?);
+        product.agent_kubeconfig = PathBuf::from(product.printed("KSHOCK_AGENT_KUBECONFIG")?);
+        Ok(product)
+    }
+
+    /// A `KEY=value` line `lab.sh product` printed.
+    fn printed(&self, key: &str) -> Result<&str, LabError> {
+        self.printed
+            .lines()
+            .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+            .ok_or_else(|| {
+                LabError::Kubeconfig(format!("lab.sh product printed no {key}: {}", self.printed))
+            })
+    }
+
+    /// The image a deployed component runs (`ghcr.io/kafka-shock/agent:0.1.0`) and its id
+    /// (`sha256:…`, the config digest a pod's status reports as its imageID), as built and
+    /// imported by [`Product::deploy`].
+    pub fn image(&self, component: Component) -> Result<(&str, &str), LabError> {
+        let prefix = format!("KSHOCK_{}_IMAGE", component.name().to_uppercase());
+        Ok((
+            self.printed(&prefix)?,
+            self.printed(&format!("{prefix}_ID"))?,
+        ))
     }
 
     /// A kubeconfig for the lab's API server (and its CA) holding a token of `component`'s own

@@ -3,10 +3,11 @@
 //! kube-apiserver, whose admission and RBAC then judge every object: the CRDs become
 //! Established, the examples pass server-side validation (schema and CEL), an invalid fault is
 //! rejected, and each ServiceAccount can do what its part needs and nothing it must not.
+//! `helm uninstall` and the namespace's deletion (by the lab's namespace controller) then leave
+//! the cluster as it was.
 //!
-//! The lab runs no kubelet or controller-manager, so the Deployment and DaemonSet are stored
-//! but never run, and this test finishes the namespace deletion that the namespace controller
-//! would otherwise do.
+//! The release here never pulls an image (`pullPolicy: Never`): the pods it runs are the
+//! end-to-end tests' business (tests/tests/only_a_real_node.rs).
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -147,9 +148,10 @@ fn chart_ships_the_generated_crds_byte_for_byte() {
             "packaged crds/{file} differs from crds/{file}"
         );
     }
+    let listed = stdout_of(Command::new("tar").arg("-tzf").arg(&archive));
     assert!(
-        !out.path().join("kafka-shock/docker").exists(),
-        "the Dockerfiles should be left out of the package (.helmignore)"
+        !listed.lines().any(|file| file.ends_with("Dockerfile")),
+        "the image recipes (images/) are no part of the chart:\n{listed}"
     );
 }
 
@@ -203,6 +205,19 @@ fn chart_lints_and_renders() {
     let monitored = render(&lab, &["metrics.serviceMonitor.enabled=true"]);
     assert_eq!(count_kind(&monitored, "ServiceMonitor"), 2, "{monitored}");
     assert!(monitored.contains("apiVersion: monitoring.coreos.com/v1"));
+
+    let without_agent = render(&lab, &["agent.enabled=false"]);
+    assert_eq!(
+        count_kind(&without_agent, "DaemonSet"),
+        0,
+        "{without_agent}"
+    );
+    assert_eq!(count_kind(&without_agent, "Service"), 1, "{without_agent}");
+    assert_eq!(
+        count_kind(&without_agent, "ClusterRole"),
+        2,
+        "{without_agent}"
+    );
 
     let privileged = render(&lab, &["agent.privileged=true"]);
     assert!(privileged.contains("privileged: true"), "{privileged}");
@@ -261,6 +276,7 @@ fn values_schema_rejects_bad_values_naming_them() {
             "agent.privileged=maybe",
             ["/agent/privileged", "want boolean"],
         ),
+        ("agent.enabled=yes", ["/agent/enabled", "want boolean"]),
         (
             "agent.image.pullPolicy=Sometimes",
             [
@@ -365,48 +381,44 @@ impl Drop for Installed<'_> {
     }
 }
 
-/// Deletes an empty namespace. With no controller-manager in the lab, nothing removes the
-/// `kubernetes` finalizer, so once the namespace is empty this does what the namespace
-/// controller would: it finalizes it.
+/// Deletes a namespace once only what the cluster itself puts in every namespace is left in it
+/// (the `default` ServiceAccount, the `kube-root-ca.crt` ConfigMap) and pods still terminating;
+/// waits until the lab's namespace controller has finalized it.
 fn delete_namespace(lab: &Lab, namespace: &str) {
-    let leftovers = stdout_of(lab.kubectl().args([
-        "get",
-        "all,secrets,configmaps,serviceaccounts,roles,rolebindings",
-        "-n",
-        namespace,
-        "-o",
-        "name",
-        "--ignore-not-found",
-    ]));
-    assert!(
-        leftovers.trim().is_empty(),
-        "namespace {namespace} still holds:\n{leftovers}"
-    );
-    stdout_of(
-        lab.kubectl()
-            .args(["delete", "namespace", namespace, "--wait=false"]),
-    );
-    let mut object = json_of(
-        lab.kubectl()
-            .args(["get", "namespace", namespace, "-o", "json"]),
-    );
-    object["spec"]["finalizers"] = serde_json::json!([]);
-    lab::stdout_with_input(
-        lab.kubectl().args([
-            "replace",
-            "--raw",
-            &format!("/api/v1/namespaces/{namespace}/finalize"),
-            "-f",
-            "-",
-        ]),
-        &object.to_string(),
-    )
-    .unwrap_or_else(|error| panic!("{error}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let leftovers = stdout_of(lab.kubectl().args([
+            "get",
+            "all,secrets,configmaps,serviceaccounts,roles,rolebindings",
+            "-n",
+            namespace,
+            "-o",
+            "name",
+            "--ignore-not-found",
+        ]));
+        let unexpected: Vec<&str> = leftovers
+            .lines()
+            .filter(|object| {
+                !object.starts_with("pod/")
+                    && *object != "configmap/kube-root-ca.crt"
+                    && *object != "serviceaccount/default"
+            })
+            .collect();
+        if unexpected.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "namespace {namespace} still holds:\n{leftovers}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
     stdout_of(lab.kubectl().args([
-        "wait",
-        "--for=delete",
-        &format!("namespace/{namespace}"),
-        "--timeout=30s",
+        "delete",
+        "namespace",
+        namespace,
+        "--ignore-not-found",
+        "--timeout=120s",
     ]));
 }
 
@@ -474,6 +486,10 @@ fn chart_installs_on_the_lab_apiserver_with_least_privilege() {
         NAMESPACE,
         "--create-namespace",
         "--wait=false",
+        "--set",
+        "agent.image.pullPolicy=Never",
+        "--set",
+        "operator.image.pullPolicy=Never",
     ]));
     assert!(notes.contains("STATUS: deployed"), "{notes}");
     assert!(notes.contains("kubectl get kf -A -w"), "{notes}");
@@ -566,9 +582,16 @@ fn chart_installs_on_the_lab_apiserver_with_least_privilege() {
             .find(|mount| mount["mountPath"] == path)
             .unwrap_or_else(|| panic!("no mount at {path}: {mounts:?}"))
     };
-    assert_eq!(mount("/host/proc")["readOnly"], true);
     assert_eq!(mount("/run/netns")["mountPropagation"], "HostToContainer");
     mount("/run/xtables.lock");
+    // hostPID gives the agent the node's processes in its own /proc: no host /proc is mounted.
+    let volumes = pod["volumes"].as_array().expect("volumes");
+    assert!(
+        !volumes
+            .iter()
+            .any(|volume| volume["hostPath"]["path"] == "/proc"),
+        "{volumes:?}"
+    );
 
     let deployment = json_of(lab.kubectl().args([
         "get",

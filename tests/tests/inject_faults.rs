@@ -51,15 +51,6 @@ fn start_inject_in(fault: &Path, target: &[&str]) -> Background {
     .expect("inject becomes active")
 }
 
-/// The pid of broker 0's JVM, whose network namespace is the broker's.
-fn broker_pid() -> String {
-    let state = std::env::var("KSHOCK_LAB_STATE").unwrap_or_else(|_| "/run/kafka-shock-lab".into());
-    std::fs::read_to_string(format!("{state}/broker-0/pid"))
-        .expect("broker pid file")
-        .trim()
-        .to_owned()
-}
-
 /// Sends `count` records one by one with kafka-python; returns how many were acknowledged.
 fn python_acked(lab: &Lab, topic: &str, client_id: &str, count: u32) -> u64 {
     let report = lab.python_report(
@@ -355,7 +346,8 @@ fn a_fault_ends_by_itself_at_the_end_of_its_duration() {
         "  match: {apiKeys: [Produce], clientId: {exact: client-d}}\n  action: {type: Reject}\n  duration: 3s\n",
     );
     // Named by the broker's process this time, as `--pid` users do.
-    let mut inject = start_inject_in(&fault, &["--pid", &broker_pid()]);
+    let broker = lab.broker_pid(0).to_string();
+    let mut inject = start_inject_in(&fault, &["--pid", &broker]);
     assert_eq!(python_acked(&lab, "orders", "client-d", 3), 0);
     assert!(
         inject.wait_for(Duration::from_secs(15), |lines| lines

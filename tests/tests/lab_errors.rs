@@ -118,6 +118,18 @@ fn up_with_a_foreign_bridge_of_the_same_name_refuses() {
     );
 }
 
+#[test]
+fn up_over_a_half_made_lab_says_to_take_it_down_first() {
+    let state = TempDir::new("half-made");
+    // What an `up` killed halfway leaves: state of its own, no env file.
+    std::fs::write(state.path().join("bridge"), "ksl-brerr\n").expect("state file");
+    let before = netns_names();
+    let output = isolated_up(state.path(), &[]);
+    failed_with(&output, "holds a lab left half made");
+    failed_with(&output, "run 'lab.sh down' first");
+    assert_eq!(netns_names(), before, "a refused up created namespaces");
+}
+
 /// A build step whose registry is unreachable fails with a message naming that step.
 fn build_offline(cache: &Path, env: &[(&str, String)]) -> Output {
     let mut command = Command::new(lab_script());

@@ -1,5 +1,6 @@
 //! The lab smoke test: every real client round-trips through the broker from the client
-//! namespace, and the real Kubernetes API describes the lab.
+//! namespace, and the lab is a real Kubernetes cluster: its nodes are kubelets that report
+//! Ready, the broker runs as a pod whose logs and shell kubectl reaches through its kubelet.
 
 use std::process::Command;
 
@@ -138,6 +139,70 @@ fn kubectl_shows_the_lab_nodes_and_broker_pods() {
         pod_line.contains(broker_ip.as_deref().unwrap_or("?")),
         "{pod_line}"
     );
+}
+
+#[test]
+fn the_nodes_are_kubelets_with_containerd_and_kubectl_reaches_the_pods() {
+    let lab = Lab::up().expect("lab up");
+    let nodes = stdout_of(lab.kubectl().args(["get", "nodes", "-o", "json"]));
+    let nodes: serde_json::Value = serde_json::from_str(&nodes).expect("json");
+    let items = nodes["items"].as_array().expect("nodes");
+    assert_eq!(items.len(), lab.nodes().len());
+    for node in items {
+        let info = &node["status"]["nodeInfo"];
+        assert_eq!(info["kubeletVersion"], "v1.34.4", "{info}");
+        assert!(
+            info["containerRuntimeVersion"]
+                .as_str()
+                .is_some_and(|runtime| runtime.starts_with("containerd://")),
+            "{info}"
+        );
+        let ready = node["status"]["conditions"]
+            .as_array()
+            .expect("conditions")
+            .iter()
+            .any(|condition| condition["type"] == "Ready" && condition["status"] == "True");
+        assert!(ready, "{} is not Ready", node["metadata"]["name"]);
+    }
+    // Logs and exec go through the apiserver to the pod's kubelet, then its containerd.
+    let logs = stdout_of(
+        lab.kubectl()
+            .args(["logs", "-n", lab.pod_namespace(), "kafka-broker-0"]),
+    );
+    assert!(logs.contains("Kafka Server started"), "{logs}");
+    let user = stdout_of(lab.kubectl().args([
+        "exec",
+        "-n",
+        lab.pod_namespace(),
+        "kafka-broker-0",
+        "--",
+        "id",
+        "-u",
+    ]));
+    assert_eq!(user.trim(), "1001", "the broker runs as its image's user");
+    // On the host, the broker's processes sit in the kubelet's cgroup of the pod.
+    let uid = stdout_of(lab.kubectl().args([
+        "get",
+        "pod",
+        "-n",
+        lab.pod_namespace(),
+        "kafka-broker-0",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]));
+    let in_pod = format!("pod{uid}/");
+    let pod_processes = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|cgroup| {
+                cgroup
+                    .lines()
+                    .any(|line| line.contains("/kubepods/") && line.contains(&in_pod))
+            })
+        })
+        .count();
+    assert!(pod_processes >= 2, "the pod's sandbox and broker processes");
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
-//! The operator on the lab's real kube-apiserver, run as the chart's own ServiceAccount: what it
-//! writes for each KafkaFault (injections, status, Events, metrics), and how faults end. No
-//! agent runs; where an agent would act (injection status, removing its finalizer), the test
-//! does, with the chart's agent ServiceAccount.
+//! The operator on the lab's real kube-apiserver, run as a process with a token of the chart's
+//! own ServiceAccount (the chart installed without its workloads): what it writes for each
+//! KafkaFault (injections, status, Events, metrics), and how faults end. No agent runs; where an
+//! agent would act (injection status, removing its finalizer), the test does, with the chart's
+//! agent ServiceAccount.
 //!
 //! Needs root and the lab (three broker pods); fails, never skips, when it cannot run.
 
@@ -669,8 +670,9 @@ fn a_deleted_fault_stays_until_the_agents_release_its_injections() {
     assert!(injections(&lab, "op-delete").is_empty());
 }
 
-/// A pod object of this test's own (not a lab broker), Running and Ready on `node`.
-fn create_pod(lab: &Lab, name: &str, node: &str, ip: &str) {
+/// A pod of this test's own (not a lab broker) on `node`, run by that node's kubelet from the
+/// lab's pause image; returns its IP once it is Running and Ready.
+fn create_pod(lab: &Lab, name: &str, node: &str) -> String {
     apply(
         lab,
         &format!(
@@ -679,40 +681,39 @@ kind: Pod
 metadata: {{name: {name}, namespace: {PODS}, labels: {{app: op-extra}}}}
 spec:
   nodeName: {node}
-  containers: [{{name: kafka, image: apache/kafka}}]
+  terminationGracePeriodSeconds: 1
+  containers: [{{name: idle, image: localhost/kafka-shock/pause:lab, imagePullPolicy: Never}}]
 "
         ),
     );
-    let status = json!({"status": {
-        "phase": "Running",
-        "podIP": ip,
-        "podIPs": [{"ip": ip}],
-        "conditions": [{"type": "Ready", "status": "True"}],
-    }});
     ok(lab.kubectl().args([
-        "patch",
+        "wait",
+        "-n",
+        PODS,
+        &format!("pod/{name}"),
+        "--for=condition=Ready",
+        "--timeout=60s",
+    ]));
+    ok(lab.kubectl().args([
+        "get",
         "pod",
         name,
         "-n",
         PODS,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        &status.to_string(),
-    ]));
+        "-o",
+        "jsonpath={.status.podIP}",
+    ]))
 }
 
 fn delete_pod(lab: &Lab, name: &str) {
-    // No kubelet confirms a graceful deletion in the lab: remove the object at once.
     ok(lab.kubectl().args([
         "delete",
         "pod",
         name,
         "-n",
         PODS,
-        "--grace-period=0",
-        "--force",
         "--ignore-not-found",
+        "--timeout=60s",
     ]));
 }
 
@@ -734,7 +735,7 @@ fn a_vanished_pod_releases_its_injection_and_a_new_one_is_targeted() {
         faults: vec!["op-pod"],
     };
     let node = lab.nodes()[0].clone();
-    create_pod(&lab, "op-extra-pod", &node, "10.77.0.250");
+    create_pod(&lab, "op-extra-pod", &node);
     let _operator = start_operator(&product);
     apply(
         &lab,
@@ -755,7 +756,7 @@ fn a_vanished_pod_releases_its_injection_and_a_new_one_is_targeted() {
     wait_phase(&lab, "op-pod", "Pending");
 
     // The pod comes back (new UID, new IP): the fault follows it.
-    create_pod(&lab, "op-extra-pod", &node, "10.77.0.251");
+    let ip = create_pod(&lab, "op-extra-pod", &node);
     let recreated = json_of(
         lab.kubectl()
             .args(["get", "pod", "op-extra-pod", "-n", PODS]),
@@ -763,7 +764,7 @@ fn a_vanished_pod_releases_its_injection_and_a_new_one_is_targeted() {
     let [after] = &wait_injections(&lab, "op-pod", 1)[..] else {
         unreachable!()
     };
-    assert_eq!(after["spec"]["podIP"], "10.77.0.251");
+    assert_eq!(after["spec"]["podIP"], ip.as_str());
     assert_eq!(after["spec"]["podUID"], recreated["metadata"]["uid"]);
     assert_ne!(after["spec"]["podUID"], before["spec"]["podUID"]);
 }

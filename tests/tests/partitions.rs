@@ -56,7 +56,7 @@ impl Stack {
 /// The KafkaFault `name` on the brokers `brokers` (ids), with the spec lines `spec`.
 fn fault_on(name: &str, brokers: &[&str], spec: &str) -> String {
     format!(
-        "apiVersion: kafkashock.io/v1alpha1\nkind: KafkaFault\nmetadata: {{name: {name}, namespace: kafka}}\nspec:\n  selector: {{matchExpressions: [{{key: kafkashock.io/broker-id, operator: In, values: [{}]}}]}}\n{spec}",
+        "apiVersion: kafkashock.io/v1alpha1\nkind: KafkaFault\nmetadata: {{name: {name}, namespace: kafka}}\nspec:\n  selector: {{matchExpressions: [{{key: apps.kubernetes.io/pod-index, operator: In, values: [{}]}}]}}\n{spec}",
         brokers.join(", ")
     )
 }
@@ -366,7 +366,7 @@ fn a_source_selector_partition_takes_the_isolated_broker_out_of_the_isr() {
         "isolate-broker-0",
         &["\"1\"", "\"2\""],
         &format!(
-            "  ports: [{port}]\n  match:\n    sourceSelector: {{matchLabels: {{kafkashock.io/broker-id: \"0\"}}}}\n  action: {{type: Reject}}\n"
+            "  ports: [{port}]\n  match:\n    sourceSelector: {{matchLabels: {{apps.kubernetes.io/pod-index: \"0\"}}}}\n  action: {{type: Reject}}\n"
         ),
     ));
     stack.kubectl(&[

@@ -1,7 +1,7 @@
 //! `kafka-shock sniff --pod-ip/--pod-uid` on the lab: the namespace is found by scanning
-//! `/proc`, as the node agent will find a pod's. The lab's brokers are plain network
-//! namespaces with a pod IP but no kubelet cgroups, so the IP finds the broker and the UID of
-//! its Pod object finds nothing (the UID path is unit-tested on cgroup fixtures).
+//! `/proc`, as the node agent finds a pod's. The lab's brokers are pods the kubelets run, so the
+//! broker pod's UID is in its processes' cgroup paths (`/<node>/kubepods/<qos>/pod<UID>/…`) and
+//! its IP on its namespace's interface: each finds the broker, and an unknown one finds nothing.
 
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -36,11 +36,41 @@ fn assert_exit_2_saying(output: &Output, expected: &str) {
     );
 }
 
+fn broker_uid(lab: &Lab) -> String {
+    let uid = lab::stdout(lab.kubectl().args([
+        "get",
+        "pod",
+        "-n",
+        lab.pod_namespace(),
+        "kafka-broker-0",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]))
+    .unwrap_or_else(|error| panic!("{error}"));
+    assert!(!uid.trim().is_empty(), "the broker's Pod has a UID");
+    uid.trim().to_owned()
+}
+
 #[test]
 fn sniff_by_pod_ip_decodes_the_brokers_produce() {
     let _exclusive = lab::exclusive();
     let lab = Lab::up().expect("lab up");
-    let topic = format!("pod-netns-{}", std::process::id());
+    let pod_ip = broker_ip(&lab);
+    sniff_decodes_the_brokers_produce(&lab, &["--pod-ip", &pod_ip], "ip");
+}
+
+#[test]
+fn sniff_by_pod_uid_decodes_the_brokers_produce() {
+    let _exclusive = lab::exclusive();
+    let lab = Lab::up().expect("lab up");
+    let uid = broker_uid(&lab);
+    sniff_decodes_the_brokers_produce(&lab, &["--pod-uid", &uid], "uid");
+}
+
+/// Sniffs the namespace `find` names (`--pod-ip IP`, `--pod-uid UID`) for 4 s while kcat
+/// produces three records, and checks the sniffer decoded them.
+fn sniff_decodes_the_brokers_produce(lab: &Lab, find: &[&str], name: &str) {
+    let topic = format!("pod-netns-{name}-{}", std::process::id());
     lab.create_topic(&topic, 1, 1).expect("topic created");
     let dir = TempDir::new("pod-netns");
     let json = dir.path().join("sniff.ndjson");
@@ -48,14 +78,17 @@ fn sniff_by_pod_ip_decodes_the_brokers_produce() {
     let started = Instant::now();
     let live = Background::start(
         Command::new(kafka_shock_bin().expect("kafka-shock binary"))
-            .args(["sniff", "--pod-ip", &broker_ip(&lab), "--duration", "4s"])
-            .arg("--json")
+            .arg("sniff")
+            .args(find)
+            .args(["--duration", "4s", "--json"])
             .stdout(std::fs::File::create(&json).expect("sniff output file")),
         Stream::Stderr,
         "listening",
         Duration::from_secs(10),
     )
-    .expect("sniff finds the broker's namespace by its pod IP and starts");
+    .unwrap_or_else(|error| {
+        panic!("sniff {find:?} finds the broker's namespace and starts: {error}")
+    });
     lab::stdout_with_input(
         lab.client("kcat").args([
             "-b",
@@ -100,22 +133,12 @@ fn sniff_by_unknown_pod_ip_says_nothing_has_it() {
 }
 
 #[test]
-fn sniff_by_pod_uid_finds_no_kubelet_cgroup_in_the_lab() {
+fn sniff_by_unknown_pod_uid_says_nothing_carries_it() {
     let _exclusive = lab::exclusive();
     let lab = Lab::up().expect("lab up");
-    let uid = lab::stdout(lab.kubectl().args([
-        "get",
-        "pod",
-        "-n",
-        lab.pod_namespace(),
-        "kafka-broker-0",
-        "-o",
-        "jsonpath={.metadata.uid}",
-    ]))
-    .unwrap_or_else(|error| panic!("{error}"));
-    let uid = uid.trim();
-    assert!(!uid.is_empty(), "the broker's Pod object has a UID");
-    let output = sniff_output(&["--pod-uid", uid, "--duration", "1s"]);
+    // A UID of the right shape that no pod has: the broker's, reversed.
+    let uid: String = broker_uid(&lab).chars().rev().collect();
+    let output = sniff_output(&["--pod-uid", &uid, "--duration", "1s"]);
     assert_exit_2_saying(
         &output,
         &format!("no network namespace carries pod UID {uid}"),

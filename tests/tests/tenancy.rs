@@ -12,10 +12,12 @@
 //!   port, is refused with a message (by `kubectl apply`, and by the operator's Valid condition);
 //! - `kafka-shock inject` refuses the host's own network namespace without `--allow-host-netns`.
 //!
-//! Every refusal has its positive control in the same test. The lab's "pods" are Pod objects
-//! over plain network namespaces, so a real `hostNetwork` pod's processes in the node's
-//! namespace cannot be shown here; resolution's refusal of them is unit-tested
-//! (`assignment::pod_netns`), and the real-node lab is where it runs end to end.
+//! Every refusal has its positive control in the same test. The `hostNetwork` pods are real
+//! pods run by the lab's kubelets (the lab's `pause` image): their process sits in the node's
+//! own network namespace with the pod's UID in its cgroup, so the refusal, and its lifting by
+//! `agent.allowHostNetworkTargets` (the fault then lands on the node itself), run end to end.
+//! The agents here are host processes with the chart's flags, beside the chart installed
+//! without its workloads.
 
 use std::collections::BTreeSet;
 use std::process::{Command, Output};
@@ -346,9 +348,10 @@ fn wait_refused(lab: &Lab, namespace: &str, name: &str, reason: &str) -> (String
     )
 }
 
-/// A Pod object `name` in the brokers' namespace on `node` with `hostNetwork: true` and the
-/// `labels`, Running and Ready at `ip` (as the kubelet would report a host-network pod).
-fn host_network_pod(lab: &Lab, name: &str, node: &str, labels: &str, ip: &str) -> PodRef {
+/// A real pod `name` in the brokers' namespace on `node` with `hostNetwork: true` and the
+/// `labels`, run by that node's kubelet from the lab's own `pause` image: its process sits in
+/// the node's network namespace, with the pod's UID in its cgroup. Returns once it is Ready.
+fn host_network_pod(lab: &Lab, name: &str, node: &str, labels: &str) -> PodRef {
     let manifest = format!(
         "apiVersion: v1
 kind: Pod
@@ -356,18 +359,21 @@ metadata: {{name: {name}, namespace: {PODS}, labels: {labels}}}
 spec:
   nodeName: {node}
   hostNetwork: true
-  containers: [{{name: kafka, image: apache/kafka}}]
-"
+  terminationGracePeriodSeconds: 0
+  containers: [{{name: pause, image: {image}, imagePullPolicy: Never}}]
+",
+        image = lab.pause_image()
     );
     apply_with(&mut lab.kubectl(), &manifest).unwrap_or_else(|error| panic!("{error}"));
-    let status = json!({"status": {
-        "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": ip,
-        "conditions": [{"type": "Ready", "status": "True"}],
-    }});
-    ok(lab
-        .kubectl()
-        .args(["patch", "pod", name, "-n", PODS, "--subresource=status"])
-        .args(["--type=merge", "-p", &status.to_string()]));
+    ok(lab.kubectl().args([
+        "wait",
+        "pod",
+        name,
+        "-n",
+        PODS,
+        "--for=condition=Ready",
+        "--timeout=60s",
+    ]));
     pod_ref(lab, PODS, name)
 }
 
@@ -468,13 +474,7 @@ fn the_agent_acts_only_on_injections_that_match_their_live_pod() {
         .unwrap()
         .to_owned();
     let owner = Some(("tenancy-owner", owner_uid.as_str()));
-    let host_pod = host_network_pod(
-        &lab,
-        "tenancy-hostnet",
-        &node,
-        "{app: tenancy-hostnet}",
-        "10.77.0.1",
-    );
+    let host_pod = host_network_pod(&lab, "tenancy-hostnet", &node, "{app: tenancy-hostnet}");
     let wrong_uid = PodRef {
         uid: "0badc0de-0000-4000-8000-000000000000".into(),
         ..broker.clone()
@@ -632,7 +632,6 @@ fn a_host_network_pod_is_refused_and_the_fault_says_why_unless_the_chart_allows_
         "tenancy-hostnet-broker",
         &node,
         "{app: tenancy-hostnet-broker}",
-        "10.77.0.1",
     );
     let _operator = product.start_operator().expect("operator starts");
     let agent = product.start_agent(&node).expect("agent starts");
@@ -675,8 +674,8 @@ fn a_host_network_pod_is_refused_and_the_fault_says_why_unless_the_chart_allows_
         .to_owned();
 
     // The chart's agent.allowHostNetworkTargets reaches the agent as its flag, and lifts this
-    // refusal only: the lab's pod has no process of its own, and an address alone never
-    // resolves to the node's namespace, so it waits for its namespace, still installing nothing.
+    // refusal only: the real pod's process is found by its UID in the node's namespace, and the
+    // fault is installed there, on the node itself, as asked; deleting the fault removes it.
     let allowing = Product::install_with(&lab, &["--set", "agent.allowHostNetworkTargets=true"])
         .expect("upgrade");
     let flags = allowing
@@ -688,21 +687,21 @@ fn a_host_network_pod_is_refused_and_the_fault_says_why_unless_the_chart_allows_
     let _allowing_agent = allowing
         .start_agent_with(&node, metrics, &flags)
         .expect("agent starts");
-    let status = wait_for(Duration::from_secs(30), "the refusal lifted", || {
+    wait_for(Duration::from_secs(30), "the refusal lifted", || {
         let status =
             injection_status(&lab, PODS, "tenancy-hostnet-tenancy-hostnet-broker")["status"]
                 .clone();
-        (status["phase"] == "Pending" && status.get("reason").is_none()).then_some(status)
+        let host_rules = ok(&mut lab.host("iptables-save"));
+        (status["phase"] == "Active"
+            && status.get("reason").is_none()
+            && host_rules.contains(uid.as_str()))
+        .then_some(())
     });
-    assert!(
-        status["lastError"]
-            .as_str()
-            .unwrap()
-            .starts_with("the pod's network namespace is not found"),
-        "{status}"
+    assert_eq!(
+        lab.broker_chains(),
+        0,
+        "only the node's namespace was asked for"
     );
-    nothing_installed_for(&lab, &[uid], Duration::from_secs(6));
-    Product::install(&lab).expect("the chart's defaults back");
     ok(lab.kubectl().args([
         "delete",
         "kf",
@@ -711,6 +710,10 @@ fn a_host_network_pod_is_refused_and_the_fault_says_why_unless_the_chart_allows_
         PODS,
         "--timeout=60s",
     ]));
+    wait_for(Duration::from_secs(30), "the node's rules gone", || {
+        (!rules_everywhere(&lab).contains(uid.as_str())).then_some(())
+    });
+    Product::install(&lab).expect("the chart's defaults back");
     drop(objects);
 }
 

@@ -23,6 +23,7 @@ use kafka_shock_crds::{
     rule_id,
 };
 
+use super::pod_netns::FoundBy;
 use super::vet::{HOST_NETWORK_HINT, HostTargets, Refusal, vet};
 use super::{Desired, Tally, conditions_for, desired, status_for, time_until};
 use crate::fault::{FaultPlan, PlanError};
@@ -36,11 +37,12 @@ const STARTING: Duration = Duration::from_millis(250);
 const SOONEST: Duration = Duration::from_millis(100);
 
 /// A network namespace as resolved now: its file and inode (a new inode is a new namespace,
-/// e.g. a restarted pod's).
+/// e.g. a restarted pod's), and how it was matched to the pod (for the agent's log).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PodNetns {
     pub path: PathBuf,
     pub inode: u64,
+    pub found_by: FoundBy,
 }
 
 /// Why the pod's network namespace is not at hand.

@@ -43,6 +43,42 @@ pub struct Candidate {
     pub addresses: BTreeSet<IpAddr>,
 }
 
+/// How a namespace was matched to its pod: by the pod UID in a member process's cgroup (the
+/// exact key, as the kubelet names pod cgroups), or by the pod's address (the fallback, for
+/// namespaces no kubelet made). The agent logs it when it starts enforcing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FoundBy {
+    PodUid,
+    /// The weaker claim, so that a default never says more than was checked.
+    #[default]
+    PodIp,
+}
+
+impl fmt::Display for FoundBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FoundBy::PodUid => "pod UID in cgroup",
+            FoundBy::PodIp => "pod IP",
+        })
+    }
+}
+
+impl Candidate {
+    /// How this namespace, chosen by [`pick`] for `wanted`, matched it.
+    pub fn found_by(&self, wanted: &PodKey) -> FoundBy {
+        let by_uid = wanted.uid.as_deref().is_some_and(|uid| {
+            self.pod_uids
+                .iter()
+                .any(|found| found.eq_ignore_ascii_case(uid))
+        });
+        if by_uid {
+            FoundBy::PodUid
+        } else {
+            FoundBy::PodIp
+        }
+    }
+}
+
 /// The machine's own network namespaces (by inode: pid 1's and the caller's), and whether a
 /// pod found in one of them may be chosen.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -347,6 +383,25 @@ Local:
             read(2, 40, &pod_cgroup, FIB_TRIE),
         ];
         assert_eq!(pick(&all, &key(Some(UID), None), &host()).unwrap().pid, 40);
+    }
+
+    #[test]
+    fn says_how_it_found_the_namespace() {
+        let all = namespaces();
+        let by_uid = key(Some(&UID.to_uppercase()), Some("10.77.0.11"));
+        assert_eq!(
+            pick(&all, &by_uid, &host()).unwrap().found_by(&by_uid),
+            FoundBy::PodUid
+        );
+        let by_ip = key(
+            Some("00000000-0000-0000-0000-000000000000"),
+            Some("10.77.0.11"),
+        );
+        assert_eq!(
+            pick(&all, &by_ip, &host()).unwrap().found_by(&by_ip),
+            FoundBy::PodIp
+        );
+        assert_eq!(FoundBy::PodUid.to_string(), "pod UID in cgroup");
     }
 
     #[test]

@@ -13,7 +13,9 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use kafka_shock_agent::assignment::pod_netns::{self, Candidate, HostNetns, PodKey, PodNetnsError};
+use kafka_shock_agent::assignment::pod_netns::{
+    self, Candidate, FoundBy, HostNetns, PodKey, PodNetnsError,
+};
 use nix::sched::{CloneFlags, setns};
 
 /// Why a namespace could not be named or entered.
@@ -203,12 +205,16 @@ impl NetnsError {
 }
 
 /// `/proc/<pid>/ns/net` of the one namespace that belongs to the pod `wanted` (by UID first,
-/// by address else), and its inode, which changes when the pod's sandbox is recreated. The
-/// node's own namespace (a `hostNetwork` pod's) is refused unless `allow_host`.
-pub fn find_pod_namespace(wanted: &PodKey, allow_host: bool) -> Result<(PathBuf, u64), NetnsError> {
-    let path = find_pod(wanted, allow_host)?;
+/// by address else), its inode, which changes when the pod's sandbox is recreated, and which of
+/// the two found it. The node's own namespace (a `hostNetwork` pod's) is refused unless
+/// `allow_host`.
+pub fn find_pod_namespace(
+    wanted: &PodKey,
+    allow_host: bool,
+) -> Result<(PathBuf, u64, FoundBy), NetnsError> {
+    let (path, found_by) = find_pod(wanted, allow_host)?;
     let inode = inode_of(&path).map_err(NetnsError::ScanProc)?;
-    Ok((path, inode))
+    Ok((path, inode, found_by))
 }
 
 /// The inode of the namespace file at `path`: the namespace's identity.
@@ -278,19 +284,22 @@ pub fn every_namespace() -> Vec<PathBuf> {
 
 /// The one namespace that belongs to the pod `wanted`, opened.
 fn open_pod(wanted: &PodKey) -> Result<Netns, NetnsError> {
-    let (path, inode) = find_pod_namespace(wanted, true)?;
+    let (path, inode, _) = find_pod_namespace(wanted, true)?;
     Netns::open_expecting(&path, inode)
 }
 
-/// `/proc/<pid>/ns/net` of the one namespace that belongs to the pod `wanted`.
-fn find_pod(wanted: &PodKey, allow_host: bool) -> Result<PathBuf, NetnsError> {
+/// `/proc/<pid>/ns/net` of the one namespace that belongs to the pod `wanted`, and how.
+fn find_pod(wanted: &PodKey, allow_host: bool) -> Result<(PathBuf, FoundBy), NetnsError> {
     let host = HostNetns {
         inodes: host_namespaces()?,
         allowed: allow_host,
     };
     let candidates = scan_namespaces()?;
     let pod = pod_netns::pick(&candidates, wanted, &host)?;
-    Ok(PathBuf::from(format!("/proc/{}/ns/net", pod.pid)))
+    Ok((
+        PathBuf::from(format!("/proc/{}/ns/net", pod.pid)),
+        pod.found_by(wanted),
+    ))
 }
 
 fn namespace_inode(process: impl std::fmt::Display) -> std::io::Result<u64> {

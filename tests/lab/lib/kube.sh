@@ -1,62 +1,91 @@
-# The lab's Kubernetes API: a real etcd and kube-apiserver on loopback, with certificates, a
-# token for the admin, service-account keys and RBAC, plus Node and Pod objects describing the
-# lab's brokers so that an operator sees real pods. No kubelet or controller-manager runs: the
-# lab itself writes the pods' status.
+# The lab's Kubernetes control plane: a real etcd, kube-apiserver, kube-controller-manager and
+# kube-scheduler on the host's lab address, with a CA of the lab's own, a client certificate per
+# component (the kubelets authenticate as system:node:<name> and are authorized by the Node
+# authorizer), a token for the admin, service-account keys and RBAC.
 
 KUBE_DIR=$LAB_STATE/kube
 export KUBECONFIG=$KUBE_DIR/kubeconfig
+APISERVER_URL=https://$HOST_IP:$APISERVER_PORT
+
+# A certificate signed by the lab CA: name, subject, optional subjectAltName. EC keys: fast.
+kube_cert() {
+  local name=$1 subject=$2 san=${3:-}
+  [[ -f $KUBE_DIR/$name.crt ]] && return 0
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "$subject" \
+    -keyout "$KUBE_DIR/$name.key" -out "$KUBE_DIR/$name.csr" || return 1
+  printf '%s\n' "basicConstraints=CA:FALSE" ${san:+"subjectAltName=$san"} >"$KUBE_DIR/$name.ext"
+  openssl x509 -req -in "$KUBE_DIR/$name.csr" -CA "$KUBE_DIR/ca.crt" -CAkey "$KUBE_DIR/ca.key" \
+    -CAcreateserial -days 3650 -extfile "$KUBE_DIR/$name.ext" -out "$KUBE_DIR/$name.crt" || return 1
+  chmod 600 "$KUBE_DIR/$name.key"
+}
 
 kube_certs() {
-  [[ -f $KUBE_DIR/apiserver.crt ]] && return 0
   mkdir -p "$KUBE_DIR"
   (
-    cd "$KUBE_DIR" || exit 1
-    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=kafka-shock-lab-ca" \
-      -keyout ca.key -out ca.crt &&
-      openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" -keyout apiserver.key -out apiserver.csr &&
-      printf 'subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\n' >apiserver.ext &&
-      openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
-        -extfile apiserver.ext -out apiserver.crt &&
-      openssl genrsa -out sa.key 2048 &&
-      openssl rsa -in sa.key -pubout -out sa.pub &&
+    set -e
+    cd "$KUBE_DIR"
+    if [[ ! -f ca.crt ]]; then
+      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+        -subj "/CN=kafka-shock-lab-ca" -keyout ca.key -out ca.crt
+      openssl genrsa -out sa.key 2048
+      openssl rsa -in sa.key -pubout -out sa.pub
       printf '%s,kafka-shock-lab-admin,lab-admin,"system:masters"\n' "$(openssl rand -hex 24)" >tokens.csv
+    fi
+    kube_cert apiserver "/CN=kube-apiserver" \
+      "IP:$HOST_IP,IP:127.0.0.1,IP:${SERVICE_CIDR%.0/*}.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+    kube_cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client"
+    kube_cert controller-manager "/CN=system:kube-controller-manager"
+    kube_cert scheduler "/CN=system:kube-scheduler"
+    kube_cert kube-proxy "/CN=system:kube-proxy"
+    local index node
+    for index in "${!LAB_NODES[@]}"; do
+      node=${LAB_NODES[$index]}
+      kube_cert "kubelet-$node" "/O=system:nodes/CN=system:node:$node"
+      kube_cert "kubelet-$node-serving" "/CN=$node" "IP:$(node_ip "$index"),DNS:$node"
+    done
   ) >"$KUBE_DIR/certs.log" 2>&1 || die "could not create the lab certificates (log: $KUBE_DIR/certs.log)"
   chmod 600 "$KUBE_DIR"/*.key "$KUBE_DIR/tokens.csv"
 }
 
 kube_token() { cut -d, -f1 "$KUBE_DIR/tokens.csv"; }
 
+# Writes kubeconfig $1 for the lab's API server with user $2: a token (token:VALUE) or a client
+# certificate of the lab CA (cert:NAME).
 kube_write_kubeconfig() {
-  cat >"$KUBECONFIG" <<CFG
+  local file=$1 user=$2 credentials
+  case $user in
+    token:*) credentials="token: ${user#token:}" ;;
+    cert:*) credentials="client-certificate: $KUBE_DIR/${user#cert:}.crt
+    client-key: $KUBE_DIR/${user#cert:}.key" ;;
+  esac
+  cat >"$file" <<CFG
 apiVersion: v1
 kind: Config
 clusters:
 - name: kafka-shock-lab
   cluster:
-    server: https://127.0.0.1:$APISERVER_PORT
+    server: $APISERVER_URL
     certificate-authority-data: $(base64 -w0 "$KUBE_DIR/ca.crt")
 users:
-- name: lab-admin
+- name: lab-user
   user:
-    token: $(kube_token)
+    $credentials
 contexts:
 - name: kafka-shock-lab
-  context: {cluster: kafka-shock-lab, user: lab-admin}
+  context: {cluster: kafka-shock-lab, user: lab-user}
 current-context: kafka-shock-lab
 CFG
-  chmod 600 "$KUBECONFIG"
+  chmod 600 "$file"
 }
 
 kube_start_etcd() {
-  pid_alive "$KUBE_DIR/etcd.pid" && return 0
-  setsid "$K8S_BIN/etcd" --name lab --data-dir "$KUBE_DIR/etcd" --unsafe-no-fsync \
+  start_daemon "$KUBE_DIR/etcd.pid" "$KUBE_DIR/etcd.log" \
+    "$K8S_BIN/etcd" --name lab --data-dir "$KUBE_DIR/etcd" --unsafe-no-fsync \
     --listen-client-urls "http://127.0.0.1:$ETCD_CLIENT_PORT" \
     --advertise-client-urls "http://127.0.0.1:$ETCD_CLIENT_PORT" \
     --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
     --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
-    --initial-cluster "lab=http://127.0.0.1:$ETCD_PEER_PORT" \
-    >"$KUBE_DIR/etcd.log" 2>&1 </dev/null &
-  echo $! >"$KUBE_DIR/etcd.pid"
+    --initial-cluster "lab=http://127.0.0.1:$ETCD_PEER_PORT"
   wait_for 30 curl -sf "http://127.0.0.1:$ETCD_CLIENT_PORT/health" ||
     die "etcd did not become healthy (log: $KUBE_DIR/etcd.log)"
 }
@@ -76,99 +105,57 @@ rules:
 YAML
 }
 
+# Listens on the lab bridge's host address only: reachable from the host and the pods (the
+# `kubernetes` Service's endpoint), not from other machines.
 kube_start_apiserver() {
-  pid_alive "$KUBE_DIR/apiserver.pid" && return 0
   kube_audit_policy
-  setsid "$K8S_BIN/kube-apiserver" \
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$APISERVER_PORT" \
+  start_daemon "$KUBE_DIR/apiserver.pid" "$KUBE_DIR/apiserver.log" \
+    "$K8S_BIN/kube-apiserver" \
+    --bind-address="$HOST_IP" --advertise-address="$HOST_IP" --secure-port="$APISERVER_PORT" \
     --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" \
     --tls-cert-file="$KUBE_DIR/apiserver.crt" --tls-private-key-file="$KUBE_DIR/apiserver.key" \
     --client-ca-file="$KUBE_DIR/ca.crt" --token-auth-file="$KUBE_DIR/tokens.csv" \
-    --anonymous-auth=false --authorization-mode=RBAC \
+    --anonymous-auth=false --authorization-mode=Node,RBAC \
+    --enable-admission-plugins=NodeRestriction \
+    --kubelet-client-certificate="$KUBE_DIR/apiserver-kubelet-client.crt" \
+    --kubelet-client-key="$KUBE_DIR/apiserver-kubelet-client.key" \
+    --kubelet-certificate-authority="$KUBE_DIR/ca.crt" \
+    --kubelet-preferred-address-types=InternalIP \
     --service-account-key-file="$KUBE_DIR/sa.pub" \
     --service-account-signing-key-file="$KUBE_DIR/sa.key" \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --api-audiences=https://kubernetes.default.svc.cluster.local \
-    --service-cluster-ip-range=10.96.0.0/16 \
-    --disable-admission-plugins=ServiceAccount --allow-privileged=true \
+    --service-cluster-ip-range="$SERVICE_CIDR" --allow-privileged=true \
     --audit-policy-file="$KUBE_DIR/audit-policy.yaml" --audit-log-path="$KUBE_DIR/audit.log" \
-    --audit-log-maxsize=200 --audit-log-maxbackup=1 \
-    >"$KUBE_DIR/apiserver.log" 2>&1 </dev/null &
-  echo $! >"$KUBE_DIR/apiserver.pid"
+    --audit-log-maxsize=200 --audit-log-maxbackup=1
   wait_for 90 curl -sf --cacert "$KUBE_DIR/ca.crt" -H "Authorization: Bearer $(kube_token)" \
-    "https://127.0.0.1:$APISERVER_PORT/readyz" ||
+    "$APISERVER_URL/readyz" ||
     die "kube-apiserver did not become ready in 90 s (log: $KUBE_DIR/apiserver.log)"
+}
+
+# The controllers a cluster runs (namespaces, ServiceAccounts and their CA, Deployments,
+# DaemonSets, StatefulSets, EndpointSlices, node lifecycle, garbage collection) and the
+# scheduler. One instance each, so no leader election.
+kube_start_controllers() {
+  kube_write_kubeconfig "$KUBE_DIR/controller-manager.kubeconfig" cert:controller-manager
+  kube_write_kubeconfig "$KUBE_DIR/scheduler.kubeconfig" cert:scheduler
+  start_daemon "$KUBE_DIR/controller-manager.pid" "$KUBE_DIR/controller-manager.log" \
+    "$K8S_BIN/kube-controller-manager" --kubeconfig="$KUBE_DIR/controller-manager.kubeconfig" \
+    --leader-elect=false --secure-port=0 --use-service-account-credentials=true \
+    --service-account-private-key-file="$KUBE_DIR/sa.key" --root-ca-file="$KUBE_DIR/ca.crt" \
+    --cluster-signing-cert-file="$KUBE_DIR/ca.crt" --cluster-signing-key-file="$KUBE_DIR/ca.key" \
+    --service-cluster-ip-range="$SERVICE_CIDR" --allocate-node-cidrs=false
+  start_daemon "$KUBE_DIR/scheduler.pid" "$KUBE_DIR/scheduler.log" \
+    "$K8S_BIN/kube-scheduler" --kubeconfig="$KUBE_DIR/scheduler.kubeconfig" \
+    --leader-elect=false --secure-port=0
 }
 
 kubectl() { "$K8S_BIN/kubectl" "$@"; }
 
-kube_now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
-
-kube_register_nodes() {
-  local node now
-  now=$(kube_now)
-  for node in "${LAB_NODES[@]}"; do
-    kubectl apply -f - <<YAML >/dev/null
-apiVersion: v1
-kind: Node
-metadata:
-  name: $node
-  labels: {kubernetes.io/hostname: $node, kubernetes.io/os: linux, kafkashock.io/lab: "true"}
-YAML
-    kubectl patch node "$node" --subresource=status --type=merge -p "{\"status\":{
-      \"conditions\":[{\"type\":\"Ready\",\"status\":\"True\",\"reason\":\"KubeletReady\",\"message\":\"lab node\",\"lastHeartbeatTime\":\"$now\",\"lastTransitionTime\":\"$now\"}],
-      \"addresses\":[{\"type\":\"InternalIP\",\"address\":\"$HOST_IP\"},{\"type\":\"Hostname\",\"address\":\"$node\"}]}}" >/dev/null
-  done
-}
-
-# One Running, Ready pod per broker, on its lab node, with the broker's namespace address.
-kube_register_broker_pods() {
-  local count=$1 id
-  kubectl create namespace "$POD_NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-  for ((id = 0; id < count; id++)); do kube_register_broker_pod "$id"; done
-}
-
-# The Pod object of broker $1, Running and Ready (no kubelet writes its status here).
-kube_register_broker_pod() {
-  local id=$1 now
-  now=$(kube_now)
-  kubectl apply -f - <<YAML >/dev/null
-apiVersion: v1
-kind: Pod
-metadata:
-  name: kafka-broker-$id
-  namespace: $POD_NAMESPACE
-  labels:
-    app.kubernetes.io/name: kafka
-    strimzi.io/cluster: lab
-    strimzi.io/broker-role: "true"
-    kafkashock.io/broker-id: "$id"
-spec:
-  nodeName: $(broker_node "$id")
-  containers:
-  - name: kafka
-    image: apache/kafka:$KAFKA_VERSION
-    ports: [{name: kafka, containerPort: $KAFKA_PORT}]
-YAML
-  kubectl -n "$POD_NAMESPACE" patch pod "kafka-broker-$id" --subresource=status --type=merge -p "{\"status\":{
-    \"phase\":\"Running\",\"hostIP\":\"$HOST_IP\",\"podIP\":\"$(broker_ip "$id")\",
-    \"podIPs\":[{\"ip\":\"$(broker_ip "$id")\"},{\"ip\":\"$(broker_ip6 "$id")\"}],\"startTime\":\"$now\",
-    \"conditions\":[
-      {\"type\":\"PodScheduled\",\"status\":\"True\",\"lastTransitionTime\":\"$now\"},
-      {\"type\":\"Initialized\",\"status\":\"True\",\"lastTransitionTime\":\"$now\"},
-      {\"type\":\"ContainersReady\",\"status\":\"True\",\"lastTransitionTime\":\"$now\"},
-      {\"type\":\"Ready\",\"status\":\"True\",\"lastTransitionTime\":\"$now\"}],
-    \"containerStatuses\":[{\"name\":\"kafka\",\"ready\":true,\"started\":true,\"restartCount\":0,
-      \"image\":\"apache/kafka:$KAFKA_VERSION\",\"imageID\":\"\",\"state\":{\"running\":{\"startedAt\":\"$now\"}}}]}}" >/dev/null
-}
-
 kube_up() {
-  local count=$1
   kube_certs
-  kube_write_kubeconfig
+  kube_write_kubeconfig "$KUBECONFIG" "token:$(kube_token)"
   kube_start_etcd
   kube_start_apiserver
-  log "registering the lab's Node and Pod objects"
-  kube_register_nodes
-  kube_register_broker_pods "$count"
+  kube_start_controllers
 }

@@ -1,17 +1,24 @@
-# kafka-shock itself on the lab, as a cluster admin installs it: the chart (CRDs, ServiceAccounts,
-# least-privilege RBAC) with Helm, and for each component a kubeconfig holding a token of its
-# own ServiceAccount (TokenRequest), so the operator and the agents run on the lab host exactly
-# with the rights the chart grants them. No kubelet runs here, so the chart's Deployment and
-# DaemonSet stay unscheduled; the processes are started from the built binaries instead.
+# kafka-shock itself on the lab, as a cluster admin installs it: the Helm chart (CRDs,
+# ServiceAccounts, least-privilege RBAC, the operator Deployment and the agent DaemonSet).
+#
+# - `product deploy BIN_DIR` builds the agent and operator images from the release binaries in
+#   BIN_DIR (images/build.sh, on the lab's Debian bases), imports them into every node's
+#   containerd under the names the chart expects, and installs the chart: the kubelets run the
+#   operator and one agent per node as pods. The end-to-end tests and the demo use this.
+# - `product up` installs the chart without its workloads (no operator replica, no DaemonSet)
+#   and writes, per component, a kubeconfig holding a token of its own ServiceAccount; `product
+#   start BIN_DIR` then runs the operator and one agent per node as host processes with them.
+#   The operator's controller tests and the benchmarks use this: they start, stop and measure
+#   the processes themselves.
 
 PRODUCT_RELEASE=${KSHOCK_LAB_RELEASE:-kshock-lab}
 PRODUCT_NAMESPACE=${KSHOCK_LAB_RELEASE_NAMESPACE:-kafka-shock-lab}
 PRODUCT_DIR=$LAB_STATE/product
-CHART_DIR=$LAB_DIR/../../charts/kafka-shock
+CHART_DIR=$REPO_DIR/charts/kafka-shock
 
-# The release's ServiceAccount of a component ("operator" or "agent"): the chart names it
+# The release's name of a component's objects ("operator" or "agent"): the chart names them
 # <release>-<chart>-<component> unless the release name holds the chart name.
-product_service_account() {
+product_object_name() {
   local component=$1
   case $PRODUCT_RELEASE in
     *kafka-shock*) echo "$PRODUCT_RELEASE-$component" ;;
@@ -22,32 +29,16 @@ product_service_account() {
 # Writes $PRODUCT_DIR/<component>.kubeconfig with a fresh token of the component's account.
 product_kubeconfig() {
   local component=$1 account token
-  account=$(product_service_account "$component")
+  account=$(product_object_name "$component")
   token=$(kubectl create token "$account" -n "$PRODUCT_NAMESPACE" --duration=24h) ||
     die "no token for ServiceAccount $PRODUCT_NAMESPACE/$account (is the chart installed?)"
-  cat >"$PRODUCT_DIR/$component.kubeconfig" <<CFG
-apiVersion: v1
-kind: Config
-clusters:
-- name: kafka-shock-lab
-  cluster:
-    server: https://127.0.0.1:$APISERVER_PORT
-    certificate-authority-data: $(base64 -w0 "$KUBE_DIR/ca.crt")
-users:
-- name: $account
-  user:
-    token: $token
-contexts:
-- name: $component
-  context: {cluster: kafka-shock-lab, user: $account}
-current-context: $component
-CFG
-  chmod 600 "$PRODUCT_DIR/$component.kubeconfig"
+  kube_write_kubeconfig "$PRODUCT_DIR/$component.kubeconfig" "token:$token"
 }
 
-# Installs (or upgrades) the chart and writes both kubeconfigs; idempotent. Extra arguments go
-# to helm (e.g. --set allowedPorts={9092}); without them, the chart's defaults are installed.
-product_up() {
+# helm upgrade --install of the chart with extra helm arguments (e.g. --set allowedPorts={9092});
+# idempotent. Without them, the chart's defaults are installed. Helm installs crds/ only with a
+# release's first install: CRDs removed since are put back.
+product_helm() {
   [[ -f $LAB_STATE/env ]] || die "the lab is not up: run 'lab.sh up' first"
   [[ -f $CHART_DIR/Chart.yaml ]] || die "no kafka-shock chart at $CHART_DIR"
   mkdir -p "$PRODUCT_DIR"
@@ -63,13 +54,57 @@ product_up() {
     crd/kafkafaults.kafkashock.io crd/kafkafaultinjections.kafkashock.io
   product_kubeconfig operator
   product_kubeconfig agent
+}
+
+product_print_kubeconfigs() {
   cat <<ENV
 KSHOCK_OPERATOR_KUBECONFIG=$PRODUCT_DIR/operator.kubeconfig
 KSHOCK_AGENT_KUBECONFIG=$PRODUCT_DIR/agent.kubeconfig
 ENV
 }
 
-# Ports of the lab's operator and agents' /metrics and /healthz.
+# The chart's CRDs, accounts and RBAC, without its workloads (with extra helm arguments);
+# prints the kubeconfigs.
+product_up() {
+  # The DaemonSet stays (tests read the flags the chart gives the agent) but selects no node.
+  product_helm --set operator.replicas=0 --set-string agent.nodeSelector.kshock-lab-agents=none "$@"
+  product_print_kubeconfigs
+}
+
+# Builds and imports the product's images from the release binaries in $1, then runs the chart
+# as pods (with the helm arguments after $1, e.g. --set agent.lease=6s; a deploy without them
+# puts the chart's defaults back) and waits until the operator and every agent are ready;
+# prints the kubeconfigs and each component's image and its id.
+product_deploy() {
+  local bin=${1:?product deploy needs the directory holding kafka-shock and kafka-shock-operator}
+  local helm_args=("${@:2}")
+  bin=$(cd "$bin" && pwd) || die "product deploy: no directory $1"
+  [[ -x $bin/kafka-shock && -x $bin/kafka-shock-operator ]] ||
+    die "product deploy: no kafka-shock and kafka-shock-operator in $bin (cargo build -p kafka-shock-agent -p kafka-shock-operator, --release or not)"
+  [[ -f $LAB_STATE/env ]] || die "the lab is not up: run 'lab.sh up' first"
+  mkdir -p "$PRODUCT_DIR"
+  step "build the agent and operator images from $bin (images/build.sh)" \
+    images_build_product "$bin" >/dev/null
+  local image archive component node id sets=() ids=""
+  while read -r image archive; do
+    component=${image##*/}; component=${component%%:*}
+    for node in "${LAB_NODES[@]}"; do
+      step "import $image into $node's containerd" images_import_into "$node" "$archive"
+    done
+    id=$(images_id "$archive")
+    # A new image under the same tag rolls the pods: their template names the image's id.
+    sets+=(--set-string "$component.podAnnotations.kafkashock\.io/image-id=$id")
+    ids+="KSHOCK_${component^^}_IMAGE=$image"$'\n'"KSHOCK_${component^^}_IMAGE_ID=$id"$'\n'
+  done < <(images_build_product "$bin")
+  product_helm --set agent.enabled=true --set operator.replicas=1 "${sets[@]}" "${helm_args[@]}"
+  step "wait for the operator Deployment and the agent DaemonSet to be ready" \
+    kubectl -n "$PRODUCT_NAMESPACE" rollout status --timeout=120s \
+    "deployment/$(product_object_name operator)" "daemonset/$(product_object_name agent)"
+  product_print_kubeconfigs
+  printf '%s' "$ids" | tee "$PRODUCT_DIR/images.env"
+}
+
+# Ports of the lab's operator and agents' /metrics and /healthz when they run as processes.
 PRODUCT_OPERATOR_PORT=18080
 PRODUCT_AGENT_PORT=19090
 
@@ -78,9 +113,7 @@ PRODUCT_AGENT_PORT=19090
 product_daemon() {
   local name=$1 kubeconfig=$2 port=$3
   shift 3
-  pid_alive "$PRODUCT_DIR/$name.pid" && return 0
-  KUBECONFIG=$kubeconfig setsid "$@" >"$PRODUCT_DIR/$name.log" 2>&1 </dev/null &
-  echo $! >"$PRODUCT_DIR/$name.pid"
+  KUBECONFIG=$kubeconfig start_daemon "$PRODUCT_DIR/$name.pid" "$PRODUCT_DIR/$name.log" "$@"
   wait_for 30 curl -sf "http://127.0.0.1:$port/healthz" -o /dev/null ||
     die "$name did not become healthy in 30 s (log: $PRODUCT_DIR/$name.log)"
   log "$name is up (metrics on 127.0.0.1:$port, log $PRODUCT_DIR/$name.log)"

@@ -25,6 +25,7 @@ fn netns(inode: u64) -> PodNetns {
     PodNetns {
         path: PathBuf::from(format!("/proc/{inode}/ns/net")),
         inode,
+        found_by: FoundBy::PodUid,
     }
 }
 
@@ -262,6 +263,7 @@ fn another_path_to_the_same_namespace_keeps_the_session() {
         pod_netns: Ok(PodNetns {
             path: PathBuf::from("/proc/9999/ns/net"),
             inode: 4026,
+            found_by: FoundBy::PodUid,
         }),
         ..observed(&applied, Some(session(4026)))
     };

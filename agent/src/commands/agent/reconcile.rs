@@ -239,7 +239,11 @@ async fn resolve(
         ip: injection.spec.pod_ip.parse::<IpAddr>().ok(),
     };
     match tokio::task::spawn_blocking(move || find_pod_namespace(&key, host.allowed)).await {
-        Ok(Ok((path, inode))) => Ok(PodNetns { path, inode }),
+        Ok(Ok((path, inode, found_by))) => Ok(PodNetns {
+            path,
+            inode,
+            found_by,
+        }),
         Ok(Err(error @ NetnsError::Pod(PodNetnsError::HostNamespace { .. }))) => {
             Err(NetnsMiss::Host(error.to_string()))
         }
@@ -320,7 +324,12 @@ fn start_worker(
             info!(injection = %log_name, "{line}");
         }
     });
-    info!(injection = %name, netns = %placement.netns.path.display(), "enforcing");
+    info!(
+        injection = %name,
+        netns = %placement.netns.path.display(),
+        found_by = %placement.netns.found_by,
+        "enforcing"
+    );
     let task = Task {
         spec: SessionSpec {
             name,
