@@ -191,13 +191,15 @@ print(len(seen), ", ".join(f"{k}={v}" for k, v in by.most_common()))' "$2"
 operator_round() { # ROUND
   local t0 from rolled injections steady before reconciles errors requests
   kubectl apply -f "$WORK/pods.json" >/dev/null
+  local patchers=() part
   split -n l/8 "$WORK/statuses" "$WORK/status-part."
   for part in "$WORK"/status-part.*; do
     while read -r pod status; do
       kubectl patch pod "$pod" -n "$NS" --subresource=status --type=merge -p "$status" >/dev/null
     done <"$part" &
+    patchers+=($!)
   done
-  wait
+  wait "${patchers[@]}" # these only: the hollow nodes' heartbeat loop runs until the end
   rm -f "$WORK"/status-part.*
   t0=$(now)
   kubectl apply -f "$WORK/faults.json" >/dev/null
