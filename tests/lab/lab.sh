@@ -48,7 +48,7 @@ write_env() {
     addrs+="${addrs:+,}$(broker_ip "$id"):$KAFKA_PORT"
     nss+="${nss:+,}$(broker_ns "$id")"
   done
-  cat >"$LAB_STATE/env" <<ENV
+  cat >"$LAB_STATE/env.tmp" <<ENV
 KSHOCK_LAB_STATE=$LAB_STATE
 KSHOCK_LAB_BROKERS=$count
 KSHOCK_LAB_BOOTSTRAP=$addrs
@@ -65,12 +65,13 @@ KUBECONFIG=$KUBECONFIG
 PATH=$(lab_path)
 ENV
   if ((count == 3)); then
-    cat >>"$LAB_STATE/env" <<ENV
+    cat >>"$LAB_STATE/env.tmp" <<ENV
 KSHOCK_LAB_REPLICATION_PORT=$REPLICATION_PORT
 KSHOCK_LAB_TLS_BOOTSTRAP=$(broker_ip "$TLS_BROKER"):$TLS_PORT
 KSHOCK_LAB_TLS_CERT=$LAB_STATE/tls/broker.pem
 ENV
   fi
+  mv "$LAB_STATE/env.tmp" "$LAB_STATE/env" # whole, for whoever reads it meanwhile
 }
 
 running_brokers() { [[ -f $LAB_STATE/env ]] && sed -n 's/^KSHOCK_LAB_BROKERS=//p' "$LAB_STATE/env"; }

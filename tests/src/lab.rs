@@ -214,6 +214,15 @@ impl FaultFiles {
     }
 }
 
+/// Tests of one binary run on parallel threads; only one of them may change the lab, and none
+/// reads its environment file while another's `lab.sh up` writes it.
+fn changing() -> std::sync::MutexGuard<'static, ()> {
+    static LAB_CHANGE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LAB_CHANGE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A running lab, as described by the environment file lab.sh writes once it is up.
 #[derive(Debug, Clone)]
 pub struct Lab {
@@ -231,11 +240,7 @@ impl Lab {
         if !is_root() {
             return Err(LabError::NotRoot);
         }
-        // Tests of one binary run on parallel threads; only one of them may change the lab.
-        static LAB_CHANGE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _changing = LAB_CHANGE
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _changing = changing();
         if let Ok(running) = Lab::read_env() {
             if running.brokers() == brokers && Lab::script(&["status"]).is_ok() {
                 return Ok(running);
@@ -244,6 +249,13 @@ impl Lab {
         }
         Lab::script(&["up", "--brokers", &brokers.to_string()])?;
         Lab::read_env()
+    }
+
+    /// `lab.sh up` again on this running lab, as a second user or a bench would: it must find
+    /// everything running and leave it so.
+    pub fn up_again(&self) -> Result<(), LabError> {
+        let _changing = changing();
+        Lab::script(&["up", "--brokers", &self.brokers().to_string()]).map(drop)
     }
 
     /// Removes everything the lab made.

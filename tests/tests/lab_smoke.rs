@@ -261,3 +261,65 @@ fn apiserver_rejects_unauthenticated_requests() {
         "{authorized}"
     );
 }
+
+/// The pid of every daemon the lab started on the host, by its pid file under the lab's state.
+fn lab_daemons(lab: &Lab) -> Vec<(String, String)> {
+    let state = std::path::PathBuf::from(lab.setting("KSHOCK_LAB_STATE").expect("state dir"));
+    let mut daemons = Vec::new();
+    let mut dirs = vec![state];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("state dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.ends_with("containerd") {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|ext| ext == "pid") {
+                let pid = std::fs::read_to_string(&path).unwrap_or_default();
+                daemons.push((path.display().to_string(), pid.trim().to_owned()));
+            }
+        }
+    }
+    daemons.sort();
+    daemons
+}
+
+#[test]
+fn up_on_a_running_lab_restarts_nothing() {
+    let lab = Lab::up().expect("lab up");
+    let before = lab_daemons(&lab);
+    let names = before
+        .iter()
+        .map(|(file, _)| file.as_str())
+        .collect::<Vec<_>>();
+    for daemon in ["apiserver.pid", "kubelet.pid", "kube-proxy.pid"] {
+        assert!(
+            names.iter().any(|name| name.ends_with(daemon)),
+            "no {daemon} in {names:?}"
+        );
+    }
+    // kube-proxy exits when its config file is written, even unchanged: a second `up` used to
+    // write it and then fail waiting for kube-proxy's health, taking the whole lab down.
+    lab.up_again().expect("lab.sh up on a running lab");
+    assert_eq!(lab_daemons(&lab), before, "the same daemons, same pids");
+    for (file, pid) in &before {
+        assert!(
+            std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "{file}: pid {pid} is gone"
+        );
+    }
+    let healthz = format!(
+        "http://{}:10256/healthz",
+        lab.setting("KSHOCK_LAB_HOST_IP").expect("host ip")
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // Polled to a deadline: a kube-proxy that saw its config change exits within a second.
+    while std::time::Instant::now() < deadline {
+        let status = Command::new("curl")
+            .args(["-sf", "-o", "/dev/null", &healthz])
+            .status();
+        assert!(
+            status.is_ok_and(|status| status.success()),
+            "kube-proxy unhealthy after the second up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}

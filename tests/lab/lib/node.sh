@@ -180,9 +180,12 @@ node_ready() {
 }
 
 # One kube-proxy (iptables mode) for the host: Services (the API's `kubernetes` Service for the
-# pods, the product's metrics Services) work as in a cluster.
+# pods, the product's metrics Services) work as in a cluster. A running one is left alone:
+# kube-proxy watches its config file and exits when it is written, even with the same content
+# (an `up` on a running lab would otherwise stop it).
 node_start_kube_proxy() {
   local dir=$LAB_STATE/kube-proxy
+  pid_alive "$dir/kube-proxy.pid" && return 0
   mkdir -p "$dir"
   kube_write_kubeconfig "$dir/kubeconfig" cert:kube-proxy
   cat >"$dir/config.yaml" <<YAML
