@@ -4,13 +4,15 @@
 //! parsing, TCP reassembly, framing and decoding, pairs each request with its
 //! response by correlation id, and emits one [`Event`] per request, when its
 //! response arrives or when it can no longer arrive. [`event`] is what one request
-//! looks like (and how `sniff` prints it); [`summary`] is `sniff --summary`'s table.
+//! looks like (and how `sniff` prints it), [`json`] writes its JSON lines; [`summary`] is
+//! `sniff --summary`'s table.
 //!
 //! It depends on [`crate::wire`] and [`crate::decode`]. The fault's matcher reads its
 //! events, the Inline decider reuses its request decoding, and the binary's `sniff` and
 //! session feed it packets.
 
 pub mod event;
+pub mod json;
 pub mod summary;
 
 use std::collections::{BTreeSet, VecDeque};
@@ -311,9 +313,23 @@ impl Sniffer {
     /// Feeds one captured link-layer frame, captured at `ts` (time since the
     /// Unix epoch, as pcap records it). Frames that are not TCP are counted.
     pub fn on_packet(&mut self, link: LinkType, frame: &[u8], ts: Duration) -> Vec<Event> {
+        let mut events = Vec::new();
+        self.on_packet_into(link, frame, ts, &mut events);
+        events
+    }
+
+    /// [`Sniffer::on_packet`], appending the events to `events`: a caller feeding a whole
+    /// capture keeps one vector rather than receiving one per packet.
+    pub fn on_packet_into(
+        &mut self,
+        link: LinkType,
+        frame: &[u8],
+        ts: Duration,
+        events: &mut Vec<Event>,
+    ) {
         self.counters.packets += 1;
         match parse_frame(link, frame) {
-            Ok(segment) => self.on_segment(&segment, ts),
+            Ok(segment) => self.on_segment_into(&segment, ts, events),
             Err(error) => {
                 match error {
                     PacketError::Fragment => self.counters.ip_fragments += 1,
@@ -324,33 +340,45 @@ impl Sniffer {
                     | PacketError::BadHeaderLength(_)
                     | PacketError::UnsupportedIpv6Header(_) => self.counters.packets_malformed += 1,
                 }
-                self.tick(ts)
+                self.tick_into(ts, events);
             }
         }
     }
 
     /// Feeds one TCP segment captured at `ts`.
     pub fn on_segment(&mut self, segment: &TcpSegment<'_>, ts: Duration) -> Vec<Event> {
+        let mut events = Vec::new();
+        self.on_segment_into(segment, ts, &mut events);
+        events
+    }
+
+    fn on_segment_into(&mut self, segment: &TcpSegment<'_>, ts: Duration, events: &mut Vec<Event>) {
         let mut stream = std::mem::take(&mut self.stream);
         self.reassembler.on_segment(segment, ts, &mut stream);
-        let events = self.handle(&mut stream, segment.payload, ts);
+        self.handle(&mut stream, segment.payload, ts, events);
         self.stream = stream;
-        events
     }
 
     /// Lets time pass without packets (a quiet live capture), so that stale
     /// holes are skipped and idle connections reported.
     pub fn tick(&mut self, now: Duration) -> Vec<Event> {
+        let mut events = Vec::new();
+        self.tick_into(now, &mut events);
+        events
+    }
+
+    fn tick_into(&mut self, now: Duration, events: &mut Vec<Event>) {
         let mut stream = Vec::new();
         self.reassembler.expire_idle(now, &mut stream);
-        self.handle(&mut stream, &[], now)
+        self.handle(&mut stream, &[], now, events);
     }
 
     /// Ends the input: every request still pending is reported unanswered.
     pub fn finish(&mut self) -> Vec<Event> {
         let mut stream = Vec::new();
         self.reassembler.finish(&mut stream);
-        let mut events = self.handle(&mut stream, &[], Duration::ZERO);
+        let mut events = Vec::new();
+        self.handle(&mut stream, &[], Duration::ZERO, &mut events);
         let mut rest = Vec::new();
         let mut keys: Vec<FlowKey> = self.connections.keys().copied().collect();
         keys.sort();
@@ -404,15 +432,16 @@ impl Sniffer {
         stream: &mut Vec<StreamEvent>,
         payload: &[u8],
         ts: Duration,
-    ) -> Vec<Event> {
-        let mut events = Vec::new();
+        events: &mut Vec<Event>,
+    ) {
+        let before = events.len();
         for item in stream.drain(..) {
             match item {
                 StreamEvent::Data {
                     flow,
                     direction,
                     bytes,
-                } => self.on_data(flow, direction, bytes.bytes(payload), ts, &mut events),
+                } => self.on_data(flow, direction, bytes.bytes(payload), ts, events),
                 StreamEvent::Discontinuity { flow, direction } => {
                     let connection = connection(&mut self.connections, self.config.framer, flow);
                     match direction {
@@ -420,11 +449,10 @@ impl Sniffer {
                         Direction::ToClient => connection.responses.resync(&mut self.framing),
                     }
                 }
-                StreamEvent::Closed { flow } => self.close(flow, &mut events),
+                StreamEvent::Closed { flow } => self.close(flow, events),
             }
         }
-        self.counters.events += events.len() as u64;
-        events
+        self.counters.events += (events.len() - before) as u64;
     }
 
     fn on_data(
