@@ -1,6 +1,7 @@
 //! The record `kafka-shock sniff` prints for each request: its JSON form is
 //! a contract (field names are fixed), its one-line form is for people.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -22,7 +23,7 @@ pub struct Event {
     /// Client id from the request header.
     pub client_id: Option<String>,
     /// Kafka's api name ("Produce", …), or "Unknown(N)".
-    pub api: String,
+    pub api: Cow<'static, str>,
     /// Api version.
     pub api_version: i16,
     /// Correlation id.
@@ -144,7 +145,7 @@ pub(crate) fn test_request(api: &str, client_id: &str, topics: &[&str]) -> Event
         client: "10.77.0.100:40000".parse().expect("client"),
         broker: "10.77.0.10:9092".parse().expect("broker"),
         client_id: Some(client_id.to_owned()),
-        api: api.to_owned(),
+        api: api.to_owned().into(),
         api_version: 9,
         correlation_id: 1,
         topics: topics.iter().map(|topic| (*topic).to_owned()).collect(),

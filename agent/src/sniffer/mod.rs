@@ -114,7 +114,8 @@ pub struct Counters {
 }
 
 struct PendingRequest {
-    event: Event,
+    /// Boxed: an event is some 300 bytes, which the map would otherwise move in and out.
+    event: Box<Event>,
     api_key: i16,
     api_version: i16,
 }
@@ -165,12 +166,13 @@ pub(crate) fn request_event(
     declared: usize,
     name_of: impl Fn(Uuid) -> Option<String>,
 ) -> Event {
+    // The names move into the event (a request's topics are mostly names).
     let topics = info
         .topics
-        .iter()
+        .into_iter()
         .map(|topic| match topic {
-            TopicRef::Name(name) => name.clone(),
-            TopicRef::Id(id) => name_of(*id).unwrap_or_else(|| id.to_string()),
+            TopicRef::Name(name) => name,
+            TopicRef::Id(id) => name_of(id).unwrap_or_else(|| id.to_string()),
         })
         .collect();
     Event {
@@ -527,7 +529,7 @@ impl Sniffer {
         };
         while let Some(request) = connection.pending.pop_oldest() {
             self.counters.unanswered += 1;
-            events.push(request.event);
+            events.push(*request.event);
         }
     }
 }
@@ -572,7 +574,7 @@ impl Pairing<'_> {
         }
         let max_pending = self.config.max_pending_per_connection.max(1);
         let request = PendingRequest {
-            event,
+            event: Box::new(event),
             api_key,
             api_version,
         };
@@ -580,12 +582,12 @@ impl Pairing<'_> {
         self.events.extend(
             self.pending
                 .insert(correlation_id, request)
-                .map(|p| p.event),
+                .map(|p| *p.event),
         );
         let mut evicted = 0;
         while self.pending.by_id.len() > max_pending {
             self.events
-                .extend(self.pending.pop_oldest().map(|p| p.event));
+                .extend(self.pending.pop_oldest().map(|p| *p.event));
             evicted += 1;
         }
         self.counters.pending_evicted += evicted;
@@ -617,7 +619,7 @@ impl Pairing<'_> {
                 .decode_error
                 .get_or_insert_with(|| format!("response {error}"));
         }
-        self.events.push(event);
+        self.events.push(*event);
     }
 }
 
