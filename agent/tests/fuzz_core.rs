@@ -442,7 +442,7 @@ fn drive_sniffer(seed: u64, packets: &[Packet], input: &Input) -> Counters {
     if let Input::Recoverable(expected) = input {
         let got: Vec<(&str, i32, bool)> = events
             .iter()
-            .map(|e| (e.api.as_str(), e.correlation_id, e.latency_us.is_some()))
+            .map(|e| (&*e.api, e.correlation_id, e.latency_us.is_some()))
             .collect();
         let want: Vec<(&str, i32, bool)> = expected
             .iter()

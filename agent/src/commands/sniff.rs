@@ -1,7 +1,7 @@
 //! `kafka-shock sniff`: wires a capture source to the pure decoding core and prints what it
 //! decodes, as human lines, NDJSON, and an optional summary table.
 
-use std::io::{BufWriter, ErrorKind, Write};
+use std::io::{ErrorKind, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use kafka_shock_agent::sniffer::event::{Event, EventFilter};
+use kafka_shock_agent::sniffer::json::JsonWriter;
 use kafka_shock_agent::sniffer::summary::Summary;
 use kafka_shock_agent::sniffer::{Sniffer, SnifferConfig};
 use kafka_shock_agent::wire::bpf::MAX_PORTS;
@@ -128,15 +129,19 @@ impl Source {
     }
 }
 
+/// Bytes of lines gathered before they are written to stdout.
+const OUTPUT_CHUNK: usize = 1 << 16;
+
 /// Where decoded requests go: stdout lines, the summary, the pcap writer.
 struct Output {
-    stdout: BufWriter<std::io::Stdout>,
-    /// Flush after every packet's events (live capture: someone is watching); a file's are
-    /// flushed when the buffer fills, and at the end.
+    stdout: std::io::Stdout,
+    /// Lines not written yet, gathered here (a `BufWriter` would copy them once more) and
+    /// written when they pass [`OUTPUT_CHUNK`], after every packet's events when `flush_each`
+    /// (live capture: someone is watching), and at the end.
+    pending: Vec<u8>,
     flush_each: bool,
-    /// The line being written, reused.
-    line: Vec<u8>,
-    json: bool,
+    /// Writes the JSON lines (`None`: human lines).
+    json: Option<JsonWriter>,
     quiet: bool,
     filter: EventFilter,
     summary: Option<Summary>,
@@ -147,61 +152,79 @@ struct Output {
 }
 
 impl Output {
-    fn emit(&mut self, events: Vec<Event>) -> anyhow::Result<()> {
-        for event in events {
-            if !self.filter.matches(&event) {
-                continue;
-            }
-            if let Some(summary) = &mut self.summary {
-                summary.add(&event);
-            }
-            if let Some(pcap) = &mut self.pcap {
-                pcap.matched(event.client, event.broker)
-                    .context("writing --write-pcap")?;
-            }
-            self.printed += 1;
-            if !self.quiet {
-                let mut line = std::mem::take(&mut self.line);
-                line.clear();
-                if self.json {
-                    event.write_json(&mut line);
-                } else {
-                    line.extend_from_slice(event.to_line().as_bytes());
-                }
-                let written = self.write_line(&line);
-                self.line = line;
-                written?;
-            }
-        }
-        if self.flush_each
-            && let Err(error) = self.stdout.flush()
-        {
-            self.check_closed(error)?;
+    /// Prints (and counts) the events that pass the filter, leaving `events` empty.
+    fn emit(&mut self, events: &mut Vec<Event>) -> anyhow::Result<()> {
+        // Read in place and dropped together: moving each event out costs a copy.
+        let emitted = events.iter().try_for_each(|event| self.emit_one(event));
+        events.clear();
+        emitted?;
+        if self.flush_each {
+            self.flush()?;
         }
         Ok(())
     }
 
-    fn write_line(&mut self, line: &[u8]) -> anyhow::Result<()> {
+    fn emit_one(&mut self, event: &Event) -> anyhow::Result<()> {
+        if !self.filter.matches(event) {
+            return Ok(());
+        }
+        if let Some(summary) = &mut self.summary {
+            summary.add(event);
+        }
+        if let Some(pcap) = &mut self.pcap {
+            pcap.matched(event.client, event.broker)
+                .context("writing --write-pcap")?;
+        }
+        self.printed += 1;
+        if self.quiet || self.closed {
+            return Ok(());
+        }
+        match &mut self.json {
+            Some(json) => json.write(event, &mut self.pending),
+            None => self.pending.extend_from_slice(event.to_line().as_bytes()),
+        }
+        self.pending.push(b'\n');
+        if self.pending.len() >= OUTPUT_CHUNK {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Adds `text` and a newline to what is printed.
+    fn write_line(&mut self, text: &[u8]) {
+        if !self.closed {
+            self.pending.extend_from_slice(text);
+            self.pending.push(b'\n');
+        }
+    }
+
+    /// Writes the pending lines to stdout.
+    fn flush(&mut self) -> anyhow::Result<()> {
         if self.closed {
+            self.pending.clear();
             return Ok(());
         }
         let written = self
             .stdout
-            .write_all(line)
-            .and_then(|()| self.stdout.write_all(b"\n"));
+            .write_all(&self.pending)
+            .and_then(|()| self.stdout.flush());
+        self.pending.clear();
         match written {
             Ok(()) => Ok(()),
-            Err(error) => self.check_closed(error),
+            Err(error) if error.kind() == ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
+            Err(error) => Err(error).context("writing to stdout"),
         }
     }
+}
 
-    fn check_closed(&mut self, error: std::io::Error) -> anyhow::Result<()> {
-        if error.kind() == ErrorKind::BrokenPipe {
-            self.closed = true;
-            Ok(())
-        } else {
-            Err(error).context("writing to stdout")
-        }
+impl Drop for Output {
+    /// Prints the lines still pending when `run` ends early (a capture found malformed
+    /// halfway), as a `BufWriter` would.
+    fn drop(&mut self) {
+        let _ = self.flush();
     }
 }
 
@@ -229,10 +252,10 @@ pub fn run(args: SniffArgs) -> anyhow::Result<()> {
     }
     let deadline = args.duration.map(|duration| Instant::now() + duration);
     let mut output = Output {
-        stdout: BufWriter::with_capacity(1 << 16, std::io::stdout()),
+        stdout: std::io::stdout(),
+        pending: Vec::with_capacity(OUTPUT_CHUNK + (OUTPUT_CHUNK >> 2)),
         flush_each: matches!(source, Source::Live(_)),
-        line: Vec::with_capacity(512),
-        json: args.json,
+        json: args.json.then(JsonWriter::default),
         quiet: args.quiet,
         filter: EventFilter {
             apis: args.apis.clone(),
@@ -245,6 +268,7 @@ pub fn run(args: SniffArgs) -> anyhow::Result<()> {
         closed: false,
     };
 
+    let mut events = Vec::new();
     loop {
         if interrupted.load(Ordering::Relaxed)
             || deadline.is_some_and(|deadline| Instant::now() >= deadline)
@@ -253,29 +277,23 @@ pub fn run(args: SniffArgs) -> anyhow::Result<()> {
         {
             break;
         }
-        let events = match source.next()? {
+        match source.next()? {
             Next::Packet(packet) => {
                 offer_to_pcap(&args, &mut output, &packet)?;
-                sniffer.on_packet(packet.link, &packet.data, packet.ts)
+                sniffer.on_packet_into(packet.link, &packet.data, packet.ts, &mut events);
             }
-            Next::Idle => sniffer.tick(since_epoch()),
+            Next::Idle => events = sniffer.tick(since_epoch()),
             Next::End => break,
-        };
-        output.emit(events)?;
+        }
+        output.emit(&mut events)?;
     }
-    output.emit(sniffer.finish())?;
-    output
-        .stdout
-        .flush()
-        .or_else(|error| output.check_closed(error))?;
+    output.emit(&mut sniffer.finish())?;
+    output.flush()?;
 
     if let Some(summary) = &output.summary {
         let table = summary.render();
-        output.write_line(table.as_bytes())?;
-        output
-            .stdout
-            .flush()
-            .or_else(|error| output.check_closed(error))?;
+        output.write_line(table.as_bytes());
+        output.flush()?;
     }
     if let (Some(pcap), Some(path)) = (output.pcap.take(), &args.write_pcap) {
         let written = pcap.written;

@@ -140,19 +140,23 @@ pub(super) fn request_header(frame: &[u8], header_version: i16) -> Option<(Optio
     Some((client_id, frame.len() - reader.bytes.len()))
 }
 
-/// What the sniffer reports of a Produce request.
+/// What the sniffer reports of a Produce request, besides its topics.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct ProduceRequestView<'a> {
     pub transactional_id: Option<&'a str>,
     pub acks: i16,
-    /// Each topic as the request names it: by name up to v12, by id from v13.
-    pub topics: Vec<(&'a str, Uuid)>,
     /// Records in v2 batches, `None` when any partition's are not.
     pub records: Option<u64>,
 }
 
-/// Reads a Produce request body.
-pub(super) fn produce_request(body: &[u8], version: i16) -> Option<ProduceRequestView<'_>> {
+/// Reads a Produce request body, telling `topic` each topic as the request names it (by name
+/// up to v12, by id from v13) as it goes: a caller collecting them needs no vector of its
+/// own, and must drop those it was told when the body turns out unreadable (`None`).
+pub(super) fn produce_request<'a>(
+    body: &'a [u8],
+    version: i16,
+    mut topic: impl FnMut(&'a str, Uuid),
+) -> Option<ProduceRequestView<'a>> {
     if !PRODUCE_VERSIONS.contains(&version) {
         return None;
     }
@@ -164,16 +168,14 @@ pub(super) fn produce_request(body: &[u8], version: i16) -> Option<ProduceReques
     let mut view = ProduceRequestView {
         transactional_id,
         acks,
-        topics: Vec::with_capacity(topic_count.min(16)),
         records: Some(0),
     };
     for _ in 0..topic_count {
-        let topic = if version >= PRODUCE_TOPIC_IDS {
-            ("", r.uuid()?)
+        if version >= PRODUCE_TOPIC_IDS {
+            topic("", r.uuid()?);
         } else {
-            (r.str()?, Uuid::nil())
-        };
-        view.topics.push(topic);
+            topic(r.str()?, Uuid::nil());
+        }
         for _ in 0..r.count()? {
             r.skip(4)?; // partition index
             let count = r.nullable_bytes()?.map_or(Some(0), count_records);
@@ -186,16 +188,20 @@ pub(super) fn produce_request(body: &[u8], version: i16) -> Option<ProduceReques
     Some(view)
 }
 
-/// Reads a Produce response (header included, size prefix not): the
-/// partitions' error codes, in order, zeros included.
-pub(super) fn produce_response(frame: &[u8], version: i16) -> Option<Vec<i16>> {
+/// Reads a Produce response (header included, size prefix not), telling `code` the
+/// partitions' error codes in order, zeros included (and some of them before giving up on
+/// an unreadable response with `None`).
+pub(super) fn produce_response(
+    frame: &[u8],
+    version: i16,
+    mut code: impl FnMut(i16),
+) -> Option<()> {
     if !PRODUCE_VERSIONS.contains(&version) {
         return None;
     }
     let mut r = Reader::new(frame, version >= PRODUCE_FLEXIBLE);
     r.skip(4)?; // correlation id
     r.no_tags()?;
-    let mut codes = Vec::new();
     for _ in 0..r.count()? {
         if version >= PRODUCE_TOPIC_IDS {
             r.skip(16)?;
@@ -204,7 +210,7 @@ pub(super) fn produce_response(frame: &[u8], version: i16) -> Option<Vec<i16>> {
         }
         for _ in 0..r.count()? {
             r.skip(4)?; // partition index
-            codes.push(r.i16()?);
+            code(r.i16()?);
             r.skip(if version >= 5 { 24 } else { 16 })?; // offsets, append time
             if version >= 8 {
                 for _ in 0..r.count()? {
@@ -220,7 +226,7 @@ pub(super) fn produce_response(frame: &[u8], version: i16) -> Option<Vec<i16>> {
     }
     r.skip(4)?; // throttle time
     r.no_tags()?;
-    Some(codes)
+    Some(())
 }
 
 #[cfg(test)]
@@ -372,20 +378,30 @@ mod tests {
             .expect("kafka-protocol reads a header the fast path read");
         assert_eq!(header.client_id.as_deref(), client_id);
         assert_eq!(frame.len() - body.len(), header_len);
-        let Some(view) = produce_request(&frame[header_len..], version) else {
+        let mut topics = Vec::new();
+        let Some(view) = produce_request(&frame[header_len..], version, |name, id| {
+            topics.push((name, id));
+        }) else {
             return false;
         };
         let (full, _) = decode_guarded::<ProduceRequest>(&body, version)
             .expect("kafka-protocol reads a request the fast path read");
         assert_eq!(produce_view(&full), view);
+        let full_topics: Vec<(&str, Uuid)> = full
+            .topic_data
+            .iter()
+            .map(|t| (t.name.as_str(), t.topic_id))
+            .collect();
+        assert_eq!(full_topics, topics);
         true
     }
 
     /// As [`agrees_on_request`], for a response to a request of `version`.
     fn agrees_on_response(frame: &[u8], version: i16) -> bool {
-        let Some(codes) = produce_response(frame, version) else {
+        let mut codes = Vec::new();
+        if produce_response(frame, version, |code| codes.push(code)).is_none() {
             return false;
-        };
+        }
         let bytes = Bytes::copy_from_slice(frame);
         let header_version = ApiKey::Produce.response_header_version(version);
         let (_, body) = decode_guarded::<ResponseHeader>(&bytes, header_version)
@@ -456,6 +472,23 @@ mod tests {
         for len in 0..whole.len() {
             agrees_on_request(&whole[..len]);
         }
+    }
+
+    #[test]
+    fn a_request_cut_after_its_topics_names_none() {
+        // Two topics with partitions: cut short, the fast path names topics before giving
+        // up, and kafka-protocol fails too; what it named must not be reported.
+        let whole = request(8, 7);
+        let cut = &whole[..whole.len() - 3];
+        let mut named = 0;
+        assert!(produce_request(&cut[8 + 2 + 20..], 8, |_, _| named += 1).is_none());
+        assert_eq!(named, 2);
+        let info = decode_request(cut, cut.len()).expect("info");
+        assert!(matches!(
+            info.error,
+            Some(crate::decode::DecodeError::Body(_))
+        ));
+        assert_eq!(info.topics, []);
     }
 
     use crate::test_rng::Rng;

@@ -15,6 +15,8 @@ mod request;
 mod response;
 mod topic_ids;
 
+use std::borrow::Cow;
+
 use kafka_protocol::messages::ApiKey;
 use uuid::Uuid;
 
@@ -62,11 +64,12 @@ pub enum TopicRef {
 
 macro_rules! api_names {
     ($($key:ident: $request:ident, $response:ident;)*) => {
-        /// Kafka's name of an api key ("Produce", "Fetch", …), or `Unknown(N)`.
-        pub fn api_name(api_key: i16) -> String {
+        /// Kafka's name of an api key ("Produce", "Fetch", …), or `Unknown(N)`: borrowed
+        /// but for unknown keys, since every request event carries one.
+        pub fn api_name(api_key: i16) -> Cow<'static, str> {
             match ApiKey::try_from(api_key) {
-                $(Ok(ApiKey::$key) => stringify!($key).to_owned(),)*
-                Err(()) => format!("Unknown({api_key})"),
+                $(Ok(ApiKey::$key) => Cow::Borrowed(stringify!($key)),)*
+                Err(()) => Cow::Owned(format!("Unknown({api_key})")),
             }
         }
     };

@@ -85,7 +85,7 @@ pub fn decode_request(frame: &[u8], declared: usize) -> Option<RequestInfo> {
         None => Some(DecodeError::UnknownApiKey(api_key)),
         Some(_) if declared > frame.len() => Some(DecodeError::Oversized(declared)),
         Some(k) if !version_supported(k, api_version) => Some(DecodeError::UnsupportedVersion {
-            api: api_name(api_key),
+            api: api_name(api_key).into_owned(),
             version: api_version,
         }),
         Some(k) => decode_known_body(&mut info, k, frame, body_at),
@@ -104,11 +104,15 @@ fn decode_known_body(
 ) -> Option<DecodeError> {
     let version = info.api_version;
     let body = frame.get(body_at..).unwrap_or_default();
-    if key == ApiKey::Produce
-        && let Some(view) = fast::produce_request(body, version)
-    {
-        Extract(info).produce(&view);
-        return None;
+    if key == ApiKey::Produce {
+        let mut extract = Extract(info);
+        if let Some(view) = fast::produce_request(body, version, |name, id| extract.topic(name, id))
+        {
+            extract.produce(&view);
+            return None;
+        }
+        // Forget what the fast path named before giving up.
+        info.topics.clear();
     }
     match decode_body(key, version, &Bytes::copy_from_slice(body)) {
         Ok(request) => {
@@ -156,8 +160,8 @@ macro_rules! decode_request_body {
 }
 for_each_api!(decode_request_body);
 
-/// What the sniffer reports of a Produce request decoded by kafka-protocol,
-/// as the fast path reads it.
+/// What the sniffer reports of a Produce request decoded by kafka-protocol, besides its
+/// topics, as the fast path reads it.
 pub(super) fn produce_view(r: &messages::ProduceRequest) -> ProduceRequestView<'_> {
     let mut records = Some(0u64);
     for partition in r.topic_data.iter().flat_map(|t| &t.partition_data) {
@@ -167,11 +171,6 @@ pub(super) fn produce_view(r: &messages::ProduceRequest) -> ProduceRequestView<'
     ProduceRequestView {
         transactional_id: r.transactional_id.as_deref().map(StrBytes::as_str),
         acks: r.acks,
-        topics: r
-            .topic_data
-            .iter()
-            .map(|t| (t.name.as_str(), t.topic_id))
-            .collect(),
         records,
     }
 }
@@ -216,7 +215,12 @@ impl Extract<'_> {
     fn request(&mut self, request: &RequestKind) {
         use RequestKind as K;
         match request {
-            K::Produce(r) => self.produce(&produce_view(r)),
+            K::Produce(r) => {
+                r.topic_data
+                    .iter()
+                    .for_each(|t| self.topic(&t.name, t.topic_id));
+                self.produce(&produce_view(r));
+            }
             K::Fetch(r) => r
                 .topics
                 .iter()
@@ -341,12 +345,10 @@ impl Extract<'_> {
         }
     }
 
+    /// A Produce request's fields besides its topics (named to [`Extract::topic`]).
     fn produce(&mut self, view: &ProduceRequestView<'_>) {
         self.transaction(view.transactional_id.unwrap_or(""));
         self.0.expects_response = view.acks != 0;
-        for &(name, id) in &view.topics {
-            self.topic(name, id);
-        }
         self.0.records = view.records;
     }
 }

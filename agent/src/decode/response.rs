@@ -44,11 +44,10 @@ pub fn decode_response(
         info.error = Some(DecodeError::Oversized(declared));
         return info;
     }
+    let mut found = Codes::default();
     if key == ApiKey::Produce
-        && let Some(codes) = fast::produce_response(frame, api_version)
+        && fast::produce_response(frame, api_version, |code| found.add(code)).is_some()
     {
-        let mut found = Codes::default();
-        codes.into_iter().for_each(|code| found.add(code));
         info.errors = found.names();
         return info;
     }

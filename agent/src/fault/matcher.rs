@@ -90,7 +90,7 @@ impl RequestMatcher {
 
     /// Whether every condition the match sets holds for `request`.
     pub fn matches(&self, request: &Event) -> bool {
-        let api = self.apis.is_empty() || self.apis.contains(&request.api);
+        let api = self.apis.is_empty() || self.apis.iter().any(|api| *api == request.api);
         let version = (self.versions.0..=self.versions.1).contains(&request.api_version);
         let client_id = match (&self.client_id, request.client_id.as_deref()) {
             (None, _) => true,

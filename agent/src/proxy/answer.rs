@@ -105,7 +105,7 @@ macro_rules! answered {
                     let (body, _) = decode_exact::<$request>(&request.body, request.version)?;
                     response_frame(request, &$build(&body, request.version, code))
                 })*
-                other => Err(ProxyError::NotAnswerable(api_name(other as i16))),
+                other => Err(ProxyError::NotAnswerable(api_name(other as i16).into_owned())),
             }
         }
     };

@@ -1,10 +1,12 @@
 //! The record `kafka-shock sniff` prints for each request: its JSON form is
 //! a contract (field names are fixed), its one-line form is for people.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
+
+use super::json::{JsonWriter, write_rfc3339};
 
 /// One Kafka request, with its response when one was seen.
 ///
@@ -21,7 +23,7 @@ pub struct Event {
     /// Client id from the request header.
     pub client_id: Option<String>,
     /// Kafka's api name ("Produce", …), or "Unknown(N)".
-    pub api: String,
+    pub api: Cow<'static, str>,
     /// Api version.
     pub api_version: i16,
     /// Correlation id.
@@ -54,53 +56,10 @@ impl Event {
         String::from_utf8(out).unwrap_or_default()
     }
 
-    /// Appends the event as one JSON object (no newline) to `out`: written by hand because
-    /// it is the per-request cost of `sniff --json`, in the exact form serde_json gives.
+    /// Appends the event as one JSON object (no newline) to `out` (see [`JsonWriter`], which
+    /// `sniff --json` keeps across events).
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"ts\":\"");
-        write_rfc3339(out, self.ts);
-        out.extend_from_slice(b"\",\"client\":\"");
-        write_socket_addr(out, self.client);
-        out.extend_from_slice(b"\",\"broker\":\"");
-        write_socket_addr(out, self.broker);
-        out.extend_from_slice(b"\",\"client_id\":");
-        write_opt_str(out, self.client_id.as_deref());
-        out.extend_from_slice(b",\"api\":");
-        write_json_str(out, &self.api);
-        out.extend_from_slice(b",\"api_version\":");
-        write_integer(out, i64::from(self.api_version));
-        out.extend_from_slice(b",\"correlation_id\":");
-        write_integer(out, i64::from(self.correlation_id));
-        out.extend_from_slice(b",\"topics\":");
-        write_str_list(out, &self.topics);
-        out.extend_from_slice(b",\"records\":");
-        write_opt_u64(out, self.records);
-        out.extend_from_slice(b",\"request_bytes\":");
-        write_digits(out, self.request_bytes, 1);
-        out.extend_from_slice(b",\"latency_us\":");
-        write_opt_u64(out, self.latency_us);
-        out.extend_from_slice(b",\"errors\":");
-        match &self.errors {
-            Some(errors) => write_str_list(out, errors),
-            None => out.extend_from_slice(b"null"),
-        }
-        if let Some(group) = &self.group_id {
-            out.extend_from_slice(b",\"group_id\":");
-            write_json_str(out, group);
-        }
-        if let Some(txn) = &self.transactional_id {
-            out.extend_from_slice(b",\"transactional_id\":");
-            write_json_str(out, txn);
-        }
-        if let Some(bytes) = self.response_bytes {
-            out.extend_from_slice(b",\"response_bytes\":");
-            write_digits(out, bytes, 1);
-        }
-        if let Some(error) = &self.decode_error {
-            out.extend_from_slice(b",\"decode_error\":");
-            write_json_str(out, error);
-        }
-        out.push(b'}');
+        JsonWriter::default().write(self, out);
     }
 
     /// The event as one human line, in the spirit of tcpdump and kcat:
@@ -170,181 +129,11 @@ impl EventFilter {
     }
 }
 
-/// A JSON string as serde_json writes it: `"`, `\\` and control characters escaped, the
-/// rest (non-ASCII included) as is.
-fn write_json_str(out: &mut Vec<u8>, text: &str) {
-    out.push(b'"');
-    let bytes = text.as_bytes();
-    let mut plain = 0;
-    for (at, &byte) in bytes.iter().enumerate() {
-        let escape: &[u8] = match byte {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0x00..=0x1f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[plain..at]);
-        if escape.is_empty() {
-            let _ = write!(out, "\\u{:04x}", byte);
-        } else {
-            out.extend_from_slice(escape);
-        }
-        plain = at + 1;
-    }
-    out.extend_from_slice(&bytes[plain..]);
-    out.push(b'"');
-}
-
-fn write_opt_str(out: &mut Vec<u8>, text: Option<&str>) {
-    match text {
-        Some(text) => write_json_str(out, text),
-        None => out.extend_from_slice(b"null"),
-    }
-}
-
-fn write_opt_u64(out: &mut Vec<u8>, value: Option<u64>) {
-    match value {
-        Some(value) => write_digits(out, value, 1),
-        None => out.extend_from_slice(b"null"),
-    }
-}
-
-fn write_str_list(out: &mut Vec<u8>, items: &[String]) {
-    out.push(b'[');
-    for (index, item) in items.iter().enumerate() {
-        if index > 0 {
-            out.push(b',');
-        }
-        write_json_str(out, item);
-    }
-    out.push(b']');
-}
-
-/// `ip:port` (IPv4, digits written directly) or `[ip]:port` (IPv6, via `Display`).
-fn write_socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
-    match addr {
-        SocketAddr::V4(v4) => {
-            let mut text = Digits::default();
-            for (index, octet) in v4.ip().octets().into_iter().enumerate() {
-                if index > 0 {
-                    text.push(b'.');
-                }
-                text.number(u64::from(octet), 1);
-            }
-            text.push(b':');
-            text.number(u64::from(v4.port()), 1);
-            out.extend_from_slice(text.as_bytes());
-        }
-        SocketAddr::V6(v6) => {
-            let _ = write!(out, "{v6}");
-        }
-    }
-}
-
-fn write_integer(out: &mut Vec<u8>, value: i64) {
-    if value < 0 {
-        out.push(b'-');
-    }
-    write_digits(out, value.unsigned_abs(), 1);
-}
-
-/// `value` in decimal, zero-padded to at least `width` digits.
-fn write_digits(out: &mut Vec<u8>, value: u64, width: usize) {
-    let mut text = Digits::default();
-    text.number(value, width);
-    out.extend_from_slice(text.as_bytes());
-}
-
-/// A short text built on the stack (numbers, addresses, timestamps), appended to the line in
-/// one copy rather than byte by byte.
-struct Digits {
-    bytes: [u8; 48],
-    len: usize,
-}
-
-impl Default for Digits {
-    fn default() -> Self {
-        Self {
-            bytes: [0; 48],
-            len: 0,
-        }
-    }
-}
-
-impl Digits {
-    fn push(&mut self, byte: u8) {
-        if let Some(slot) = self.bytes.get_mut(self.len) {
-            *slot = byte;
-            self.len += 1;
-        }
-    }
-
-    /// `value` in decimal, zero-padded to at least `width` digits.
-    fn number(&mut self, value: u64, width: usize) {
-        let mut reversed = [0u8; 20];
-        let mut count = 0;
-        let mut rest = value;
-        while count < reversed.len() && (rest > 0 || count < width.max(1)) {
-            reversed[count] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            count += 1;
-        }
-        for &digit in reversed[..count].iter().rev() {
-            self.push(digit);
-        }
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        self.bytes.get(..self.len).unwrap_or_default()
-    }
-}
-
 /// Formats time since the Unix epoch as RFC 3339 UTC with microseconds.
 pub fn rfc3339(since_epoch: Duration) -> String {
     let mut out = Vec::with_capacity(27);
     write_rfc3339(&mut out, since_epoch);
     String::from_utf8(out).unwrap_or_default()
-}
-
-/// Appends [`rfc3339`] of `since_epoch` to `out`.
-fn write_rfc3339(out: &mut Vec<u8>, since_epoch: Duration) {
-    let secs = since_epoch.as_secs();
-    let rem = secs % 86_400;
-    let (year, month, day) = civil_from_days(secs / 86_400);
-    let parts = [
-        (year, 4, b'-'),
-        (month, 2, b'-'),
-        (day, 2, b'T'),
-        (rem / 3600, 2, b':'),
-        (rem % 3600 / 60, 2, b':'),
-        (rem % 60, 2, b'.'),
-        (u64::from(since_epoch.subsec_micros()), 6, b'Z'),
-    ];
-    let mut text = Digits::default();
-    for (value, width, separator) in parts {
-        text.number(value, width);
-        text.push(separator);
-    }
-    out.extend_from_slice(text.as_bytes());
-}
-
-/// Howard Hinnant's days-to-civil algorithm, for days since 1970-01-01.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 /// A request event for other modules' tests: `api` from `client_id` at 10.77.0.100:40000 to
@@ -356,7 +145,7 @@ pub(crate) fn test_request(api: &str, client_id: &str, topics: &[&str]) -> Event
         client: "10.77.0.100:40000".parse().expect("client"),
         broker: "10.77.0.10:9092".parse().expect("broker"),
         client_id: Some(client_id.to_owned()),
-        api: api.to_owned(),
+        api: api.to_owned().into(),
         api_version: 9,
         correlation_id: 1,
         topics: topics.iter().map(|topic| (*topic).to_owned()).collect(),

@@ -4,13 +4,15 @@
 //! parsing, TCP reassembly, framing and decoding, pairs each request with its
 //! response by correlation id, and emits one [`Event`] per request, when its
 //! response arrives or when it can no longer arrive. [`event`] is what one request
-//! looks like (and how `sniff` prints it); [`summary`] is `sniff --summary`'s table.
+//! looks like (and how `sniff` prints it), [`json`] writes its JSON lines; [`summary`] is
+//! `sniff --summary`'s table.
 //!
 //! It depends on [`crate::wire`] and [`crate::decode`]. The fault's matcher reads its
 //! events, the Inline decider reuses its request decoding, and the binary's `sniff` and
 //! session feed it packets.
 
 pub mod event;
+pub mod json;
 pub mod summary;
 
 use std::collections::{BTreeSet, VecDeque};
@@ -112,7 +114,8 @@ pub struct Counters {
 }
 
 struct PendingRequest {
-    event: Event,
+    /// Boxed: an event is some 300 bytes, which the map would otherwise move in and out.
+    event: Box<Event>,
     api_key: i16,
     api_version: i16,
 }
@@ -163,12 +166,13 @@ pub(crate) fn request_event(
     declared: usize,
     name_of: impl Fn(Uuid) -> Option<String>,
 ) -> Event {
+    // The names move into the event (a request's topics are mostly names).
     let topics = info
         .topics
-        .iter()
+        .into_iter()
         .map(|topic| match topic {
-            TopicRef::Name(name) => name.clone(),
-            TopicRef::Id(id) => name_of(*id).unwrap_or_else(|| id.to_string()),
+            TopicRef::Name(name) => name,
+            TopicRef::Id(id) => name_of(id).unwrap_or_else(|| id.to_string()),
         })
         .collect();
     Event {
@@ -311,9 +315,23 @@ impl Sniffer {
     /// Feeds one captured link-layer frame, captured at `ts` (time since the
     /// Unix epoch, as pcap records it). Frames that are not TCP are counted.
     pub fn on_packet(&mut self, link: LinkType, frame: &[u8], ts: Duration) -> Vec<Event> {
+        let mut events = Vec::new();
+        self.on_packet_into(link, frame, ts, &mut events);
+        events
+    }
+
+    /// [`Sniffer::on_packet`], appending the events to `events`: a caller feeding a whole
+    /// capture keeps one vector rather than receiving one per packet.
+    pub fn on_packet_into(
+        &mut self,
+        link: LinkType,
+        frame: &[u8],
+        ts: Duration,
+        events: &mut Vec<Event>,
+    ) {
         self.counters.packets += 1;
         match parse_frame(link, frame) {
-            Ok(segment) => self.on_segment(&segment, ts),
+            Ok(segment) => self.on_segment_into(&segment, ts, events),
             Err(error) => {
                 match error {
                     PacketError::Fragment => self.counters.ip_fragments += 1,
@@ -324,33 +342,45 @@ impl Sniffer {
                     | PacketError::BadHeaderLength(_)
                     | PacketError::UnsupportedIpv6Header(_) => self.counters.packets_malformed += 1,
                 }
-                self.tick(ts)
+                self.tick_into(ts, events);
             }
         }
     }
 
     /// Feeds one TCP segment captured at `ts`.
     pub fn on_segment(&mut self, segment: &TcpSegment<'_>, ts: Duration) -> Vec<Event> {
+        let mut events = Vec::new();
+        self.on_segment_into(segment, ts, &mut events);
+        events
+    }
+
+    fn on_segment_into(&mut self, segment: &TcpSegment<'_>, ts: Duration, events: &mut Vec<Event>) {
         let mut stream = std::mem::take(&mut self.stream);
         self.reassembler.on_segment(segment, ts, &mut stream);
-        let events = self.handle(&mut stream, segment.payload, ts);
+        self.handle(&mut stream, segment.payload, ts, events);
         self.stream = stream;
-        events
     }
 
     /// Lets time pass without packets (a quiet live capture), so that stale
     /// holes are skipped and idle connections reported.
     pub fn tick(&mut self, now: Duration) -> Vec<Event> {
+        let mut events = Vec::new();
+        self.tick_into(now, &mut events);
+        events
+    }
+
+    fn tick_into(&mut self, now: Duration, events: &mut Vec<Event>) {
         let mut stream = Vec::new();
         self.reassembler.expire_idle(now, &mut stream);
-        self.handle(&mut stream, &[], now)
+        self.handle(&mut stream, &[], now, events);
     }
 
     /// Ends the input: every request still pending is reported unanswered.
     pub fn finish(&mut self) -> Vec<Event> {
         let mut stream = Vec::new();
         self.reassembler.finish(&mut stream);
-        let mut events = self.handle(&mut stream, &[], Duration::ZERO);
+        let mut events = Vec::new();
+        self.handle(&mut stream, &[], Duration::ZERO, &mut events);
         let mut rest = Vec::new();
         let mut keys: Vec<FlowKey> = self.connections.keys().copied().collect();
         keys.sort();
@@ -404,15 +434,16 @@ impl Sniffer {
         stream: &mut Vec<StreamEvent>,
         payload: &[u8],
         ts: Duration,
-    ) -> Vec<Event> {
-        let mut events = Vec::new();
+        events: &mut Vec<Event>,
+    ) {
+        let before = events.len();
         for item in stream.drain(..) {
             match item {
                 StreamEvent::Data {
                     flow,
                     direction,
                     bytes,
-                } => self.on_data(flow, direction, bytes.bytes(payload), ts, &mut events),
+                } => self.on_data(flow, direction, bytes.bytes(payload), ts, events),
                 StreamEvent::Discontinuity { flow, direction } => {
                     let connection = connection(&mut self.connections, self.config.framer, flow);
                     match direction {
@@ -420,11 +451,10 @@ impl Sniffer {
                         Direction::ToClient => connection.responses.resync(&mut self.framing),
                     }
                 }
-                StreamEvent::Closed { flow } => self.close(flow, &mut events),
+                StreamEvent::Closed { flow } => self.close(flow, events),
             }
         }
-        self.counters.events += events.len() as u64;
-        events
+        self.counters.events += (events.len() - before) as u64;
     }
 
     fn on_data(
@@ -499,7 +529,7 @@ impl Sniffer {
         };
         while let Some(request) = connection.pending.pop_oldest() {
             self.counters.unanswered += 1;
-            events.push(request.event);
+            events.push(*request.event);
         }
     }
 }
@@ -544,7 +574,7 @@ impl Pairing<'_> {
         }
         let max_pending = self.config.max_pending_per_connection.max(1);
         let request = PendingRequest {
-            event,
+            event: Box::new(event),
             api_key,
             api_version,
         };
@@ -552,12 +582,12 @@ impl Pairing<'_> {
         self.events.extend(
             self.pending
                 .insert(correlation_id, request)
-                .map(|p| p.event),
+                .map(|p| *p.event),
         );
         let mut evicted = 0;
         while self.pending.by_id.len() > max_pending {
             self.events
-                .extend(self.pending.pop_oldest().map(|p| p.event));
+                .extend(self.pending.pop_oldest().map(|p| *p.event));
             evicted += 1;
         }
         self.counters.pending_evicted += evicted;
@@ -589,7 +619,7 @@ impl Pairing<'_> {
                 .decode_error
                 .get_or_insert_with(|| format!("response {error}"));
         }
-        self.events.push(event);
+        self.events.push(*event);
     }
 }
 

@@ -187,7 +187,7 @@ mod tests {
             client: "10.0.0.1:40000".parse().expect("client"),
             broker: "10.0.0.2:9092".parse().expect("broker"),
             client_id: Some("app".into()),
-            api: api.into(),
+            api: api.to_owned().into(),
             api_version: 9,
             correlation_id: 1,
             topics: vec![topic.into()],

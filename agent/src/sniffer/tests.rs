@@ -495,7 +495,7 @@ fn two_gib_frame_is_skipped_with_bounded_memory() {
     assert_eq!(events.len(), 1, "{events:?}");
     let event = &events[0];
     assert_eq!(
-        (event.api.as_str(), event.api_version, event.correlation_id),
+        (&*event.api, event.api_version, event.correlation_id),
         ("Produce", 9, 9)
     );
     assert_eq!(event.client_id.as_deref(), Some("checkout-svc"));
@@ -811,7 +811,7 @@ fn the_kraft_quorums_requests_are_decoded_on_the_controller_port() {
         wire.send(true, frame, 1460);
     }
     let events = wire.finish();
-    let apis: Vec<&str> = events.iter().map(|e| e.api.as_str()).collect();
+    let apis: Vec<&str> = events.iter().map(|e| &*e.api).collect();
     assert_eq!(
         apis,
         [

@@ -106,7 +106,6 @@ pub enum PacketError {
 
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_IPV6: u16 = 0x86dd;
-const ETHERTYPE_VLAN_TAGS: [u16; 3] = [0x8100, 0x88a8, 0x9100];
 const MAX_VLAN_TAGS: usize = 4;
 const MAX_IPV6_EXTENSIONS: usize = 8;
 const IP_PROTO_TCP: u8 = 6;
@@ -131,7 +130,8 @@ fn parse_ethernet(frame: &[u8]) -> Result<TcpSegment<'_>, PacketError> {
     let mut ethertype = read_u16(frame, 12, "Ethernet")?;
     let mut offset = 14;
     for _ in 0..MAX_VLAN_TAGS {
-        if !ETHERTYPE_VLAN_TAGS.contains(&ethertype) {
+        // 802.1Q, 802.1ad and the older QinQ tag.
+        if !matches!(ethertype, 0x8100 | 0x88a8 | 0x9100) {
             break;
         }
         ethertype = read_u16(frame, offset + 2, "VLAN")?;
@@ -223,7 +223,8 @@ fn parse_ipv6(packet: &[u8]) -> Result<TcpSegment<'_>, PacketError> {
 }
 
 fn parse_tcp(src: IpAddr, dst: IpAddr, tcp: &[u8]) -> Result<TcpSegment<'_>, PacketError> {
-    let header = tcp.get(..20).ok_or(PacketError::Truncated("TCP"))?;
+    // A fixed-size header: its fields are read without a bounds check each.
+    let header: &[u8; 20] = tcp.first_chunk().ok_or(PacketError::Truncated("TCP"))?;
     let data_offset = usize::from(header[12] >> 4) * 4;
     if data_offset < 20 {
         return Err(PacketError::BadHeaderLength("TCP"));
@@ -231,11 +232,13 @@ fn parse_tcp(src: IpAddr, dst: IpAddr, tcp: &[u8]) -> Result<TcpSegment<'_>, Pac
     let payload = tcp
         .get(data_offset..)
         .ok_or(PacketError::BadHeaderLength("TCP"))?;
+    let u16_at = |at: usize| u16::from_be_bytes([header[at], header[at + 1]]);
+    let u32_at = |at: usize| u32::from(u16_at(at)) << 16 | u32::from(u16_at(at + 2));
     Ok(TcpSegment {
-        src: SocketAddr::new(src, read_u16(header, 0, "TCP")?),
-        dst: SocketAddr::new(dst, read_u16(header, 2, "TCP")?),
-        seq: read_u32(header, 4, "TCP")?,
-        ack: read_u32(header, 8, "TCP")?,
+        src: SocketAddr::new(src, u16_at(0)),
+        dst: SocketAddr::new(dst, u16_at(2)),
+        seq: u32_at(4),
+        ack: u32_at(8),
         flags: TcpFlags::from_byte(header[13]),
         payload,
     })
@@ -256,13 +259,6 @@ fn read_u16(data: &[u8], offset: usize, what: &'static str) -> Result<u16, Packe
         .get(offset..offset + 2)
         .ok_or(PacketError::Truncated(what))?;
     Ok(u16::from_be_bytes([bytes[0], bytes[1]]))
-}
-
-fn read_u32(data: &[u8], offset: usize, what: &'static str) -> Result<u32, PacketError> {
-    let bytes = data
-        .get(offset..offset + 4)
-        .ok_or(PacketError::Truncated(what))?;
-    Ok(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
 }
 
 fn ipv6_at(data: &[u8], offset: usize) -> Result<Ipv6Addr, PacketError> {

@@ -330,10 +330,15 @@ impl Reassembler {
     /// Skips stale holes and expires idle connections; call when time passes
     /// without segments (on_segment already does it).
     pub fn expire_idle(&mut self, now: Duration, out: &mut Vec<StreamEvent>) {
+        // Checked at every segment, swept once a period.
         let period = self.config.gap_timeout.min(self.config.idle_timeout);
-        if now.saturating_sub(self.last_sweep) < period {
-            return;
+        if now.saturating_sub(self.last_sweep) >= period {
+            self.sweep(now, out);
         }
+    }
+
+    #[inline(never)]
+    fn sweep(&mut self, now: Duration, out: &mut Vec<StreamEvent>) {
         self.last_sweep = now;
         let idle = self.config.idle_timeout;
         let mut expired: Vec<FlowKey> = self

@@ -469,7 +469,10 @@ impl Watch {
                 continue;
             }
             stats.requests_matched += 1;
-            *stats.matched_by_api.entry(request.api.clone()).or_default() += 1;
+            *stats
+                .matched_by_api
+                .entry(request.api.to_string())
+                .or_default() += 1;
             if self.on_match(plan, &request, log, verb) {
                 changes.rules = true;
                 let oldest = changes.oldest_cut.map_or(request.ts, |t| t.min(request.ts));
@@ -534,7 +537,7 @@ fn report_inline(inline: &InlineEnforcer, stats: &mut SessionStats, log: &mut Lo
     for hit in inline.take_hits() {
         *stats
             .matched_by_api
-            .entry(hit.request.api.clone())
+            .entry(hit.request.api.to_string())
             .or_default() += 1;
         let outcome = match hit.outcome {
             Outcome::Delayed(hold) => format!("{verb} (inline, {} ms)", hold.as_millis()),

@@ -54,7 +54,7 @@ pub(super) fn report(proxy: &ProxyEnforcer, stats: &mut SessionStats, log: &mut 
     for hit in proxy.take_hits() {
         *stats
             .matched_by_api
-            .entry(hit.request.api.clone())
+            .entry(hit.request.api.to_string())
             .or_default() += 1;
         log(&format!(
             "match: {} → {}",

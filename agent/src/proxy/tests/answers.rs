@@ -617,11 +617,7 @@ fn the_error_list_covers_the_issue_and_matches_the_paths() {
     for key in 0..=100 {
         let name = crate::decode::api_name(key);
         let path = error_path(key);
-        assert_eq!(
-            path.is_some(),
-            ERROR_APIS.contains(&name.as_str()),
-            "{name}"
-        );
+        assert_eq!(path.is_some(), ERROR_APIS.contains(&&*name), "{name}");
         assert_eq!(
             path == Some(ErrorPath::Inject),
             name == "Metadata",
