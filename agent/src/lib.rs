@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod assignment;
+mod civil;
 pub mod decode;
 pub mod fault;
 pub mod inline;

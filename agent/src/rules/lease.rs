@@ -11,6 +11,7 @@
 
 use super::chain::{Chain, Rule, Table};
 use super::names::{chain_name, sanitise_id};
+use crate::civil::{civil_from_days, days_from_civil};
 
 /// Seconds in a day.
 const DAY: u64 = 86_400;
@@ -62,31 +63,6 @@ pub fn parse_datestop(text: &str) -> Option<u64> {
     let unix = days_from_civil(year, month, day) * DAY + hour * 3600 + minute * 60 + second;
     // A day the month does not have (Feb 30) comes back as another date.
     (datestop(unix) == text).then_some(unix)
-}
-
-/// The date (year, month, day) `days` after 1970-01-01 (Howard Hinnant's civil_from_days).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
-}
-
-/// Days from 1970-01-01 to a date from 1970 on (the inverse of [`civil_from_days`]).
-fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year / 400;
-    let yoe = year - era * 400;
-    let mp = if month > 2 { month - 3 } else { month + 9 };
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// What the jumps into a chain say about how long it bites.

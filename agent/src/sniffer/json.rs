@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::event::Event;
+use crate::civil::civil_from_days;
 
 /// Writes events as JSON objects, reusing the text consecutive events share.
 #[derive(Debug, Default)]
@@ -313,20 +314,6 @@ fn second_text(secs: u64) -> Digits {
         text.push(separator);
     }
     text
-}
-
-/// Howard Hinnant's days-to-civil algorithm, for days since 1970-01-01.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
