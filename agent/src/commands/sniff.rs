@@ -282,7 +282,7 @@ pub fn run(args: SniffArgs) -> anyhow::Result<()> {
                 offer_to_pcap(&args, &mut output, &packet)?;
                 sniffer.on_packet_into(packet.link, &packet.data, packet.ts, &mut events);
             }
-            Next::Idle => events = sniffer.tick(since_epoch()),
+            Next::Idle => sniffer.tick_into(since_epoch(), &mut events),
             Next::End => break,
         }
         output.emit(&mut events)?;

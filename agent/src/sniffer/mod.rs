@@ -369,7 +369,8 @@ impl Sniffer {
         events
     }
 
-    fn tick_into(&mut self, now: Duration, events: &mut Vec<Event>) {
+    /// [`Sniffer::tick`], appending the events to `events` (as [`Sniffer::on_packet_into`]).
+    pub fn tick_into(&mut self, now: Duration, events: &mut Vec<Event>) {
         let mut stream = Vec::new();
         self.reassembler.expire_idle(now, &mut stream);
         self.handle(&mut stream, &[], now, events);
