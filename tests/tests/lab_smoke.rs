@@ -311,7 +311,7 @@ fn up_on_a_running_lab_restarts_nothing() {
         lab.setting("KSHOCK_LAB_HOST_IP").expect("host ip")
     );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    // Polled to a deadline: a kube-proxy that saw its config change exits within a second.
+    // Watched for 10 s, polled: a kube-proxy that saw its config change exits within a second.
     while std::time::Instant::now() < deadline {
         let status = Command::new("curl")
             .args(["-sf", "-o", "/dev/null", &healthz])
