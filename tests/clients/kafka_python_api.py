@@ -159,6 +159,11 @@ class Operations:
     def join(self, heartbeats=0, leave=False):
         consumer = self.group_consumer()
         consumer.subscribe([self.tp.topic])
+        # The subscribed topic's partitions before the first join: a leader that joins
+        # before a metadata update has seen them rebalances again at the next update, and
+        # kafka-python 3.0 can lose that second assignment for good (no assignment, no
+        # heartbeat) when a short poll times out while its SyncGroup is in flight.
+        consumer.partitions_for_topic(self.tp.topic)
         while not consumer.assignment() or WIRE.received["Heartbeat"] < heartbeats:
             consumer.poll(100)
         if leave:
