@@ -194,6 +194,12 @@ fn not_leader_on_one_producer_is_retried_and_every_record_lands_exactly_once() {
                 "100",
                 "--client-id",
                 client,
+                // Delivery outlasts the fault with room to spare: under a 50 % error rate an
+                // idempotent producer's first batches back off exponentially (up to 1 s a
+                // try) and can wait on unresolved sequences, so on a loaded machine 15 s
+                // (the default) could expire a batch before the fault's end let it through.
+                "--timeout-ms",
+                "40000",
             ],
             "",
         )
