@@ -4,12 +4,13 @@
 #   operator: `kubectl apply` of PODS Pods (Running, Ready, over 2 hollow nodes: Node objects no
 #     kubelet runs, kept Ready by this script renewing their Leases, so the pods' status is the
 #     one written here) and of FAULTS KafkaFaults over them (modes All, One and Percent); then
-#     a fresh operator process, built
-#     by this run: the time until every fault's status is rolled up for its generation and
-#     every injection exists (steady state); its CPU seconds and peak RSS (/proc); the API
-#     requests it made, counted by the API server's audit log (not by the operator); its
-#     reconciles (its /metrics); then teardown: the pods deleted, then the faults, until every
-#     fault is gone (the operator releases the injections of vanished pods itself);
+#     a fresh operator process, built by this run: the time until every fault's status is
+#     rolled up for its generation and every injection exists (steady state); its CPU seconds
+#     and peak RSS (/proc); the API requests it made, counted by the API server's audit log
+#     (not by the operator); its reconciles (its /metrics); the API server's CPU and how busy
+#     the machine's cores were over the same span (/proc; for the peer too, as both sides'
+#     work is mostly the API server's); then teardown: the pods deleted, then the faults,
+#     until every fault is gone (the operator releases the injections of vanished pods itself);
 #   peer: `kubectl apply --server-side` of the same injections (with the operator's token, as
 #     the chart's admission policy requires): the raw cost of the writes the operator has to
 #     make, without finalizers, statuses or Events.
@@ -167,6 +168,15 @@ items = json.load(sys.stdin)["items"]
 print(sum(1 for f in items if (f.get("status") or {}).get("observedGeneration") == f["metadata"]["generation"]))'
 }
 cpu_seconds() { awk -v tck="$(getconf CLK_TCK)" '{print ($14 + $15) / tck}' "/proc/$1/stat"; }
+# The API server does the work both sides ask for: its CPU (/proc) tells what each request costs.
+APISERVER_PID=$(cat "$KSHOCK_LAB_STATE/kube/apiserver.pid")
+apiserver_cpu() { cpu_seconds "$APISERVER_PID"; }
+# The machine's CPU counters, all cores: "busy total" in ticks (/proc/stat; idle and iowait are not busy).
+cpu_ticks() { awk '/^cpu / {total = 0; for (i = 2; i <= NF; i++) total += $i; print total - $5 - $6, total}' /proc/stat; }
+busy_percent() { # "BUSY TOTAL" before, "BUSY TOTAL" after
+  python3 -c "b0, t0, b1, t1 = map(int, '$1 $2'.split()); print(round(100 * (b1 - b0) / max(1, t1 - t0), 1))"
+}
+difference() { python3 -c "print(round($2 - $1, 2))"; }
 peak_rss_mib() { awk '/VmHWM/ {print $2 / 1024}' "/proc/$1/status"; }
 metric() { curl -s "http://$METRICS/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 audit_mark() { wc -l <"$AUDIT"; }
@@ -208,6 +218,9 @@ operator_round() { # ROUND
   METRICS=127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   from=$(audit_mark)
   t0=$(now)
+  local api0 ticks0
+  api0=$(apiserver_cpu)
+  ticks0=$(cpu_ticks)
   KUBECONFIG=$KSHOCK_OPERATOR_KUBECONFIG KAFKA_SHOCK_LOG=warn "$OPERATOR" --metrics-addr "$METRICS" 2>"$WORK/operator.log" &
   operator_pid=$!
   rolled=0
@@ -219,6 +232,8 @@ operator_round() { # ROUND
     [[ $rolled -eq $FAULTS ]] || sleep 0.5
   done
   steady=$(since "$t0")
+  difference "$api0" "$(apiserver_cpu)" >>"$WORK/apiserver"
+  busy_percent "$ticks0" "$(cpu_ticks)" >>"$WORK/busy"
   requests=$(audit_requests "$from" "$OPERATOR_USER")
   echo "$steady" >>"$WORK/steady"
   cpu_seconds "$operator_pid" >>"$WORK/cpu"
@@ -230,7 +245,7 @@ operator_round() { # ROUND
   echo "$reconciles" >>"$WORK/reconciles"
   echo "round $1: operator steady state after ${steady}s ($FAULTS faults rolled up, $expected injections):" \
     "CPU $(tail -1 "$WORK/cpu") s, peak RSS $(tail -1 "$WORK/rss") MiB, $reconciles reconciles (5 s later), $errors errors;" \
-    "API requests $requests" | tee -a "$WORK/log"
+    "API requests $requests; API server CPU $(tail -1 "$WORK/apiserver") s; machine busy $(tail -1 "$WORK/busy") % of all cores" | tee -a "$WORK/log"
   if [[ $1 -eq 1 ]]; then
     before=$(cpu_seconds "$operator_pid")
     from=$(audit_mark)
@@ -273,15 +288,26 @@ json.dump({"apiVersion": "v1", "kind": "List", "items": peers}, sys.stdout)' "$P
 }
 
 peer_round() { # ROUND
-  local t0 from
+  local t0 from api0 ticks0
   from=$(audit_mark)
+  api0=$(apiserver_cpu)
+  ticks0=$(cpu_ticks)
   t0=$(now)
   # As the operator's account: the chart's admission policy refuses injections from anyone else.
   KUBECONFIG=$KSHOCK_OPERATOR_KUBECONFIG kubectl apply --server-side --field-manager=bench -f "$WORK/peers.json" >/dev/null
   since "$t0" >>"$WORK/peer"
+  difference "$api0" "$(apiserver_cpu)" >>"$WORK/peer-apiserver"
+  busy_percent "$ticks0" "$(cpu_ticks)" >>"$WORK/peer-busy"
   echo "round $1: peer kubectl apply --server-side of $expected injections: $(tail -1 "$WORK/peer")s;" \
-    "API requests $(audit_requests "$from" "$OPERATOR_USER")" | tee -a "$WORK/log"
+    "API requests $(audit_requests "$from" "$OPERATOR_USER"); API server CPU $(tail -1 "$WORK/peer-apiserver") s;" \
+    "machine busy $(tail -1 "$WORK/peer-busy") % of all cores" | tee -a "$WORK/log"
   KUBECONFIG=$KSHOCK_OPERATOR_KUBECONFIG kubectl delete kafkafaultinjections --all -n "$PEER_NS" --wait=false >/dev/null
+  # The next side starts on a quiet API server: not while these deletions still run.
+  t0=$(now)
+  until [[ $(injections_in "$PEER_NS") -eq 0 ]]; do
+    past "$t0" 600 && { echo "bench: the peer's injections still there after 600 s" >&2; exit 1; }
+    sleep 1
+  done
 }
 
 echo "== operator: $FAULTS faults over $PODS pods -> $expected injections; peer: kubectl apply --server-side of them; $ROUNDS rounds"
@@ -297,6 +323,8 @@ echo "operator steady state:        $(mmm "$WORK/steady" 1) s"
 echo "peer kubectl apply --server-side: $(mmm "$WORK/peer" 1) s; operator/peer (medians) ${ratio}x"
 echo "operator CPU: $(mmm "$WORK/cpu" 1) s; peak RSS $(mmm "$WORK/rss" 1) MiB;" \
   "API requests $(mmm "$WORK/requests" 1); reconciles $(mmm "$WORK/reconciles" 1)"
+echo "API server CPU: operator $(mmm "$WORK/apiserver" 1) s, peer $(mmm "$WORK/peer-apiserver" 1) s;" \
+  "machine busy: operator $(mmm "$WORK/busy" 1) %, peer $(mmm "$WORK/peer-busy" 1) % of all cores"
 echo "teardown: $(mmm "$WORK/teardown" 1) s"
 echo "goal: steady state <= 20 s: $(met "$steady_median <= 20"); <= 1.2x the peer: $(met "$ratio <= 1.2")"
 figure operator "steady state, $FAULTS faults over $PODS pods (fresh operator)" s "$WORK/steady" 1 \
@@ -305,4 +333,8 @@ figure operator "steady state, $FAULTS faults over $PODS pods (fresh operator)" 
 figure operator "operator CPU to steady state" s "$WORK/cpu" 1
 figure operator "operator peak RSS" MiB "$WORK/rss" 1
 figure operator "API requests to steady state (audit log)" requests "$WORK/requests" 1
+figure operator "API server CPU to steady state (/proc)" s "$WORK/apiserver" 1 \
+  "API server CPU for the peer's apply" "$WORK/peer-apiserver" 1
+figure operator "machine busy to steady state, all cores (/proc/stat)" % "$WORK/busy" 1 \
+  "machine busy during the peer's apply" "$WORK/peer-busy" 1
 figure operator "teardown: pods then faults deleted, to every fault and injection gone" s "$WORK/teardown" 1
