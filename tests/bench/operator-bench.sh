@@ -167,12 +167,12 @@ import json, sys
 items = json.load(sys.stdin)["items"]
 print(sum(1 for f in items if (f.get("status") or {}).get("observedGeneration") == f["metadata"]["generation"]))'
 }
-cpu_seconds() { awk -v tck="$(getconf CLK_TCK)" '{print ($14 + $15) / tck}' "/proc/$1/stat"; }
+cpu_seconds() { awk -v ticks="$(cpu_ticks "$1")" -v tck="$(getconf CLK_TCK)" 'BEGIN {print ticks / tck}'; }
 # The API server does the work both sides ask for: its CPU (/proc) tells what each request costs.
 APISERVER_PID=$(cat "$KSHOCK_LAB_STATE/kube/apiserver.pid")
 apiserver_cpu() { cpu_seconds "$APISERVER_PID"; }
 # The machine's CPU counters, all cores: "busy total" in ticks (/proc/stat; idle and iowait are not busy).
-cpu_ticks() { awk '/^cpu / {total = 0; for (i = 2; i <= NF; i++) total += $i; print total - $5 - $6, total}' /proc/stat; }
+machine_ticks() { awk '/^cpu / {total = 0; for (i = 2; i <= NF; i++) total += $i; print total - $5 - $6, total}' /proc/stat; }
 busy_percent() { # "BUSY TOTAL" before, "BUSY TOTAL" after
   python3 -c "b0, t0, b1, t1 = map(int, '$1 $2'.split()); print(round(100 * (b1 - b0) / max(1, t1 - t0), 1))"
 }
@@ -220,7 +220,7 @@ operator_round() { # ROUND
   t0=$(now)
   local api0 ticks0
   api0=$(apiserver_cpu)
-  ticks0=$(cpu_ticks)
+  ticks0=$(machine_ticks)
   KUBECONFIG=$KSHOCK_OPERATOR_KUBECONFIG KAFKA_SHOCK_LOG=warn "$OPERATOR" --metrics-addr "$METRICS" 2>"$WORK/operator.log" &
   operator_pid=$!
   rolled=0
@@ -233,7 +233,7 @@ operator_round() { # ROUND
   done
   steady=$(since "$t0")
   difference "$api0" "$(apiserver_cpu)" >>"$WORK/apiserver"
-  busy_percent "$ticks0" "$(cpu_ticks)" >>"$WORK/busy"
+  busy_percent "$ticks0" "$(machine_ticks)" >>"$WORK/busy"
   requests=$(audit_requests "$from" "$OPERATOR_USER")
   echo "$steady" >>"$WORK/steady"
   cpu_seconds "$operator_pid" >>"$WORK/cpu"
@@ -291,13 +291,13 @@ peer_round() { # ROUND
   local t0 from api0 ticks0
   from=$(audit_mark)
   api0=$(apiserver_cpu)
-  ticks0=$(cpu_ticks)
+  ticks0=$(machine_ticks)
   t0=$(now)
   # As the operator's account: the chart's admission policy refuses injections from anyone else.
   KUBECONFIG=$KSHOCK_OPERATOR_KUBECONFIG kubectl apply --server-side --field-manager=bench -f "$WORK/peers.json" >/dev/null
   since "$t0" >>"$WORK/peer"
   difference "$api0" "$(apiserver_cpu)" >>"$WORK/peer-apiserver"
-  busy_percent "$ticks0" "$(cpu_ticks)" >>"$WORK/peer-busy"
+  busy_percent "$ticks0" "$(machine_ticks)" >>"$WORK/peer-busy"
   echo "round $1: peer kubectl apply --server-side of $expected injections: $(tail -1 "$WORK/peer")s;" \
     "API requests $(audit_requests "$from" "$OPERATOR_USER"); API server CPU $(tail -1 "$WORK/peer-apiserver") s;" \
     "machine busy $(tail -1 "$WORK/peer-busy") % of all cores" | tee -a "$WORK/log"
