@@ -203,10 +203,9 @@ fn pair(value: u64) -> [u8; 2] {
     [PAIRS[at], PAIRS[at + 1]]
 }
 
-/// `value` in decimal, two digits at a time (these are most of a line's characters). The
-/// digits are copied as one fixed-size block and the excess cut, which is cheaper than a
-/// copy of their variable length.
-fn write_u64(out: &mut Vec<u8>, value: u64) {
+/// `value` in decimal, two digits at a time (these are most of a line's characters): the
+/// digits at the start of the block, and how many there are.
+fn decimal(value: u64) -> ([u8; 20], usize) {
     let digits = decimal_len(value);
     let mut text = [0u8; 20];
     let mut end = digits;
@@ -221,6 +220,13 @@ fn write_u64(out: &mut Vec<u8>, value: u64) {
     } else {
         text[0] = b'0' + rest as u8;
     }
+    (text, digits)
+}
+
+/// [`decimal`] appended to `out`. The digits are copied as one fixed-size block and the
+/// excess cut, which is cheaper than a copy of their variable length.
+fn write_u64(out: &mut Vec<u8>, value: u64) {
+    let (text, digits) = decimal(value);
     let len = out.len() + digits;
     out.extend_from_slice(&text);
     out.truncate(len);
@@ -270,17 +276,13 @@ impl Digits {
         }
     }
 
-    /// `value` in decimal, zero-padded to at least `width` digits.
+    /// `value` in decimal ([`decimal`]), zero-padded to at least `width` digits.
     fn number(&mut self, value: u64, width: usize) {
-        let mut reversed = [0u8; 20];
-        let mut count = 0;
-        let mut rest = value;
-        while count < reversed.len() && (rest > 0 || count < width.max(1)) {
-            reversed[count] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            count += 1;
+        let (text, digits) = decimal(value);
+        for _ in digits..width {
+            self.push(b'0');
         }
-        for &digit in reversed[..count].iter().rev() {
+        for &digit in &text[..digits] {
             self.push(digit);
         }
     }
@@ -330,6 +332,11 @@ mod tests {
             let mut out = Vec::new();
             write_u64(&mut out, value);
             assert_eq!(out, value.to_string().as_bytes());
+        }
+        for (value, width) in [(0, 1), (7, 2), (12, 2), (2026, 4), (99, 4), (65_535, 1)] {
+            let mut text = Digits::default();
+            text.number(value, width);
+            assert_eq!(text.as_bytes(), format!("{value:0width$}").as_bytes());
         }
         for micros in [0, 7, 10, 99_999, 100_000, 123_456, 999_999] {
             let mut out = Vec::new();
