@@ -4,8 +4,9 @@
 //!   published that the last run did not write;
 //! - that run ran every bench `run-all.sh` lists, each ended ok, and every figure with a goal
 //!   says whether it is met;
-//! - the bench scripts parse, and none stops processes by name (`pkill`, `killall`): a bench
-//!   stops only what it started, by pid, or it would interrupt other runs on the host.
+//! - the bench scripts parse (and their Python helpers compile), and none stops processes by
+//!   name (`pkill`, `killall`): a bench stops only what it started, by pid, or it would
+//!   interrupt other runs on the host.
 
 use std::fs;
 use std::path::PathBuf;
@@ -125,5 +126,31 @@ fn the_bench_scripts_parse_and_stop_nothing_by_name() {
                 script.display()
             );
         }
+    }
+}
+
+#[test]
+fn the_bench_helpers_in_python_compile() {
+    let dir = workspace_root().join("tests/bench");
+    let helpers: Vec<PathBuf> = fs::read_dir(&dir)
+        .expect("tests/bench")
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "py"))
+        .collect();
+    assert!(helpers.len() >= 3, "the bench helpers: {helpers:?}");
+    for helper in helpers {
+        // compile() only: py_compile would leave __pycache__ in the checkout.
+        let compiled = Command::new("python3")
+            .arg("-c")
+            .arg("import sys; compile(open(sys.argv[1]).read(), sys.argv[1], 'exec')")
+            .arg(&helper)
+            .output()
+            .expect("python3 runs");
+        assert!(
+            compiled.status.success(),
+            "{}: {}",
+            helper.display(),
+            String::from_utf8_lossy(&compiled.stderr)
+        );
     }
 }
