@@ -68,6 +68,7 @@ cleanup() {
       xargs -r -P 8 -I{} kubectl patch {} -n "$ns" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
     kubectl delete --raw "/apis/kafkashock.io/v1alpha1/namespaces/$ns/kafkafaults" >/dev/null 2>&1 || true
     kubectl delete --raw "/api/v1/namespaces/$ns/pods?gracePeriodSeconds=0" >/dev/null 2>&1 || true
+    kubectl delete --raw "/api/v1/namespaces/$ns/events" >/dev/null 2>&1 || true
   done
   for node in "${HOLLOW[@]}"; do
     kubectl delete node "$node" --ignore-not-found >/dev/null 2>&1 || true
@@ -289,6 +290,9 @@ operator_round() { # ROUND
   delete_all "/apis/kafkashock.io/v1alpha1/namespaces/$NS/kafkafaults"
   watched_since "$t0"
   echo "$watched" >>"$WORK/teardown"
+  # The faults' Events too: kept for their hour, they would make every later request dearer
+  # (the API server holds each stored object in its watch cache, and its garbage collector scans them).
+  delete_all "/api/v1/namespaces/$NS/events"
   echo "round $1: teardown (pods, then faults deleted) until every fault and injection is gone: $(tail -1 "$WORK/teardown")s;" \
     "operator totals: peak RSS $(peak_rss_mib "$operator_pid") MiB, CPU $(cpu_seconds "$operator_pid") s" | tee -a "$WORK/log"
   kill -INT "$operator_pid"
@@ -373,5 +377,4 @@ figure operator "API server CPU to steady state (/proc)" s "$WORK/apiserver" 1 \
 figure operator "machine busy to steady state, all cores (/proc/stat)" % "$WORK/busy" 1 \
   "machine busy during the peer's apply" "$WORK/peer-busy" 1
 figure operator "teardown: pods then faults deleted, to every fault and injection gone" s "$WORK/teardown" 1
-figure operator "least steady state here: API server CPU for the operator's requests, each kind costed alone (injection apply $(cost injection) ms, fault finalizer $(cost finalizer) ms, fault status $(cost status) ms, Event $(cost event) ms), over $CORES cores" s "$WORK/floor" 1 \
-  "" "" "" "<= 20 s possible" "$(met "$(cat "$WORK/floor") <= 20")"
+figure operator "API server CPU for the operator's requests, each kind costed alone, one at a time (injection apply $(cost injection) ms, fault finalizer $(cost finalizer) ms, fault status $(cost status) ms, Event $(cost event) ms), spread over $CORES cores" s "$WORK/floor" 1

@@ -16,7 +16,7 @@ cd "$(dirname "$(readlink -f "$0")")/../.."
 BENCHES=(
   "operator operator-bench.sh 2"
   "fault fault-bench.sh 3"
-  "inject inject-bench.sh 2"
+  "inject inject-bench.sh 3"
   "inline inline-bench.sh 2"
   "proxy proxy-bench.sh 2"
   "sniff sniff-bench.sh 3"
