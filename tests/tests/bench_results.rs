@@ -94,27 +94,36 @@ fn the_last_run_ran_every_bench_and_says_whether_each_goal_is_met() {
     }
 }
 
-#[test]
-fn the_bench_scripts_parse_and_stop_nothing_by_name() {
-    let dir = workspace_root().join("tests/bench");
-    let scripts: Vec<PathBuf> = fs::read_dir(&dir)
+/// The files of `tests/bench` whose names end in `.ext`.
+fn bench_files(ext: &str) -> Vec<PathBuf> {
+    fs::read_dir(workspace_root().join("tests/bench"))
         .expect("tests/bench")
         .map(|entry| entry.expect("a directory entry").path())
-        .filter(|path| path.extension().is_some_and(|e| e == "sh"))
-        .collect();
+        .filter(|path| path.extension().is_some_and(|e| e == ext))
+        .collect()
+}
+
+/// Runs `program` with `args` and then `file`, and fails with its stderr unless it succeeds.
+fn check_with(program: &str, args: &[&str], file: &PathBuf) {
+    let ran = Command::new(program)
+        .args(args)
+        .arg(file)
+        .output()
+        .unwrap_or_else(|error| panic!("{program} runs: {error}"));
+    assert!(
+        ran.status.success(),
+        "{}: {}",
+        file.display(),
+        String::from_utf8_lossy(&ran.stderr)
+    );
+}
+
+#[test]
+fn the_bench_scripts_parse_and_stop_nothing_by_name() {
+    let scripts = bench_files("sh");
     assert!(scripts.len() >= 7, "the bench scripts: {scripts:?}");
     for script in scripts {
-        let parsed = Command::new("bash")
-            .arg("-n")
-            .arg(&script)
-            .output()
-            .expect("bash runs");
-        assert!(
-            parsed.status.success(),
-            "{}: {}",
-            script.display(),
-            String::from_utf8_lossy(&parsed.stderr)
-        );
+        check_with("bash", &["-n"], &script);
         let text = fs::read_to_string(&script).expect("readable");
         for word in ["pkill", "killall"] {
             let by_name = text
@@ -131,26 +140,11 @@ fn the_bench_scripts_parse_and_stop_nothing_by_name() {
 
 #[test]
 fn the_bench_helpers_in_python_compile() {
-    let dir = workspace_root().join("tests/bench");
-    let helpers: Vec<PathBuf> = fs::read_dir(&dir)
-        .expect("tests/bench")
-        .map(|entry| entry.expect("a directory entry").path())
-        .filter(|path| path.extension().is_some_and(|e| e == "py"))
-        .collect();
+    let helpers = bench_files("py");
     assert!(helpers.len() >= 3, "the bench helpers: {helpers:?}");
     for helper in helpers {
         // compile() only: py_compile would leave __pycache__ in the checkout.
-        let compiled = Command::new("python3")
-            .arg("-c")
-            .arg("import sys; compile(open(sys.argv[1]).read(), sys.argv[1], 'exec')")
-            .arg(&helper)
-            .output()
-            .expect("python3 runs");
-        assert!(
-            compiled.status.success(),
-            "{}: {}",
-            helper.display(),
-            String::from_utf8_lossy(&compiled.stderr)
-        );
+        let compile = "import sys; compile(open(sys.argv[1]).read(), sys.argv[1], 'exec')";
+        check_with("python3", &["-c", compile], &helper);
     }
 }
