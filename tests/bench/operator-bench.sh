@@ -290,8 +290,7 @@ operator_round() { # ROUND
   delete_all "/apis/kafkashock.io/v1alpha1/namespaces/$NS/kafkafaults"
   watched_since "$t0"
   echo "$watched" >>"$WORK/teardown"
-  # The faults' Events too: kept for their hour, they would make every later request dearer
-  # (the API server holds each stored object in its watch cache, and its garbage collector scans them).
+  # The faults' Events too (the API server keeps them an hour): what a round made, it removes.
   delete_all "/api/v1/namespaces/$NS/events"
   echo "round $1: teardown (pods, then faults deleted) until every fault and injection is gone: $(tail -1 "$WORK/teardown")s;" \
     "operator totals: peak RSS $(peak_rss_mib "$operator_pid") MiB, CPU $(cpu_seconds "$operator_pid") s" | tee -a "$WORK/log"
