@@ -12,8 +12,9 @@ kind the operator makes to reach steady state, and the API server's CPU for them
   event       create of an Event about a KafkaFault
 Prints "KIND MILLISECONDS_PER_REQUEST" per kind; deletes what it made.
 
-Why: the operator's steady state cannot be shorter than the API server's CPU for the requests
-it needs, spread over the machine's cores; these costs, times the requests, say how long that is.
+Why: the operator's steady state is mostly the API server's CPU for the requests it needs;
+these costs, times the requests, say how dear they are on this machine in this run. Measured
+alone they include the API server's background work, so they are no floor.
 """
 import json
 import os
