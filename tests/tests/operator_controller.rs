@@ -293,7 +293,7 @@ fn a_fault_gets_one_injection_per_ready_pod_and_rolls_up_to_active() {
     assert_eq!(
         stored["metadata"]["finalizers"],
         json!(["kafkashock.io/cleanup"]),
-        "the operator's own finalizer, as there is no garbage collector"
+        "the operator's own finalizer: the fault stays until its rules are gone"
     );
     let pods = json_of(lab.kubectl().args(["get", "pods", "-n", PODS]));
     for injection in &created {

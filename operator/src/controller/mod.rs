@@ -9,10 +9,12 @@
 //! is gone, so no agent ever will — released from the agent's finalizer; then the rolled-up
 //! status, when it changed, and an Event per transition.
 //!
-//! The lab (and any cluster without kube-controller-manager) has no garbage collector, so an
-//! ownerReference alone would leave injections behind: each fault carries [`FAULT_FINALIZER`],
-//! and is let go only once every one of its injections is gone, that is once the agents have
-//! removed its rules.
+//! An ownerReference alone is not enough: the garbage collector deletes the injections only
+//! after the fault is gone (or never, on a cluster without kube-controller-manager, or when the
+//! fault is deleted with `--cascade=orphan`), so the fault would vanish while its rules still
+//! hold. Each fault carries [`FAULT_FINALIZER`] and is let go only once every one of its
+//! injections is gone, that is once the agents have removed its rules: `kubectl delete` of a
+//! fault returns when the fault has ended.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
