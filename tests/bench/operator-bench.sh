@@ -284,14 +284,18 @@ operator_round() { # ROUND
   fi
 
   watch_until "$NS" gone
+  from=$(audit_mark)
   t0=$(now)
   delete_all "/api/v1/namespaces/$NS/pods?gracePeriodSeconds=0"
   delete_all "/apis/kafkashock.io/v1alpha1/namespaces/$NS/kafkafaults"
   watched_since "$t0"
   echo "$watched" >>"$WORK/teardown"
+  requests=$(audit_requests "$from" "$OPERATOR_USER")
+  echo "${requests%% *}" >>"$WORK/teardown-requests"
   # The faults' Events too (the API server keeps them an hour): what a round made, it removes.
   delete_all "/api/v1/namespaces/$NS/events"
   echo "round $1: teardown (pods, then faults deleted) until every fault and injection is gone: $(tail -1 "$WORK/teardown")s;" \
+    "API requests $requests;" \
     "operator totals: peak RSS $(peak_rss_mib "$operator_pid") MiB, CPU $(cpu_seconds "$operator_pid") s" | tee -a "$WORK/log"
   kill -INT "$operator_pid"
   wait "$operator_pid"
@@ -356,7 +360,7 @@ echo "operator CPU: $(mmm "$WORK/cpu" 1) s; peak RSS $(mmm "$WORK/rss" 1) MiB;" 
 echo "API server CPU: operator $(mmm "$WORK/apiserver" 1) s, peer $(mmm "$WORK/peer-apiserver" 1) s;" \
   "etcd CPU: operator $(mmm "$WORK/etcd" 1) s; API server, etcd and operator CPU over $CORES cores: $(mmm "$WORK/work" 1) s;" \
   "machine busy: operator $(mmm "$WORK/busy" 1) %, peer $(mmm "$WORK/peer-busy" 1) % of all cores"
-echo "teardown: $(mmm "$WORK/teardown" 1) s"
+echo "teardown: $(mmm "$WORK/teardown" 1) s; API requests $(mmm "$WORK/teardown-requests" 1)"
 echo "API server CPU per request alone: injection apply $(cost injection) ms, fault finalizer $(cost finalizer) ms," \
   "fault status $(cost status) ms, Event $(cost event) ms: for the operator's $expected + 3 x $FAULTS requests," \
   "$(cat "$WORK/costed") s over $CORES cores"
@@ -374,4 +378,5 @@ figure operator "API server, etcd and operator CPU to steady state, spread evenl
 figure operator "machine busy to steady state, all cores (/proc/stat)" % "$WORK/busy" 1 \
   "machine busy during the peer's apply" "$WORK/peer-busy" 1
 figure operator "teardown: pods then faults deleted, to every fault and injection gone" s "$WORK/teardown" 1
+figure operator "API requests during teardown (audit log)" requests "$WORK/teardown-requests" 1
 figure operator "API server CPU for the operator's requests, each kind costed alone, one at a time (injection apply $(cost injection) ms, fault finalizer $(cost finalizer) ms, fault status $(cost status) ms, Event $(cost event) ms), spread over $CORES cores" s "$WORK/costed" 1

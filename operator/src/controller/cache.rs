@@ -11,12 +11,15 @@
 //!
 //! The faults' own store can lag the same way: [`Written`] keeps the status the operator last
 //! wrote to each fault, so a reconcile handed the fault as it was before that write neither
-//! writes the same status again nor publishes its Events twice.
+//! writes the same status again nor publishes its Events twice; and which deleted faults it has
+//! let go, so a copy from before that does not list their injections and remove the finalizer
+//! a second time (a 404, and a failed reconcile, for each of a thousand faults deleted at once).
 
 use std::{
     borrow::Cow,
     collections::HashMap,
     sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
 };
 
 use futures::{FutureExt, StreamExt, stream::BoxStream};
@@ -195,19 +198,34 @@ impl Cache {
     }
 }
 
-/// The status this operator last wrote to each fault, by the fault's UID. Only the operator
-/// writes a fault's status, so that one is the newest, even when the faults' watch has not
-/// delivered it yet. Kept while the operator runs; a restarted operator starts from the
-/// statuses it reads.
+/// What this operator last did to each fault, by the fault's UID: the status it wrote, or that
+/// it let the deleted fault go. Only the operator writes a fault's status, so that one is the
+/// newest, even when the faults' watch has not delivered it yet; a fault let go has no
+/// injection left and loses its finalizer once, whatever older copies the store still hands
+/// out. Kept while the operator runs; a restarted operator starts from what it reads.
 #[derive(Debug, Default)]
-pub struct Written(Mutex<HashMap<String, KafkaFaultStatus>>);
+pub struct Written(Mutex<HashMap<String, Last>>);
+
+/// The last thing the operator did to one fault.
+#[derive(Debug, Clone)]
+enum Last {
+    /// It wrote this status (boxed: most faults of a mass deletion are only let go).
+    Status(Box<KafkaFaultStatus>),
+    /// It let the deleted fault go (removed its finalizer) at this instant.
+    LetGo(Instant),
+}
+
+/// How long a fault let go is remembered: far longer than a stale copy takes to leave the
+/// controller's queue, short enough that a day of churn costs no memory.
+const LET_GO_KEPT: Duration = Duration::from_secs(600);
 
 impl Written {
     /// `fault` with the newest status: the one last written, if the fault shows another.
     pub fn newest<'a>(&self, fault: &'a KafkaFault) -> Cow<'a, KafkaFault> {
-        let known = fault
-            .uid()
-            .and_then(|uid| self.statuses().get(&uid).cloned());
+        let known = fault.uid().and_then(|uid| match self.lasts().get(&uid) {
+            Some(Last::Status(status)) => Some(KafkaFaultStatus::clone(status)),
+            _ => None,
+        });
         match known {
             Some(status) if fault.status.as_ref() != Some(&status) => {
                 let mut newer = fault.clone();
@@ -221,19 +239,73 @@ impl Written {
     /// `status` was written to `fault`.
     pub fn remember(&self, fault: &KafkaFault, status: &KafkaFaultStatus) {
         if let Some(uid) = fault.uid() {
-            self.statuses().insert(uid, status.clone());
+            self.lasts()
+                .insert(uid, Last::Status(Box::new(status.clone())));
         }
     }
 
-    /// `fault` is gone.
-    pub fn forget(&self, fault: &KafkaFault) {
+    /// `fault` was let go: every injection gone, its finalizer removed.
+    pub fn let_go(&self, fault: &KafkaFault) {
+        self.let_go_at(fault, Instant::now());
+    }
+
+    fn let_go_at(&self, fault: &KafkaFault, now: Instant) {
+        let mut lasts = self.lasts();
+        lasts.retain(|_, last| match last {
+            Last::LetGo(at) => now.saturating_duration_since(*at) < LET_GO_KEPT,
+            Last::Status(_) => true,
+        });
         if let Some(uid) = fault.uid() {
-            self.statuses().remove(&uid);
+            lasts.insert(uid, Last::LetGo(now));
         }
     }
 
-    fn statuses(&self) -> std::sync::MutexGuard<'_, HashMap<String, KafkaFaultStatus>> {
-        // A panic elsewhere leaves the map consistent: every change is one insert or remove.
+    /// Whether `fault` was let go already (then a copy of it is older than that).
+    pub fn was_let_go(&self, fault: &KafkaFault) -> bool {
+        fault
+            .uid()
+            .is_some_and(|uid| matches!(self.lasts().get(&uid), Some(Last::LetGo(_))))
+    }
+
+    fn lasts(&self) -> std::sync::MutexGuard<'_, HashMap<String, Last>> {
+        // A panic elsewhere leaves the map consistent: every change is one insert or retain.
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::targets::tests::fault;
+
+    fn with_uid(uid: &str) -> KafkaFault {
+        let mut fault = fault("All", None);
+        fault.metadata.uid = Some(uid.into());
+        fault
+    }
+
+    #[test]
+    fn a_fault_let_go_is_remembered_for_a_while_then_forgotten() {
+        let written = Written::default();
+        let (old, new) = (with_uid("old"), with_uid("new"));
+        let start = Instant::now();
+        written.let_go_at(&old, start);
+        assert!(written.was_let_go(&old));
+        assert!(!written.was_let_go(&new));
+        // Another fault let go after the first has been kept long enough drops the first.
+        written.let_go_at(&new, start + LET_GO_KEPT);
+        assert!(!written.was_let_go(&old));
+        assert!(written.was_let_go(&new));
+    }
+
+    #[test]
+    fn letting_a_fault_go_replaces_its_status() {
+        let written = Written::default();
+        let fault = with_uid("a");
+        written.remember(&fault, &KafkaFaultStatus::default());
+        assert!(!written.was_let_go(&fault));
+        written.let_go(&fault);
+        assert!(written.was_let_go(&fault));
+        assert!(matches!(written.newest(&fault), Cow::Borrowed(_)));
     }
 }

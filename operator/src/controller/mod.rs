@@ -197,12 +197,20 @@ pub async fn reconcile(fault: Arc<KafkaFault>, ctx: Arc<Context>) -> Result<Acti
         debug!(fault = %fault.name_any(), "the cache is not filled yet");
         return Ok(Action::requeue(CACHE_WAIT));
     }
+    // Deleted, holding the operator's finalizer: the finalizer helper cleans up, then lets go.
+    let letting_go = fault.metadata.deletion_timestamp.is_some()
+        && fault.finalizers().iter().any(|f| f == FAULT_FINALIZER);
+    if letting_go && ctx.written.was_let_go(&fault) {
+        // A copy from before this operator let it go, queued meanwhile: nothing is left to do.
+        return Ok(Action::await_change());
+    }
     let started = std::time::Instant::now();
     let namespace = fault
         .namespace()
         .ok_or(InjectionError::MissingMetadata("namespace"))?;
     let span = info_span!("reconcile", fault = %fault.name_any(), %namespace);
     let faults: Api<KafkaFault> = Api::namespaced(ctx.client.clone(), &namespace);
+    let deleted = fault.clone();
     let result = finalizer(&faults, FAULT_FINALIZER, fault, |event| async {
         match event {
             finalizer::Event::Apply(fault) => apply(&fault, &ctx).await,
@@ -213,7 +221,20 @@ pub async fn reconcile(fault: Arc<KafkaFault>, ctx: Arc<Context>) -> Result<Acti
     .await;
     ctx.metrics.reconciled(started.elapsed());
     match result {
-        Ok(action) => Ok(action),
+        Ok(action) => {
+            if letting_go {
+                // Cleaned up and the finalizer removed: the helper reports either failing.
+                ctx.written.let_go(&deleted);
+            }
+            Ok(action)
+        }
+        Err(finalizer::Error::RemoveFinalizer(kube::Error::Api(status)))
+            if status.is_not_found() =>
+        {
+            // Gone already: let go by an earlier pass whose copy this was not.
+            ctx.written.let_go(&deleted);
+            Ok(Action::await_change())
+        }
         Err(finalizer::Error::CleanupFailed(Error::InjectionsRemain { remaining })) => {
             debug!(remaining, "deleted fault waits for its agents");
             Ok(Action::requeue(RECOVERY_POLL))
@@ -258,7 +279,6 @@ async fn cleanup(fault: &KafkaFault, ctx: &Context) -> Result<Action, Error> {
         });
     }
     ctx.metrics.forget(&key(fault));
-    ctx.written.forget(fault);
     info!(fault = %fault.name_any(), "every injection is gone; releasing the fault");
     Ok(Action::await_change())
 }
@@ -466,9 +486,9 @@ fn key(fault: &KafkaFault) -> String {
 /// Runs the controller until SIGTERM or SIGINT: KafkaFaults, the injections they own, and the
 /// pods and nodes that decide their targets; faults outside `rails` are reported, not injected.
 pub async fn run(client: Client, metrics: Arc<Metrics>, concurrency: u16, rails: GuardRails) {
-    // The lab has no kubelet or controller-manager: a pod's status is written once and never
-    // refreshed, and nodes send no heartbeats. So nothing here waits for a status to change or
-    // reads heartbeats; the initial lists may come from the API server's watch cache.
+    // The initial lists may come from the API server's watch cache (no quorum read of etcd per
+    // list): the watches that follow bring the stores up to date, and a deleted fault lets go
+    // only after listing its injections from the API server itself (see `sync`).
     let config = watcher::Config::default().any_semantic();
     let controller = Controller::new(Api::<KafkaFault>::all(client.clone()), config.clone());
     let faults = controller.store();
