@@ -12,7 +12,7 @@ use http::Method;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kafka_shock_crds::KafkaFaultInjection;
 use kafka_shock_crds::{FAULT_FINALIZER, FaultPhase, KafkaFault, fault::conditions};
-use kafka_shock_daemon::mock::{ApiServer, api_server};
+use kafka_shock_daemon::mock::{ApiServer, Call, api_server};
 use kube::{core::PartialObjectMeta, runtime::controller::Action};
 use serde_json::{Value, json};
 
@@ -119,6 +119,15 @@ where
     result.expect("reconcile failed")
 }
 
+/// The JSON patch of the test fault's finalizers, which must be `body`.
+async fn finalizer_patch(server: &mut ApiServer, body: Value) -> Call {
+    let call = server
+        .expect(Method::PATCH, &format!("{FAULTS}/reset-orders"))
+        .await;
+    assert_eq!(call.body, body);
+    call
+}
+
 /// The test fault, stored with the operator's finalizer.
 fn finalized(mut fault: KafkaFault) -> KafkaFault {
     fault.metadata.finalizers = Some(vec![FAULT_FINALIZER.into()]);
@@ -146,16 +155,11 @@ fn stored(mut injection: Value, status: Value) -> Value {
 #[tokio::test]
 async fn a_new_fault_first_gets_the_operators_finalizer() {
     let action = run(fault("All", None), |mut server| async move {
-        let call = server
-            .expect(Method::PATCH, &format!("{FAULTS}/reset-orders"))
-            .await;
-        assert_eq!(
-            call.body,
-            json!([
-                {"op": "test", "path": "/metadata/finalizers", "value": null},
-                {"op": "add", "path": "/metadata/finalizers", "value": [FAULT_FINALIZER]},
-            ])
-        );
+        let add = json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": [FAULT_FINALIZER]},
+        ]);
+        let call = finalizer_patch(&mut server, add).await;
         call.answer(serde_json::to_value(finalized(fault("All", None))).unwrap());
     })
     .await;
@@ -453,7 +457,7 @@ fn deleted_with_pods_gone() -> (KafkaFault, Vec<Value>, Arc<Context>, ApiServer)
 async fn lets_everything_go(
     mut server: ApiServer,
     injections: Vec<Value>,
-    finalizer_removed: impl FnOnce(kafka_shock_daemon::mock::Call),
+    finalizer_removed: impl FnOnce(Call),
 ) {
     list_injections(&mut server, &injections).await;
     for injection in &injections {
@@ -478,42 +482,35 @@ async fn lets_everything_go(
     );
     call.answer(stored_fault());
     assert_eq!(event(&mut server).await, "Recovered");
-    let call = server
-        .expect(Method::PATCH, &format!("{FAULTS}/reset-orders"))
-        .await;
-    assert_eq!(
-        call.body,
-        json!([
-            {"op": "test", "path": "/metadata/finalizers/0", "value": FAULT_FINALIZER},
-            {"op": "remove", "path": "/metadata/finalizers/0"},
-        ])
-    );
-    finalizer_removed(call);
+    let remove = json!([
+        {"op": "test", "path": "/metadata/finalizers/0", "value": FAULT_FINALIZER},
+        {"op": "remove", "path": "/metadata/finalizers/0"},
+    ]);
+    finalizer_removed(finalizer_patch(&mut server, remove).await);
+}
+
+/// A deleted fault whose pods are gone is let go (the finalizer removal answered
+/// `finalizer_removed`); then a copy of it from before that, still queued (a thousand faults
+/// deleted at once leave many), makes no list and no second finalizer removal, which would
+/// find it gone. (Any request would fail: ctx's API server is gone with the first scenario.)
+async fn lets_go_once(finalizer_removed: impl FnOnce(Call) + Send + 'static) {
+    let (deleting, injections, ctx, server) = deleted_with_pods_gone();
+    let scenario = |server| lets_everything_go(server, injections, finalizer_removed);
+    let action = run_in(ctx.clone(), server, deleting.clone(), scenario).await;
+    assert_eq!(action, Action::await_change());
+    let action = run_in(ctx, api_server().1, deleting, |_| async {}).await;
+    assert_eq!(action, Action::await_change());
 }
 
 #[tokio::test]
 async fn a_deleted_fault_whose_pods_are_gone_releases_everything_and_goes() {
-    let (deleting, injections, ctx, server) = deleted_with_pods_gone();
-    let scenario =
-        |server| lets_everything_go(server, injections, |call| call.answer(stored_fault()));
-    let action = run_in(ctx.clone(), server, deleting.clone(), scenario).await;
-    assert_eq!(action, Action::await_change());
-    // A copy of the fault from before that, still queued (a thousand faults deleted at once
-    // leave many): no list and no second finalizer removal, which would find it gone. (Any
-    // request would fail: ctx's API server is gone with the scenario.)
-    let action = run_in(ctx, api_server().1, deleting, |_| async {}).await;
-    assert_eq!(action, Action::await_change());
+    lets_go_once(|call| call.answer(stored_fault())).await;
 }
 
 #[tokio::test]
 async fn a_fault_gone_before_its_finalizer_is_removed_is_let_go_not_failed() {
     // Let go by a pass this operator did not see succeed: the removal finds it gone.
-    let (deleting, injections, ctx, server) = deleted_with_pods_gone();
-    let scenario = |server| lets_everything_go(server, injections, |call| call.not_found());
-    let action = run_in(ctx.clone(), server, deleting.clone(), scenario).await;
-    assert_eq!(action, Action::await_change());
-    let action = run_in(ctx, api_server().1, deleting, |_| async {}).await;
-    assert_eq!(action, Action::await_change());
+    lets_go_once(Call::not_found).await;
 }
 
 #[tokio::test]
