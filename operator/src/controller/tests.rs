@@ -91,14 +91,19 @@ async fn run_within<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let (client, server) = api_server();
-    let ctx = Arc::new(Context::new(
-        client,
-        Arc::new(Metrics::default()),
-        rails,
-        cache,
-    ));
+    let (ctx, server) = context(rails, cache);
     run_in(ctx, server, fault, scenario).await
+}
+
+/// A context with the installation's guard rails `rails`, in the cluster `cache` holds, and the
+/// mocked API server its client talks to.
+fn context(rails: GuardRails, cache: Cache) -> (Arc<Context>, ApiServer) {
+    let (client, server) = api_server();
+    let metrics = Arc::new(Metrics::default());
+    (
+        Arc::new(Context::new(client, metrics, rails, cache)),
+        server,
+    )
 }
 
 /// One reconcile of `fault` with `ctx`, whose client `server` answers as `scenario` says.
@@ -273,14 +278,8 @@ async fn an_unchanged_world_costs_no_request() {
 #[tokio::test]
 async fn nothing_is_decided_before_the_cache_is_filled() {
     // An empty store would read as "no pods": the fault's injections would be deleted.
-    let (client, _server) = api_server();
-    let ctx = Context::new(
-        client,
-        Arc::new(Metrics::default()),
-        GuardRails::default(),
-        Cache::unfilled(),
-    );
-    let action = reconcile(Arc::new(finalized(fault("All", None))), Arc::new(ctx))
+    let (ctx, _server) = context(GuardRails::default(), Cache::unfilled());
+    let action = reconcile(Arc::new(finalized(fault("All", None))), ctx)
         .await
         .expect("a requeue, not an error");
     assert_eq!(action, Action::requeue(CACHE_WAIT));
@@ -440,14 +439,7 @@ fn deleted_with_pods_gone() -> (KafkaFault, Vec<Value>, Arc<Context>, ApiServer)
     let (deleting, injections) = deleting_with_active_injections();
     let injections: Vec<Value> = injections.into_iter().map(terminating).collect();
     let nodes_only = Cache::filled(vec![], nodes(&brokers()), vec![]);
-    let (client, server) = api_server();
-    let metrics = Arc::new(Metrics::default());
-    let ctx = Arc::new(Context::new(
-        client,
-        metrics,
-        GuardRails::default(),
-        nodes_only,
-    ));
+    let (ctx, server) = context(GuardRails::default(), nodes_only);
     (deleting, injections, ctx, server)
 }
 
@@ -518,13 +510,7 @@ async fn a_fault_older_than_the_status_written_to_it_gets_no_second_write() {
     // The injections are in place (the cache shows them) and the status is written once...
     let (_, Recorded { injections, .. }) = first_reconcile().await;
 
-    let (client, mut server) = api_server();
-    let ctx = Arc::new(Context::new(
-        client,
-        Arc::new(Metrics::default()),
-        GuardRails::default(),
-        cache(brokers(), &injections),
-    ));
+    let (ctx, mut server) = context(GuardRails::default(), cache(brokers(), &injections));
     let stale = finalized(fault("All", None));
     let writes = tokio::spawn(async move {
         let call = server
